@@ -1,0 +1,159 @@
+"""``nw2 ingest``: recordings -> window store, every input accounted for in the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import __version__, samples
+from pipeline.errors import Nw2Error
+from pipeline.executor import executor
+from pipeline.pieces import FilePlan, InputFile, plan_file, process_piece, spec_fingerprint
+from pipeline.readers.base import ReadOptions
+from pipeline.spec import IngestSpec, SourceSpec
+from pipeline.store import SCHEMA_VERSION, Store
+from pipeline.windows import DROP_REASONS
+
+_GLOB = re.compile(r"[*?\[]")
+#: Files that a WFDB header brings along: taken through the header, never read on their own.
+_WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ecg", ".xws", ".ann")
+
+
+@dataclass
+class IngestResult:
+    store: str
+    manifest: list[dict]
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.manifest if e["status"] == status)
+
+    @property
+    def windows(self) -> int:
+        return sum(e["windows"] for e in self.manifest)
+
+
+def _read_options(src: SourceSpec, path: Path, base: Path) -> ReadOptions:
+    registry = {}
+    if src.sample:
+        registry = dict(samples.lookup(src.sample).options)
+    given = {f.name: getattr(src, f.name) for f in dataclasses.fields(ReadOptions)
+             if hasattr(src, f.name) and getattr(src, f.name) not in (None, {})}
+    merged = {**registry, **given}
+    merged["dataset"] = src.dataset
+    if "columns" in merged and merged["columns"] is not None:
+        merged["columns"] = tuple(merged["columns"])
+    if src.subject_pattern and "subject" not in given:
+        rel = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.as_posix()
+        match = re.search(src.subject_pattern, rel)
+        if match:
+            merged["subject"] = match.group(1) if match.groups() else match.group(0)
+    return ReadOptions(**merged)
+
+
+def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
+    """Expand each source into files; sources that name nothing become manifest entries."""
+    base = Path(spec.base_dir)
+    inputs, problems = [], []
+    for src in spec.sources:
+        if src.sample:
+            path = samples.fetch([src.sample])[src.sample]
+            fmt = src.format if src.format != "auto" else samples.lookup(src.sample).format
+            inputs.append(InputFile(str(path), f"sample:{src.sample}", fmt, _read_options(src, path, base), src.channels))
+            continue
+        for pattern in src.paths:
+            found = _expand(base, pattern)
+            if not found:
+                what = "matches no file" if _GLOB.search(pattern) else (
+                    "is an empty folder" if (base / pattern).is_dir() else "does not exist")
+                problems.append(_entry(pattern, src.dataset, "failed", f"{pattern} {what}"))
+            for path in found:
+                display = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
+                inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base), src.channels))
+    return inputs, problems
+
+
+def _expand(base: Path, pattern: str) -> list[Path]:
+    target = base / pattern
+    if _GLOB.search(pattern):
+        files = [Path(p) for p in glob.glob(str(target), recursive=True)]
+    elif target.is_dir():
+        files = [p for p in target.rglob("*") if not any(part.startswith(".") for part in p.relative_to(target).parts)]
+    elif target.exists():
+        return [target.resolve()]
+    else:
+        return []
+    files = sorted(p.resolve() for p in files if p.is_file())
+    headers = {p.with_suffix("") for p in files if p.suffix == ".hea"}
+    return [p for p in files if not (p.suffix.lower() in _WFDB_COMPANIONS and p.with_suffix("") in headers)]
+
+
+def _entry(path: str, dataset: str, status: str, reason: str, **extra) -> dict:
+    entry = {"path": path, "dataset": dataset, "status": status, "reason": reason, "sha256": "", "bytes": 0,
+             "format": "", "channels": [], "input_samples": 0, "windows": 0, "pieces": 0,
+             "dropped": {r: 0 for r in DROP_REASONS}}
+    entry.update(extra)
+    return entry
+
+
+def _merge(plan: FilePlan, results: list[dict]) -> dict:
+    """One manifest entry from a file's plan and the stats of its pieces."""
+    dropped = Counter({r: 0 for r in DROP_REASONS})
+    for stats in results:
+        dropped.update(stats["dropped"])
+    windows = sum(s["windows"] for s in results)
+    errors = [s["error"] for s in results if s["error"]]
+    status, reason = plan.status, plan.reason
+    if status == "planned":
+        if errors:
+            status, reason = "failed", f"{len(errors)} of {len(results)} pieces failed: {errors[0]}"
+        elif windows == 0:
+            status = "skipped"
+            reason = "all windows dropped by quality checks (" + ", ".join(
+                f"{r}: {n}" for r, n in dropped.items() if n) + ")"
+        else:
+            status = "ingested"
+    return _entry(plan.input.display, plan.input.opts.dataset, status, reason, sha256=plan.sha256,
+                  bytes=plan.size, format=plan.format, channels=plan.channels,
+                  input_samples=plan.input_samples, windows=windows, pieces=len(results), dropped=dict(dropped))
+
+
+def _check_store(store: Store, spec: IngestSpec, overwrite: bool) -> None:
+    if overwrite:
+        store.clear()
+        return
+    if store.exists("store.json"):
+        meta = store.read_json("store.json")
+        if meta.get("spec_fingerprint") != spec_fingerprint(spec):
+            raise Nw2Error(f"{store.url}: was built with other preprocessing, window or split settings; "
+                           "pass --overwrite to rebuild it or choose another --out")
+
+
+def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
+           overwrite: bool = False, progress: bool = True, log=None) -> IngestResult:
+    """Run the ingest stage and return the manifest. Files already ingested are skipped."""
+    store = Store(out)
+    _check_store(store, spec, overwrite)
+    store.write_json("store.json", {
+        "format": "nw2-window-store", "schema_version": SCHEMA_VERSION, "nw2_version": __version__,
+        "spec_fingerprint": spec_fingerprint(spec), "preprocess": dataclasses.asdict(spec.preprocess),
+        "windows": dataclasses.asdict(spec.windows), "split": dataclasses.asdict(spec.split)})
+    inputs, manifest = resolve_inputs(spec)
+    with executor(scheduler, workers, progress) as ex:
+        plans = ex.map(plan_file, inputs, desc="planning", spec=spec)
+        pieces = [p for plan in plans for p in plan.pieces]
+        results = ex.map(process_piece, pieces, desc="ingesting", spec=spec, store_url=store.url)
+    by_file: dict[str, list[dict]] = {}
+    for piece, stats in zip(pieces, results):
+        by_file.setdefault(piece.input.path, []).append(stats)
+    for plan in plans:
+        entry = _merge(plan, by_file.get(plan.input.path, []))
+        manifest.append(entry)
+        if log and entry["status"] == "failed":
+            log(f"{entry['path']}: {entry['reason']}")
+    manifest.sort(key=lambda e: (e["path"], e["dataset"]))
+    store.write_json("manifest.json", {"schema_version": SCHEMA_VERSION, "inputs": manifest})
+    return IngestResult(store.url, manifest)

@@ -1,0 +1,247 @@
+"""Corpus specs: YAML files that describe data, never code, loaded into frozen dataclasses.
+
+Unknown fields and wrong types are rejected with a message naming the field and the file. Paths in
+``sources`` are relative to the spec file. A source names either ``paths`` (files, folders or globs)
+or ``sample`` (a real recording from ``nw2 samples list``, fetched on demand).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import SpecError
+from pipeline.readers import FORMATS
+from pipeline.records import MODALITIES
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One group of input files that share a dataset name and reader options."""
+
+    dataset: str
+    """Dataset name stored in every row of these files."""
+    paths: tuple[str, ...] = ()
+    """Files, folders (searched recursively) or glob patterns, relative to the spec file."""
+    sample: str | None = None
+    """A registry sample (``nw2 samples list``) instead of paths; its reader options are filled in."""
+    format: str = "auto"
+    """Reader name or ``auto`` (extension and content)."""
+    fs: float | None = None
+    """Sampling rate for formats that carry none."""
+    modality: str | None = None
+    """Modality of every channel; default: guessed from channel names."""
+    unit: str | None = None
+    """Physical unit of every channel; default: from the file."""
+    channels: tuple[str, ...] | None = None
+    """Keep only these channels (names as the reader reports them)."""
+    columns: tuple[str, ...] | None = None
+    """Column names for headerless tables."""
+    time_column: str | None = None
+    """Column holding time stamps; gives the rate when ``fs`` is not set."""
+    label_column: str | None = None
+    """Column or key holding a per-sample label."""
+    delimiter: str | None = None
+    """CSV field separator; default: sniffed."""
+    has_header: bool | None = None
+    """Whether a CSV has a header row; default: sniffed."""
+    subject: str | None = None
+    """Subject id for every file of this source; default: from the file, else its stem."""
+    subject_pattern: str | None = None
+    """Regular expression on the file's relative path whose first group is the subject id."""
+    extra: dict = field(default_factory=dict)
+    """Format-specific reader options (see each reader's documentation)."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Per-channel signal preparation, applied before windowing."""
+
+    target_fs: float = 100.0
+    """Every channel is resampled to this rate (polyphase, anti-aliased)."""
+    bandpass: tuple[float, float] | None = None
+    """Zero-phase Butterworth band-pass ``[low, high]`` Hz; ``null`` for none."""
+    notch: float | None = None
+    """Mains notch frequency (50 or 60 Hz); ``null`` for none."""
+    clean: bool = True
+    """Cleaning: non-finite samples and outlier jumps become missing and are interpolated."""
+    outlier_range: float = 1.0
+    """A jump is a sample further from its 50 ms rolling median than this multiple of the channel's
+    0.5-99.5 percentile range: sparse physiological peaks (R waves) stay, electrode pops go."""
+    detrend: bool = True
+    """Remove a linear trend from each window."""
+    normalize: str = "zscore"
+    """Per-window normalization: ``zscore``, ``robust`` (median/IQR) or ``none``. Scale and offset
+    are stored so that ``physical = sample * scale + offset``."""
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Fixed-length windows and the quality checks that drop bad ones."""
+
+    length: int = 1024
+    """Window length in samples at ``target_fs``."""
+    stride: int = 1024
+    """Step between window starts in samples at ``target_fs``."""
+    max_missing: float = 0.2
+    """Drop a window when more than this fraction of samples is missing (NaN/inf); shorter gaps are
+    interpolated."""
+    max_flat: float = 0.5
+    """Drop a window when more than this fraction of it lies in constant runs of ``flat_run_s``."""
+    flat_run_s: float = 1.0
+    """Shortest constant stretch, in seconds at the source rate, counted as flat-lined."""
+    max_clipped: float = 0.2
+    """Drop a window when more than this fraction of samples sits at its minimum or maximum."""
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Subject-disjoint train/val/test assignment, a pure function of the subject key."""
+
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    """Changes the assignment; the same seed gives the same split on any machine."""
+    fixed: dict = field(default_factory=dict)
+    """``"dataset/subject": split`` overrides, for held-out subjects chosen by hand."""
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """A whole ``nw2 ingest`` run."""
+
+    name: str
+    sources: tuple[SourceSpec, ...]
+    preprocess: PreprocessSpec = PreprocessSpec()
+    windows: WindowSpec = WindowSpec()
+    split: SplitSpec = SplitSpec()
+    max_piece_samples: int = 4_000_000
+    """Work unit size: a file with more samples (all channels) is split by channels and time so one
+    huge file does not serialize the run."""
+    base_dir: str = "."
+    """Directory that relative paths are resolved against (the spec file's folder)."""
+
+
+def _convert(value, hint, where: str):
+    """Check ``value`` against a type hint, converting lists to tuples and ints to floats."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except SpecError as err:
+                errors.append(err)
+        raise errors[0]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where}: expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SpecError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint in (str, bool, dict):
+        if not isinstance(value, hint):
+            raise SpecError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type hint {hint}")  # a bug in this module, not user input
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SpecError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{where}: missing required field {f.name!r}")
+    return cls(**kwargs)
+
+
+def _validate(spec: IngestSpec, where: str) -> None:
+    if not spec.sources:
+        raise SpecError(f"{where}: sources is empty")
+    for i, src in enumerate(spec.sources):
+        at = f"{where}.sources[{i}]"
+        if bool(src.paths) == bool(src.sample):
+            raise SpecError(f"{at}: give exactly one of 'paths' or 'sample'")
+        if src.format not in FORMATS:
+            raise SpecError(f"{at}.format: {src.format!r} is not one of {', '.join(FORMATS)}")
+        if src.modality is not None and src.modality not in MODALITIES:
+            raise SpecError(f"{at}.modality: {src.modality!r} is not one of {', '.join(MODALITIES)}")
+        if src.fs is not None and src.fs <= 0:
+            raise SpecError(f"{at}.fs: must be positive")
+    pre, win, split = spec.preprocess, spec.windows, spec.split
+    if pre.target_fs <= 0:
+        raise SpecError(f"{where}.preprocess.target_fs: must be positive")
+    if pre.normalize not in ("zscore", "robust", "none"):
+        raise SpecError(f"{where}.preprocess.normalize: {pre.normalize!r} is not one of zscore, robust, none")
+    if pre.bandpass is not None and not 0 <= pre.bandpass[0] < pre.bandpass[1] < pre.target_fs / 2:
+        raise SpecError(f"{where}.preprocess.bandpass: needs 0 <= low < high < target_fs/2 = {pre.target_fs / 2}")
+    if pre.notch is not None and not 0 < pre.notch < pre.target_fs / 2:
+        raise SpecError(f"{where}.preprocess.notch: must lie below target_fs/2 = {pre.target_fs / 2}")
+    if win.length < 8 or win.stride < 1:
+        raise SpecError(f"{where}.windows: length must be >= 8 and stride >= 1")
+    for name in ("max_missing", "max_flat", "max_clipped"):
+        if not 0 <= getattr(win, name) <= 1:
+            raise SpecError(f"{where}.windows.{name}: must lie in [0, 1]")
+    fractions = (split.train, split.val, split.test)
+    if min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise SpecError(f"{where}.split: train, val and test must be >= 0 and sum to 1")
+    bad = [v for v in split.fixed.values() if v not in ("train", "val", "test")]
+    if bad:
+        raise SpecError(f"{where}.split.fixed: {bad[0]!r} is not one of train, val, test")
+
+
+def spec_from_dict(data: dict, where: str = "spec", base_dir: str | Path = ".") -> IngestSpec:
+    """Build and validate a spec from a mapping (parsed YAML)."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping at the top level")
+    data = dict(data)
+    data.setdefault("base_dir", str(base_dir))
+    spec = _build(IngestSpec, data, where)
+    _validate(spec, where)
+    return spec
+
+
+def load_spec(path: str | Path) -> IngestSpec:
+    """Read a YAML spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return spec_from_dict(data, where=str(path), base_dir=path.parent.resolve())
