@@ -69,7 +69,7 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
             if not found:
                 what = "matches no file" if _GLOB.search(pattern) else (
                     "is an empty folder" if (base / pattern).is_dir() else "does not exist")
-                problems.append(_entry(pattern, src.dataset, "failed", f"{pattern} {what}"))
+                problems.append(_entry(pattern, src.dataset, "failed", what))
             for path in found:
                 display = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
                 inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base), src.channels))
@@ -149,11 +149,10 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
     by_file: dict[str, list[dict]] = {}
     for piece, stats in zip(pieces, results):
         by_file.setdefault(piece.input.path, []).append(stats)
-    for plan in plans:
-        entry = _merge(plan, by_file.get(plan.input.path, []))
-        manifest.append(entry)
-        if log and entry["status"] == "failed":
-            log(f"{entry['path']}: {entry['reason']}")
+    manifest += [_merge(plan, by_file.get(plan.input.path, [])) for plan in plans]
     manifest.sort(key=lambda e: (e["path"], e["dataset"]))
+    for entry in manifest:
+        if log and entry["status"] != "ingested":
+            log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
     store.write_json("manifest.json", {"schema_version": SCHEMA_VERSION, "inputs": manifest})
     return IngestResult(store.url, manifest)

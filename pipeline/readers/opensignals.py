@@ -30,8 +30,8 @@ def sniff(path, head: bytes) -> bool:
     return head.startswith(_MAGIC)
 
 
-def _header(path: Path) -> tuple[list[dict], int]:
-    """The devices' JSON headers and the number of header lines."""
+def _header(path: Path) -> list[dict]:
+    """The devices' JSON headers."""
     with open(path, "rb") as fh:
         lines = [fh.readline() for _ in range(3)]
     if not lines[0].startswith(_MAGIC):
@@ -42,7 +42,7 @@ def _header(path: Path) -> tuple[list[dict], int]:
         raise InputError(path, f"OpenSignals JSON header is not valid JSON ({err})") from None
     if not isinstance(meta, dict) or not meta:
         raise InputError(path, "OpenSignals JSON header names no device")
-    return list(meta.values()), 3
+    return list(meta.values())
 
 
 def _layout(devices: list[dict], path) -> list[tuple[int, str, str, float, dict]]:
@@ -73,9 +73,10 @@ def _start_time(dev: dict) -> datetime | None:
         return None
 
 
-def _data(path: Path, n_header: int) -> np.ndarray:
+def _data(path: Path) -> np.ndarray:
+    # Header lines start with '#', so polars skips them as comments.
     try:
-        df = pl.read_csv(path, separator="\t", has_header=False, skip_rows=n_header, comment_prefix="#",
+        df = pl.read_csv(path, separator="\t", has_header=False, comment_prefix="#",
                          infer_schema_length=1000)
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -96,7 +97,7 @@ def _modality(opts: ReadOptions, label: str, sensor: str) -> str:
 
 def probe(path, opts: ReadOptions) -> list[ChannelInfo]:
     path = Path(path)
-    devices, n_header = _header(path)
+    devices = _header(path)
     # Counting rows needs no parsing: one line per sample after the header.
     with open(path, "rb") as fh:
         n_rows = sum(1 for line in fh if line.strip() and not line.startswith(b"#"))
@@ -106,9 +107,8 @@ def probe(path, opts: ReadOptions) -> list[ChannelInfo]:
 
 def read(path, opts: ReadOptions, channels=None, start_s: float = 0.0, stop_s: float | None = None):
     path = Path(path)
-    devices, n_header = _header(path)
-    layout = _layout(devices, path)
-    data = _data(path, n_header)
+    layout = _layout(_header(path), path)
+    data = _data(path)
     records = []
     for index in select(channels, len(layout), path):
         col, label, sensor, fs, dev = layout[index]

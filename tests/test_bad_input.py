@@ -1,0 +1,102 @@
+"""Bad input: each file gets a one-line reason in the manifest and on stderr; the run goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def messy(sample, tmp_path_factory):
+    """A folder of broken and awkward files cut from real recordings, and a spec over it."""
+    root = tmp_path_factory.mktemp("messy")
+    data = root / "data"
+    data.mkdir()
+    ppg = np.loadtxt(sample("heartpy_ppg"))
+    edf = sample("supine_ecg").read_bytes()
+    (data / "truncated.edf").write_bytes(edf[: len(edf) // 3])
+    (data / "corrupt.edf").write_bytes(b"0       " + os.urandom(2000))
+    (data / "notes.xyz").write_text("not a recording\n")
+    (data / "short.csv").write_text("ppg\n" + "\n".join(str(v) for v in ppg[:300]) + "\n")
+    gappy = ppg.copy()
+    gappy[300:1400] = np.nan  # a sensor dropout that swallows whole windows
+    (data / "gappy.csv").write_text("ppg\n" + "\n".join("NaN" if np.isnan(v) else str(v) for v in gappy) + "\n")
+    (data / "constant.csv").write_text("ppg\n" + "\n".join(["512"] * 2483) + "\n")
+    ecg = np.load(sample("mitbih_208"))["ecg"]
+    np.savez(data / "unequal.npz", lead_a=ecg[:36000], lead_b=ecg[:18000], fs=360.0)
+    (data / "missing_target.edf").symlink_to(root / "nowhere.edf")
+    (root / "empty").mkdir()
+    spec = root / "messy.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: messy
+        sources:
+          - {dataset: messy, paths: [data/truncated.edf, data/corrupt.edf, data/notes.xyz, data/missing_target.edf]}
+          - {dataset: messy, paths: [data/short.csv, data/gappy.csv, data/constant.csv], fs: 100, modality: ppg}
+          - {dataset: messy, paths: [data/unequal.npz], modality: ecg}
+          - {dataset: messy, paths: [empty, "data/*.nothing"]}
+        windows: {length: 256, stride: 256}
+    """))
+    return root, spec
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_every_bad_input_is_named_and_recorded(messy):
+    root, spec = messy
+    out = root / "store"
+    result = run("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output  # something was ingested
+    entries = {e["path"]: e for e in json.loads((out / "manifest.json").read_text())["inputs"]}
+    status = {path: (e["status"], e["reason"]) for path, e in entries.items()}
+    assert status["data/truncated.edf"][0] == "failed"
+    assert status["data/corrupt.edf"][0] == "failed"
+    assert status["data/notes.xyz"] == ("failed", "unknown format (extension .xyz); name one with --format")
+    assert status["data/missing_target.edf"] == ("failed", "does not exist")
+    assert entries["data/short.csv"]["windows"] == 1  # 3 s hold one 2.56 s window
+    assert status["data/constant.csv"][0] == "skipped" and "flat" in status["data/constant.csv"][1]
+    gappy = entries["data/gappy.csv"]
+    assert gappy["status"] == "ingested" and gappy["dropped"]["missing"] >= 3
+    unequal = entries["data/unequal.npz"]
+    assert unequal["status"] == "ingested" and unequal["channels"] == ["lead_a", "lead_b"]
+    assert status["empty"] == ("failed", "is an empty folder")
+    assert status["data/*.nothing"] == ("failed", "matches no file")
+    # One line per input that was not ingested, naming it, its status and the reason.
+    for path, (state, reason) in status.items():
+        if state != "ingested":
+            assert f"{path}: {state}: {reason}\n" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_short_file_is_skipped_with_its_length(messy, tmp_path):
+    root, _ = messy
+    result = run("ingest", root / "data" / "short.csv", "--fs", "100", "--window", "1024", "--out", tmp_path / "s",
+                 "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 1  # nothing could be ingested
+    entry = json.loads((tmp_path / "s" / "manifest.json").read_text())["inputs"][0]
+    assert (entry["status"], entry["reason"]) == ("skipped", "shorter than one window (3.00 s < 10.24 s)")
+
+
+def test_strict_fails_on_any_failure(messy):
+    root, spec = messy
+    result = run("ingest", spec, "--out", root / "strict", "--scheduler", "sync", "--no-progress", "--strict")
+    assert result.exit_code == 1
+
+
+def test_unknown_spec_field_names_field_and_file(tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("name: x\nsources: [{dataset: a, sample: mitbih_208}]\nwindows: {lenght: 10}\n")
+    result = run("ingest", spec, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert f"{spec}.windows: unknown field 'lenght'" in result.output
+    assert not (tmp_path / "o").exists()  # nothing written on a spec error

@@ -1,0 +1,174 @@
+"""``nw2 ingest`` end to end through the CLI, on the real sample recordings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "corpus_specs" / "demo.yaml"
+runner = CliRunner()
+
+
+def nw2(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def tree_bytes(store: Path) -> dict[str, str]:
+    """Every file of a store and its hash, for byte-identity checks."""
+    return {p.relative_to(store).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def manifest(store: Path) -> dict[str, dict]:
+    return {e["path"]: e for e in json.loads((store / "manifest.json").read_text())["inputs"]}
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "store"
+    result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_demo_spec_builds_a_store_from_four_formats(demo_store):
+    entries = manifest(demo_store)
+    spec = load_spec(DEMO)
+    assert len(entries) == len(spec.sources)
+    ingested = {e["format"] for e in entries.values() if e["status"] == "ingested"}
+    assert {"numpy", "edf", "opensignals", "csv"} <= ingested
+    # The EDA sample is a real flat line (two distinct values in 29 s): dropped, and said so.
+    eda = entries["sample:eda_slow"]
+    assert eda["status"] == "skipped" and eda["dropped"]["flat"] > 0 and "flat" in eda["reason"]
+    table = pq.read_table(demo_store / "data")
+    assert table.num_rows == sum(e["windows"] for e in entries.values())
+    assert len(set(table["window_id"].to_pylist())) == table.num_rows
+    lengths = {len(s) for s in table["samples"].to_pylist()[:50]}
+    assert lengths == {spec.windows.length}
+
+
+def test_store_is_readable_without_nw2(demo_store):
+    """pyarrow, polars and DuckDB read the store in a fresh interpreter that never imports nw2."""
+    code = textwrap.dedent(f"""
+        import sys, duckdb, polars as pl, pyarrow.dataset as ds
+        store = {str(demo_store)!r}
+        n_arrow = ds.dataset(store + "/data", format="parquet").count_rows()
+        n_polars = pl.scan_parquet(store + "/data/*.parquet").select(pl.len()).collect().item()
+        n_duck = duckdb.sql(f"select count(*) from read_parquet('{{store}}/data/*.parquet')").fetchall()[0][0]
+        groups = duckdb.sql(f"select count(distinct group_id) from read_parquet('{{store}}/data/*.parquet')").fetchall()[0][0]
+        assert n_arrow == n_polars == n_duck > 0 and 0 < groups < n_arrow, (n_arrow, n_polars, n_duck, groups)
+        assert not any(m == "pipeline" or m.startswith("pipeline.") for m in sys.modules)
+        print(n_arrow)
+    """)
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr
+
+
+def test_groups_tie_channels_of_one_window(demo_store):
+    table = pq.read_table(demo_store / "data", columns=["group_id", "record", "channel", "start_s", "split", "subject"])
+    rows = table.to_pylist()
+    eeg = [r for r in rows if r["record"] == "S001R02"]
+    by_group = {}
+    for r in eeg:
+        by_group.setdefault(r["group_id"], set()).add(r["channel"])
+    assert max(len(v) for v in by_group.values()) == 64
+    # Subject-disjoint splits: one subject never lands in two splits.
+    splits = {}
+    for r in rows:
+        splits.setdefault(r["subject"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits.values())
+
+
+def test_normalization_keeps_the_scale(demo_store, sample):
+    table = pq.read_table(demo_store / "data", filters=[("dataset", "=", "mitbih")]).to_pylist()
+    row = min(table, key=lambda r: r["start_s"])
+    restored = np.asarray(row["samples"], np.float64) * row["scale"] + row["offset"]
+    assert abs(np.mean(row["samples"])) < 1e-4 and abs(np.std(row["samples"]) - 1) < 1e-3
+    assert row["unit"] == "mV" and 0.05 < row["scale"] < 5  # an ECG in millivolts
+    assert np.ptp(restored) == pytest.approx(np.ptp(row["samples"]) * row["scale"], rel=1e-5)
+
+
+def test_local_cluster_and_sync_give_identical_stores(demo_store, tmp_path):
+    out = tmp_path / "local"
+    result = nw2("ingest", DEMO, "--out", out, "--workers", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert tree_bytes(out) == tree_bytes(demo_store)
+
+
+def test_rerun_skips_and_an_interrupted_run_resumes(demo_store, tmp_path):
+    out = tmp_path / "store"
+    shutil.copytree(demo_store, out)
+    before = tree_bytes(out)
+    # A rerun finds every piece finished and rewrites nothing but the same manifest.
+    assert nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert tree_bytes(out) == before
+    # Simulate a run killed midway: half the pieces lost their part and marker, no manifest yet.
+    markers = sorted((out / "_progress").glob("*.json"))
+    for marker in markers[::2]:
+        part = out / "data" / f"part-{marker.stem}.parquet"
+        part.unlink(missing_ok=True)
+        marker.unlink()
+    (out / "manifest.json").unlink()
+    assert nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert tree_bytes(out) == before
+
+
+def test_changed_settings_need_overwrite(demo_store, tmp_path):
+    out = tmp_path / "store"
+    shutil.copytree(demo_store, out)
+    result = runner.invoke(app, ["ingest", str(DEMO), "--out", str(out), "--scheduler", "sync", "--window", "512"])
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--window", "512", "--stride", "512",
+                 "--overwrite", "--no-progress")
+    assert result.exit_code == 0
+    assert pq.read_table(out / "data", columns=["length"])["length"].to_pylist()[0] == 512
+
+
+def test_existing_dask_scheduler_on_loopback(sample, tmp_path):
+    from distributed import LocalCluster
+
+    path = sample("mitbih_208")
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        result = nw2("ingest", path, "--out", tmp_path / "remote", "--fs", "360", "--modality", "ecg",
+                     "--scheduler", cluster.scheduler_address, "--no-progress")
+    assert result.exit_code == 0, result.output
+    sync = nw2("ingest", path, "--out", tmp_path / "sync", "--fs", "360", "--modality", "ecg",
+               "--scheduler", "sync", "--no-progress")
+    assert sync.exit_code == 0
+    assert tree_bytes(tmp_path / "remote") == tree_bytes(tmp_path / "sync")
+
+
+def test_a_huge_file_is_split_into_pieces(sample, tmp_path):
+    spec = tmp_path / "split.yaml"
+    spec.write_text(textwrap.dedent(f"""
+        name: split
+        max_piece_samples: 50000
+        sources: [{{dataset: medical, sample: pyphysio_medical}}]
+    """))
+    whole = tmp_path / "spec_whole.yaml"
+    whole.write_text(spec.read_text().replace("50000", "4000000"))
+    assert nw2("ingest", spec, "--out", tmp_path / "a", "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert nw2("ingest", whole, "--out", tmp_path / "b", "--scheduler", "sync", "--no-progress").exit_code == 0
+    pieces = manifest(tmp_path / "a")["sample:pyphysio_medical"]["pieces"]
+    assert pieces > 4 and manifest(tmp_path / "b")["sample:pyphysio_medical"]["pieces"] == 1
+    a = pq.read_table(tmp_path / "a" / "data").sort_by("window_id")
+    b = pq.read_table(tmp_path / "b" / "data").sort_by("window_id")
+    assert a["window_id"].to_pylist() == b["window_id"].to_pylist()
+    # Pieces read 2 s beyond their windows, so filters settle; windows agree up to sub-sample alignment.
+    for xa, xb in zip(a["samples"].to_pylist()[::7], b["samples"].to_pylist()[::7]):
+        assert np.corrcoef(xa, xb)[0, 1] > 0.99

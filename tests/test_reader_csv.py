@@ -1,0 +1,93 @@
+"""CSV/TSV and OpenSignals readers on the real sample recordings."""
+
+import bz2
+import io
+
+import numpy as np
+import pytest
+
+from pipeline import samples
+from pipeline.errors import InputError
+from pipeline.readers import csv, detect_format, opensignals
+from pipeline.readers.base import ReadOptions
+
+
+def opts_of(name: str, **more) -> ReadOptions:
+    return ReadOptions(**{**samples.lookup(name).options, **more})
+
+
+def test_bz2_tsv_without_header_matches_numpy(sample):
+    path = sample("pyphysio_medical")
+    expected = np.loadtxt(io.BytesIO(bz2.decompress(path.read_bytes())))
+    records = csv.read(path, opts_of("pyphysio_medical"))
+    assert [r.channel for r in records] == ["ecg", "eda", "bvp", "resp"]
+    assert [r.modality for r in records] == ["ecg", "eda", "ppg", "resp"]
+    for i, rec in enumerate(records):
+        assert rec.fs == 2048.0
+        np.testing.assert_array_equal(rec.samples, expected[:, i])
+
+
+def test_time_span_and_channel_selection(sample):
+    path = sample("pyphysio_medical")
+    full = csv.read(path, opts_of("pyphysio_medical"), channels=[3])[0]
+    part = csv.read(path, opts_of("pyphysio_medical"), channels=[3], start_s=10.0, stop_s=12.5)[0]
+    assert part.channel == "resp" and part.offset_s == 10.0
+    np.testing.assert_array_equal(part.samples, full.samples[20480:25600])
+
+
+def test_rate_from_a_jittery_datetime_column(sample):
+    # data3 stamps ~100 Hz samples with a 15.6 ms clock: the median step would say 66.7 Hz.
+    info = csv.probe(sample("heartpy_ppg_long"), opts_of("heartpy_ppg_long"))
+    assert info[0].fs == pytest.approx(100.4, abs=0.1)
+    rec = csv.read(sample("heartpy_ppg_long"), opts_of("heartpy_ppg_long"))[0]
+    assert rec.start_time.year == 2016 and rec.modality == "ppg"
+
+
+def test_rate_from_millisecond_timer_and_labels(sample):
+    assert csv.probe(sample("heartpy_ppg_timer"), opts_of("heartpy_ppg_timer"))[0].fs == pytest.approx(117.0, abs=0.1)
+    recs = csv.read(sample("daphnet_s06r02"), opts_of("daphnet_s06r02"))
+    assert len(recs) == 9 and recs[0].fs == pytest.approx(64.0, abs=0.01)
+    assert recs[0].labels is not None and set(np.unique(recs[0].labels)) <= {0, 1}
+
+
+def test_headerless_csv_needs_a_rate(sample, tmp_path):
+    with pytest.raises(InputError, match="no sampling rate"):
+        csv.probe(sample("heartpy_ppg"), ReadOptions())
+    assert csv.probe(sample("heartpy_ppg"), ReadOptions(fs=100.0))[0].n_samples == 2483
+
+
+def test_non_numeric_column_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,x\n2,y\n")
+    with pytest.raises(InputError, match=r"bad.csv: column 'b' is not numeric"):
+        csv.probe(bad, ReadOptions(fs=10.0))
+
+
+@pytest.mark.parametrize("name,channel,fs,n", [
+    ("sync_acc", "XYZ_CH1", 1000.0, 40950),
+    ("resp_opensignals", "RESPIRATION_PORT1_CHN1", 1000.0, 60000),
+    ("bvp_opensignals", "BVP_CH1", 1000.0, 27300),
+    ("pyhrv_ecg", "ECG_A2", 1000.0, 22350),
+])
+def test_opensignals_header_gives_rate_and_channels(sample, name, channel, fs, n):
+    path = sample(name)
+    assert detect_format(path) == "opensignals"
+    rec = opensignals.read(path, ReadOptions())[0]
+    assert (rec.channel, rec.fs, rec.samples.size, rec.unit) == (channel, fs, n, "adc")
+    assert rec.modality == samples.lookup(name).modality
+    # The values are the last column of the tab-separated rows, as written.
+    rows = [ln.split("\t") for ln in path.read_text().splitlines() if not ln.startswith("#")]
+    col = len(rows[0]) - 2 if rows[0][-1] == "" else len(rows[0]) - 1
+    assert rec.samples[:100].tolist() == [float(r[col]) for r in rows[:100]] or name == "sync_acc"
+
+
+def test_opensignals_span_and_broken_header(sample, tmp_path):
+    path = sample("sync_acc")
+    full = opensignals.read(path, ReadOptions(), channels=[2])[0]
+    part = opensignals.read(path, ReadOptions(), channels=[2], start_s=1.5, stop_s=2.0)[0]
+    np.testing.assert_array_equal(part.samples, full.samples[1500:2000])
+    broken = tmp_path / "broken.txt"
+    lines = path.read_text().splitlines()
+    broken.write_text("\n".join([lines[0], "# {not json", *lines[2:50]]))
+    with pytest.raises(InputError, match="broken.txt: OpenSignals JSON header is not valid JSON"):
+        opensignals.probe(broken, ReadOptions())
