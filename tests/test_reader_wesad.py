@@ -183,6 +183,18 @@ def test_refuses_other_globals(tmp_path):
         wesad.read(path)
 
 
+def test_allowed_functions_cannot_be_modified(tmp_path):
+    reconstruct = wesad._numpy_core("multiarray", "_reconstruct")
+    module = reconstruct.__module__
+    # BUILD with a slot state does setattr(_reconstruct, "__module__", "evil") on a plain unpickler.
+    path = tmp_path / "build.pkl"
+    path.write_bytes(b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nN}X\n\x00\x00\x00__module__"
+                     b"X\x04\x00\x00\x00evils\x86b.")
+    with pytest.raises(InputError, match="corrupt pickle"):
+        wesad.read(path)
+    assert reconstruct.__module__ == module
+
+
 def test_truncated_or_empty_pickle(pkl, tmp_path):
     data = pkl.read_bytes()
     for cut in (len(data) // 2, 100, 3):

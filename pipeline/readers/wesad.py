@@ -27,8 +27,10 @@ mixes rates). ``subject`` defaults to the pickle's ``subject``, else the file st
 
 Security: a pickle can run arbitrary code when loaded. This reader unpickles with
 :class:`RestrictedUnpickler`, which resolves only the few globals NumPy arrays, dtypes and scalars
-need (plus ``set``/``frozenset``/``complex``/``bytearray`` and a latin-1-only ``_codecs.encode``);
-any other global in the stream stops the load with an :class:`InputError` before anything is called.
+need (plus ``set``/``frozenset``/``complex``/``bytearray`` and a latin-1-only ``_codecs.encode``,
+which Python 3 uses for ``bytes`` in protocol 2); any other global in the stream stops the load with an
+:class:`InputError` before anything is called. Functions are handed out wrapped in attribute-less
+proxies, so a stream cannot alter them (``BUILD`` sets attributes) for later loads either.
 The original pickles were written by Python 2, so strings are decoded as latin-1 (NumPy then takes the
 array buffers back as bytes).
 """
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import codecs
 import importlib
-import io
 import math
 import pickle
 from pathlib import Path
@@ -153,13 +154,16 @@ def load_pickle(path: str | Path):
     """Unpickle ``path`` with :class:`RestrictedUnpickler` (latin-1 strings, as Python 2 wrote them)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        fh = open(path, "rb")
     except OSError as err:
         raise InputError(path, f"cannot open ({err.strerror or err})") from None
-    if not data:
-        raise InputError(path, "empty file")
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        with fh:
+            if not fh.peek(1):
+                raise InputError(path, "empty file")
+            return RestrictedUnpickler(fh, encoding="latin1").load()
+    except InputError:
+        raise
     except RefusedGlobal as err:
         raise InputError(path, f"refusing to unpickle {err.qualname}: only NumPy arrays and builtin "
                                f"containers are allowed") from None
@@ -273,7 +277,7 @@ def probe(path: str | Path, opts: ReadOptions = ReadOptions()) -> list[ChannelIn
     path = Path(path)
     channels, _, _, _ = _layout(path, load_pickle(path), opts)
     return [ChannelInfo(c.name, c.fs, int(c.array.shape[0]), opts.modality or _modality(c),
-                        opts.unit if opts.unit is not None else UNITS.get(c.key, ""))
+                        opts.unit or UNITS.get(c.key, ""))
             for c in channels]
 
 
@@ -312,7 +316,7 @@ def read(path: str | Path, opts: ReadOptions = ReadOptions(), channels: list[int
         records.append(Record(
             dataset=opts.dataset, subject=opts.subject or subject or stem, record=opts.record or stem,
             channel=c.name, modality=opts.modality or _modality(c),
-            unit=opts.unit if opts.unit is not None else UNITS.get(c.key, ""), fs=c.fs,
+            unit=opts.unit or UNITS.get(c.key, ""), fs=c.fs,
             samples=np.ascontiguousarray(values), offset_s=span.start / c.fs, labels=rec_labels,
         ))
     return records
