@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
                                    time_slice)
+from pipeline.readers.table import TIME_NAMES, rate_from_time
 from pipeline.records import guess_modality
 
 FORMAT = "parquet"
@@ -165,26 +166,13 @@ def _seconds(path, array, column: str, opts: ReadOptions):
 
 
 def _fs_from_times(path, secs: np.ndarray, column: str) -> float:
-    """Sampling rate from time stamps.
-
-    The mean interval (span / (n - 1)) is used, not the median difference alone: stamps rounded to the
-    millisecond alternate 15 and 16 ms at 64 Hz (Daphnet), so the median says 62.5 Hz. When the median
-    disagrees with the mean by more than 10 % the recording has gaps, and the median is the rate. A
-    result within 0.1 % of an integer is rounded to it (the rest is rounding of the stamps).
-    """
+    """Sampling rate from time stamps, by the rule shared with the CSV reader
+    (:func:`pipeline.readers.table.rate_from_time`), after checks on this column."""
     if len(secs) < 2:
         raise InputError(path, f"time column {column!r} needs two rows to give a sampling rate")
-    diffs = np.diff(secs)
-    if np.any(diffs < 0):
+    if np.any(np.diff(secs) < 0):
         raise InputError(path, f"time column {column!r} is not in increasing order")
-    step = (secs[-1] - secs[0]) / (len(secs) - 1)
-    median = float(np.median(diffs))
-    if median > 0 and abs(median - step) > 0.1 * step:
-        step = median
-    if not step > 0:
-        raise InputError(path, f"time column {column!r} does not advance")
-    fs = 1.0 / step
-    return float(round(fs)) if round(fs) > 0 and abs(fs - round(fs)) <= 1e-3 * fs else fs
+    return rate_from_time(secs, path)
 
 
 # ---- layouts --------------------------------------------------------------------------------------
@@ -198,10 +186,12 @@ def _field_unit(source: _Source, column: str) -> str:
 class _Wide:
     def __init__(self, path, source: _Source, opts: ReadOptions):
         names = source.schema.names
-        for role, col in (("time_column", opts.time_column), ("label_column", opts.label_column)):
+        # Like CSV: a column named time/timestamp/... is the time axis unless the spec names one.
+        tcol = opts.time_column or next((c for c in names if c.lower() in TIME_NAMES and c != opts.label_column), None)
+        for role, col in (("time_column", tcol), ("label_column", opts.label_column)):
             if col and col not in names:
                 raise InputError(path, f"{role} {col!r} not in table (columns: {', '.join(names)})")
-        special = {opts.time_column, opts.label_column}
+        special = {tcol, opts.label_column}
         if opts.columns:
             missing = [c for c in opts.columns if c not in names]
             if missing:
@@ -212,17 +202,17 @@ class _Wide:
         for col in self.columns:
             _numeric(path, source, col, hint="; name it as time_column, or list the channels in columns")
         self.start_time = None
-        if opts.time_column:
+        if tcol:
             # Read even when fs is given: the time column is the only source of an absolute start.
             rows = None if opts.fs is None else slice(0, min(1, source.num_rows))
-            time = source.read([opts.time_column], rows)[opts.time_column].combine_chunks()
-            secs, stamps = _seconds(path, time, opts.time_column, opts)
+            time = source.read([tcol], rows)[tcol].combine_chunks()
+            secs, stamps = _seconds(path, time, tcol, opts)
             if stamps is not None and len(stamps):
                 self.start_time = stamps[0].as_py()
         if opts.fs is not None:
             self.fs = float(opts.fs)
-        elif opts.time_column:
-            self.fs = _fs_from_times(path, secs, opts.time_column)
+        elif tcol:
+            self.fs = _fs_from_times(path, secs, tcol)
         else:
             raise InputError(path, "no sampling rate: pass --fs or set fs or time_column in the spec")
         self.infos = [ChannelInfo(c, self.fs, source.num_rows, opts.modality or guess_modality(c),
