@@ -72,10 +72,12 @@ def test_wide_read_span_labels_and_selection(wide, daphnet):
 
 
 def test_wide_errors(wide, tmp_path, daphnet):
-    with pytest.raises(InputError, match="column 'timestamp' is not numeric .*time_column"):
-        parquet.probe(wide, ReadOptions(fs=64.0))
+    # A column named like a time axis is taken as one, as in CSV files.
+    assert {(i.fs, i.n_samples) for i in parquet.probe(wide, ReadOptions())} == {(64.0, 7040)}
+    untimed = tmp_path / "untimed.parquet"
+    pq.write_table(daphnet.select(["ankle_vert"]), untimed)
     with pytest.raises(InputError, match="no sampling rate"):
-        parquet.probe(wide, ReadOptions(columns=("leg_vert",)))
+        parquet.probe(untimed, ReadOptions())
     with pytest.raises(InputError, match="time_column 'nope' not in table"):
         parquet.probe(wide, ReadOptions(time_column="nope"))
     text = tmp_path / "text.parquet"

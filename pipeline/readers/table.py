@@ -65,8 +65,11 @@ def rate_from_time(t: np.ndarray, path) -> float:
     median = float(np.median(steps))
     gaps = steps[steps > 3 * median].sum()
     step = median if gaps > 0.01 * (t[-1] - t[0]) else float((t[-1] - t[0]) / (len(t) - 1))
-    # Timestamps carry a few digits; keep the rate to microhertz so floating noise does not leak.
-    return round(1.0 / step, 6)
+    fs = 1.0 / step
+    # Rounded stamps make a nominal 64 Hz come out as 64.0002: within 0.1 % of an integer, take it.
+    if round(fs) > 0 and abs(fs - round(fs)) <= 1e-3 * fs:
+        return float(round(fs))
+    return round(fs, 6)
 
 
 class Table:
