@@ -22,12 +22,16 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @samples_app.command("list")
-def samples_list() -> None:
+def samples_list(markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (docs/samples.md).")) -> None:
     """Show the registry: name, source package, path in the wheel, format, modality, rate, duration, license."""
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.samples import REGISTRY, is_fetched
+    from pipeline.samples import REGISTRY, is_fetched, markdown_table
+
+    if markdown:
+        typer.echo(markdown_table(), nl=False)
+        return
 
     table = Table(show_lines=False)
     for column in ("name", "source", "path in wheel", "format", "modality", "fs (Hz)", "duration (s)",

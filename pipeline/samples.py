@@ -80,7 +80,7 @@ REGISTRY: dict[str, Sample] = {s.name: s for s in [
            "opensignals", "ppg", 1000.0, 27.3, "MIT", "Blood volume pulse (PPG), raw ADC", {}),
     Sample("ecg_opensignals", "biosignalsnotebooks", "0.6.14", _BSN + "ecg_sample.txt",
            "3012270bebd8369b0f2ff9940daefc6005b0552f4e786cf6cf4b3a81e966ce6e",
-           "opensignals", "ecg", 200.0, 58.0, "MIT", "ECG (biosignalsplux), raw ADC", {}),
+           "opensignals", "ecg", 200.0, 11.85, "MIT", "ECG (biosignalsplux), raw ADC", {}),
     Sample("pyphysio_medical", "pyphysio", "4.10.0", "pyphysio/test_data/medical.txt.bz2",
            "1836be3b3b11af2e87afe4e07502c220b361b5a0d5fa03c0f01af0cfaccd762a",
            "csv", "multi", 2048.0, 120.0, "GPL-3.0",
@@ -94,11 +94,11 @@ REGISTRY: dict[str, Sample] = {s.name: s for s in [
            {"fs": 100.0, "columns": ["ppg"], "has_header": False, "modality": "ppg"}),
     Sample("heartpy_ppg_timer", "heartpy", "1.2.7", "heartpy/data/data2.csv",
            "7d85f0d33b04395409e81d614b9bd82541208cc3edfbc5a49b5129ae3cb573b9",
-           "csv", "ppg", 117.0, 128.0, "GPL-3.0", "Raw PPG (column named hr) with a timer column in ms",
+           "csv", "ppg", 117.0, 128.2, "GPL-3.0", "Raw PPG (column named hr) with a timer column in ms",
            {"time_column": "timer", "modality": "ppg", "extra": {"time_unit": "ms"}}),
     Sample("heartpy_ppg_long", "heartpy", "1.2.7", "heartpy/data/data3.csv",
            "16eedaa7c97c6ca873e7e424d27a84dcd043d4eca0e4f7611d2a37969192b7ea",
-           "csv", "ppg", 100.0, 684.0, "GPL-3.0", "Raw PPG (column named hr) with datetime stamps, 11.4 min",
+           "csv", "ppg", 100.4, 681.9, "GPL-3.0", "Raw PPG (column named hr) with datetime stamps, 11.4 min",
            {"time_column": "datetime", "modality": "ppg"}),
     Sample("pyhrv_ecg", "pyhrv", "0.5.0", "pyhrv/files/SampleECG.txt",
            "49159790819cb55cdb31422c7e6f792644122c2e80fa1c2da339b1dcdf1cd657",
@@ -191,3 +191,13 @@ def _extract(zf: zipfile.ZipFile, sample: Sample, wheel_name: str) -> None:
     tmp = target.with_name(target.name + ".part")
     tmp.write_bytes(data)
     os.replace(tmp, target)
+
+
+def markdown_table() -> str:
+    """The registry as the Markdown table of ``docs/samples.md``."""
+    lines = ["| name | source | path in the wheel | format | modality | fs (Hz) | duration (s) | license | content |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in REGISTRY.values():
+        lines.append(f"| `{s.name}` | {s.source} | `{s.member}` | {s.format} | {s.modality} | {s.fs:g} | "
+                     f"{s.duration_s:g} | {s.license} | {s.description} |")
+    return "\n".join(lines) + "\n"

@@ -65,3 +65,32 @@ def test_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
 def test_unknown_sample_lists_how_to_find_them():
     result = runner.invoke(app, ["samples", "fetch", "nope"])
     assert result.exit_code == 1 and "unknown sample 'nope'" in result.output
+
+
+def test_registry_rates_and_durations_match_the_files(sample):
+    from pipeline.readers import reader_for
+    from pipeline.readers.base import ReadOptions
+
+    for entry in samples.REGISTRY.values():
+        info = reader_for(entry.format).probe(sample(entry.name), ReadOptions(**entry.options))
+        assert info[0].fs == pytest.approx(entry.fs, rel=0.01), entry.name
+        assert max(i.n_samples / i.fs for i in info) == pytest.approx(entry.duration_s, rel=0.01), entry.name
+
+
+def test_docs_samples_table_is_the_registry():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "samples.md").read_text()
+    assert samples.markdown_table() in doc, "regenerate with: nw2 samples list --markdown"
+
+
+def test_docs_ingest_lists_every_spec_field():
+    import dataclasses
+    from pathlib import Path
+
+    from pipeline.spec import PreprocessSpec, SourceSpec, WindowSpec
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ingest.md").read_text()
+    for cls in (SourceSpec, PreprocessSpec, WindowSpec):
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in doc, f"docs/ingest.md does not document {cls.__name__}.{f.name}"
