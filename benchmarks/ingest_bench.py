@@ -15,19 +15,25 @@ real signal throughout, one seam per repetition.
 
 Runs, each into a fresh store, all with the preprocessing/window settings of ``corpus_specs/demo.yaml``:
 
-1. ``--files N`` files on a local Dask cluster with 1 worker, then with 2 workers (speedup);
-2. a bare ``pyarrow.parquet.write_table`` of the windows that run produced (same schema and
-   compression, single-threaded), as the floor for writing those bytes;
+1. ``--files N`` files on a local Dask cluster with 1 worker, then with 2 workers, ``--repeat`` times
+   interleaved (the machine is a shared VM: medians are reported, and every run is listed);
+2. a bare ``pyarrow.parquet.write_table`` of the windows that run produced (same schema, compression,
+   dictionary columns and row-group size as ``Store.write_part``, one file, single-threaded), as the
+   floor for writing those bytes;
 3. ``--scale`` x N files with 2 workers, to show peak RSS does not grow with the number of files.
 
-Peak RSS is sampled every 50 ms over the driver and all its child processes (the Dask worker
-processes) by a background thread. Times are wall clock (``time.perf_counter``); the cluster start and
-stop are timed separately by wrapping ``Executor.__enter__``/``__exit__`` from this script.
+Times are wall clock (``time.perf_counter``) around the whole ``ingest()`` call ("total"); the
+cluster start and stop are timed separately by wrapping ``Executor.__enter__``/``__exit__`` from this
+script (the pipeline is not modified), and "work" is the total without them. CPU seconds of the driver
+and of each worker between cluster start and stop show whether the workers were kept busy. Peak RSS is
+sampled every 50 ms over the driver and all its child processes (the Dask worker processes) by a
+background thread.
 
 Usage::
 
-    .venv/bin/python benchmarks/ingest_bench.py            # default: 24 files, ~3-4 min on 2 cores
-    .venv/bin/python benchmarks/ingest_bench.py --quick    # a small smoke run
+    .venv/bin/python benchmarks/ingest_bench.py            # default: 24 files, about 3 min on 2 cores
+    .venv/bin/python benchmarks/ingest_bench.py --quick    # a small smoke run (~20 s)
+    .venv/bin/python benchmarks/ingest_bench.py --files 4 --repeat 1 --scale 1 --profile   # where time goes
 """
 
 from __future__ import annotations
@@ -119,7 +125,7 @@ class Recordings:
         if tag == "edf":
             from pyedflib import highlevel
             x = self._copy(self.edf, reps, copy)
-            highlevel.write_edf(str(path), [x[:, j] for j in range(x.shape[1])], self.edf_headers,
+            highlevel.write_edf(str(path), [np.ascontiguousarray(x[:, j]) for j in range(x.shape[1])], self.edf_headers,
                                 self.edf_header)
             return x.size
         if tag == "opensignals":
@@ -140,6 +146,9 @@ class Recordings:
 def make_inputs(folder: Path, n_files: int, reps: int) -> list[tuple[str, str]]:
     """``n_files`` files under ``folder``; returns ``(format tag, path relative to folder)``."""
     rec = Recordings()
+    shortest = min(rec.npz.shape[0], rec.edf.shape[0], rec.os.shape[0], rec.csv.shape[0])
+    if (n_files // len(FORMATS) + 1) * 37 >= shortest:
+        raise SystemExit(f"at most {shortest // 37 * len(FORMATS)} distinct files can be made")
     files = []
     for i in range(n_files):
         tag, sample, ext = FORMATS[i % len(FORMATS)]
@@ -179,6 +188,8 @@ class ClusterTimer:
     def __init__(self) -> None:
         self.start_s = self.stop_s = 0.0
         self.worker_pids: list[int] = []
+        self.cpu_at_start: dict[int, float] = {}
+        self.cpu_at_stop: dict[int, float] = {}
         cls = executor_mod.Executor
         self._enter, self._exit = cls.__enter__, cls.__exit__
         timer = self
@@ -189,9 +200,11 @@ class ClusterTimer:
             timer.start_s = time.perf_counter() - t
             if ex._client is not None:
                 timer.worker_pids = sorted(ex._client.run(os.getpid).values())
+            timer.cpu_at_start = timer._cpu()
             return out
 
         def exit_(ex, *exc):
+            timer.cpu_at_stop = timer._cpu()
             t = time.perf_counter()
             out = timer._exit(ex, *exc)
             timer.stop_s = time.perf_counter() - t
@@ -199,9 +212,24 @@ class ClusterTimer:
 
         cls.__enter__, cls.__exit__ = enter, exit_
 
+    def _cpu(self) -> dict[int, float]:
+        """CPU seconds (user + system) so far of the driver and each worker process."""
+        out = {}
+        for pid in [os.getpid(), *self.worker_pids]:
+            try:
+                out[pid] = sum(psutil.Process(pid).cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return out
+
+    def work_cpu(self) -> dict[int, float]:
+        """CPU seconds each process spent between cluster start and cluster stop."""
+        return {pid: self.cpu_at_stop.get(pid, 0.0) - t0 for pid, t0 in self.cpu_at_start.items()}
+
     def reset(self) -> None:
         self.start_s = self.stop_s = 0.0
         self.worker_pids = []
+        self.cpu_at_start, self.cpu_at_stop = {}, {}
 
 
 class RssMonitor:
@@ -272,6 +300,10 @@ def run_ingest(spec, out: Path, workers: int, timer: ClusterTimer) -> dict:
         "windows": result.windows,
         "rss_driver": mon.peak.get(mon.root.pid, 0), "rss_workers": workers_rss, "rss_others": others,
         "rss_total_peak": mon.peak_total, "rss_polls": mon.samples,
+        # CPU seconds between cluster start and stop: the driver (scheduler, nannies, client, the RSS
+        # monitor) and each worker
+        "cpu_driver": timer.work_cpu().get(os.getpid(), 0.0),
+        "cpu_workers": {pid: timer.work_cpu().get(pid, 0.0) for pid in timer.worker_pids},
     }
 
 
@@ -299,6 +331,20 @@ def bare_write(store_dir: Path, scratch: Path, repeats: int = 3) -> dict:
             "in_memory_bytes": table.nbytes, "parts": len(parts)}
 
 
+def import_cost() -> tuple[float, float]:
+    """Seconds a fresh process (Dask already imported, as in a worker) takes to import scipy.signal and
+    scipy.ndimage, then the rest of what a worker's first ingest task imports."""
+    import subprocess
+
+    code = ("import time, distributed; t0 = time.perf_counter(); import scipy.signal, scipy.ndimage; "
+            "t1 = time.perf_counter(); import pipeline.pieces; from pipeline.readers import reader_for; "
+            f"[reader_for(f) for f in {[('numpy' if t == 'npz' else t) for t, _, _ in FORMATS]!r}]; "
+            "print(t1 - t0, time.perf_counter() - t1)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    scipy_s, rest_s = map(float, out.stdout.split())
+    return scipy_s, rest_s
+
+
 def profile_sync(spec, out: Path, top: int) -> None:
     """cProfile of an in-process (``sync``) ingest: where one worker's time goes."""
     import cProfile
@@ -322,122 +368,171 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.0f}"
 
 
+def _name(r: dict) -> str:
+    return f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}, {r['files']} files"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=24, help="input files of the speedup runs (default 24)")
+    ap.add_argument("--files", type=int, default=None, help="input files of the speedup runs (default 24; --quick 8)")
     ap.add_argument("--reps", type=int, default=None,
                     help="each file holds its recording tiled this many times (default 4; --quick 1)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="1-worker/2-worker run pairs, interleaved; medians are reported (default 3; --quick 1)")
     ap.add_argument("--scale", type=int, default=None,
                     help="the RSS run uses scale x --files files (default 4; --quick 2)")
-    ap.add_argument("--quick", action="store_true", help="a small smoke run (8 files, no tiling)")
+    ap.add_argument("--quick", action="store_true", help="a small smoke run (8 files, no tiling, no repeats)")
     ap.add_argument("--out", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile an in-process ingest of one file per format")
+    ap.add_argument("--no-malloc-trim", action="store_true",
+                    help="experiment: start Dask workers without MALLOC_TRIM_THRESHOLD_=65536, which "
+                         "distributed's nanny sets by default (distributed.nanny.pre-spawn-environ)")
     args = ap.parse_args(argv)
-    if args.quick and "--files" not in (argv if argv is not None else sys.argv[1:]):
-        args.files = 8
+    files_n = args.files if args.files is not None else (8 if args.quick else 24)
     reps = args.reps if args.reps is not None else (1 if args.quick else 4)
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     scale = args.scale if args.scale is not None else (2 if args.quick else 4)
-    if args.files < 1 or reps < 1 or scale < 1:
-        ap.error("--files, --reps and --scale must be >= 1")
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    if min(files_n, reps, repeat, scale) < 1:
+        ap.error("--files, --reps, --repeat and --scale must be >= 1")
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *(sys.argv if argv is None else ["ingest_bench.py", *argv])])
 
     scratch = args.out or Path(tempfile.mkdtemp(prefix="nw2-ingest-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    import distributed  # noqa: F401  # the driver's import of Dask is not what the runs measure
     import dask
+    import distributed  # the driver's import of Dask is not what the runs measure
 
+    if args.no_malloc_trim:
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
     print(f"machine: {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
           f"{platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}, "
           f"polars {pl.__version__}, dask {dask.__version__}, distributed {distributed.__version__}")
+    print(f"worker environment: {dask.config.get('distributed.nanny.pre-spawn-environ')}")
     timer = ClusterTimer()
+    t_all = time.perf_counter()
     try:
-        n_big = args.files * scale
+        n_big = files_n * scale
         t = time.perf_counter()
         inputs = scratch / "inputs"
         shutil.rmtree(inputs, ignore_errors=True)
         files = make_inputs(inputs, n_big, reps)
-        print(f"inputs: {n_big} files ({reps}x tiled real recordings) written in {time.perf_counter() - t:.1f} s "
-              f"under {inputs}")
-        spec_n = make_spec(inputs, files[:args.files])
+        size = sum(p.stat().st_size for p in inputs.rglob("*") if p.is_file())
+        print(f"inputs: {n_big} files, {size / 2**20:,.0f} MiB ({reps}x tiled real recordings), written in "
+              f"{time.perf_counter() - t:.1f} s under {inputs}")
+        spec_n = make_spec(inputs, files[:files_n])
         spec_big = make_spec(inputs, files)
 
+        plan = [(w, spec_n) for _ in range(repeat) for w in (1, 2)] + [(2, spec_big)]
         runs = []
-        for workers, spec in ((1, spec_n), (2, spec_n), (2, spec_big)):
-            label = f"{workers} worker(s), {sum(len(s.paths) for s in spec.sources)} files"
-            print(f"running ingest: {label} ...", flush=True)
-            run = run_ingest(spec, scratch / f"store-{workers}w-{len(runs)}", workers, timer)
-            print(f"  {run['total_s']:.1f} s ({run['work_s']:.1f} s without cluster start/stop), "
+        for workers, spec in plan:
+            n = sum(len(src.paths) for src in spec.sources)
+            print(f"ingest, {workers} worker{'s' if workers > 1 else ''}, {n} files ...", end=" ", flush=True)
+            run = run_ingest(spec, scratch / f"store-{len(runs)}", workers, timer)
+            run["store"] = scratch / f"store-{len(runs)}"
+            print(f"{run['total_s']:.1f} s ({run['work_s']:.1f} s without cluster start/stop), "
                   f"{run['windows']} windows", flush=True)
             runs.append(run)
-        one, two, big = runs
-        if one["windows"] != two["windows"]:
-            print(f"WARNING: 1 worker made {one['windows']} windows, 2 workers {two['windows']}")
+            if len(runs) < len(plan) and run["store"] != scratch / "store-1":
+                shutil.rmtree(run["store"], ignore_errors=True)  # keep the disk tidy; store-1 feeds the bare write
+        ones = [r for r in runs[:-1] if r["workers"] == 1]
+        twos = [r for r in runs[:-1] if r["workers"] == 2]
+        big = runs[-1]
+        if len({r["windows"] for r in runs[:-1]}) != 1:
+            print(f"WARNING: runs over the same files made different window counts: {[r['windows'] for r in runs[:-1]]}")
 
         print("bare pyarrow write of the same windows ...", flush=True)
-        bare = bare_write(scratch / "store-2w-1", scratch)
-        if bare["rows"] != two["windows"]:
-            print(f"WARNING: store holds {bare['rows']} rows, manifest says {two['windows']} windows")
+        bare = bare_write(scratch / "store-1", scratch)
+        if bare["rows"] != twos[0]["windows"]:
+            print(f"WARNING: store holds {bare['rows']} rows, manifest says {twos[0]['windows']} windows")
 
         if args.profile:
-            per_format = [next(f for f in files[:args.files] if f[0] == tag) for tag, _, _ in FORMATS
-                          if any(f[0] == tag for f in files[:args.files])]
+            per_format = [next(f for f in files[:files_n] if f[0] == tag) for tag, _, _ in FORMATS
+                          if any(f[0] == tag for f in files[:files_n])]
             profile_sync(make_spec(inputs, per_format), scratch / "store-profile", 30)
     finally:
         if not args.keep and args.out is None:
             shutil.rmtree(scratch, ignore_errors=True)
+    scipy_s, rest_s = import_cost()
+    elapsed = time.perf_counter() - t_all
+
+    def med(rs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in rs)
 
     # ---- tables ----
-    print("\n== Ingest throughput (local Dask cluster, one single-threaded worker process each) ==")
-    head = (f"{'run':<18}{'files':>6}{'pieces':>7}{'in samples':>12}{'windows':>9}{'total s':>9}"
-            f"{'start s':>8}{'stop s':>7}{'work s':>8}{'Msamples/s':>11}{'windows/s':>10}"
-            f"{'Msamp/s work':>13}{'win/s work':>11}")
-    print(head)
-    for r in runs:
-        name = f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}"
-        print(f"{name:<18}{r['files']:>6}{r['pieces']:>7}{r['input_samples']:>12,}{r['windows']:>9,}"
+    print("\n== Ingest throughput (local Dask cluster, one single-threaded worker process per worker) ==")
+    print(f"{'run':<24}{'pieces':>7}{'in samples':>13}{'windows':>9}{'total s':>9}{'start s':>8}{'stop s':>7}"
+          f"{'work s':>8}{'Msamp/s':>9}{'win/s':>7}{'Msamp/s work':>13}{'win/s work':>11}")
+    for r in [*ones, *twos, big]:
+        print(f"{_name(r):<24}{r['pieces']:>7}{r['input_samples']:>13,}{r['windows']:>9,}"
               f"{r['total_s']:>9.2f}{r['cluster_start_s']:>8.2f}{r['cluster_stop_s']:>7.2f}{r['work_s']:>8.2f}"
-              f"{r['input_samples'] / r['total_s'] / 1e6:>11.3f}{r['windows'] / r['total_s']:>10.0f}"
-              f"{r['input_samples'] / r['work_s'] / 1e6:>13.3f}{r['windows'] / r['work_s']:>11.0f}")
-    sp_total = one["total_s"] / two["total_s"]
-    sp_work = one["work_s"] / two["work_s"]
-    print(f"\nspeedup 2 workers / 1 worker ({args.files} files): {sp_total:.2f}x total, "
-          f"{sp_work:.2f}x without cluster start/stop   (target >= 1.7x: "
-          f"{'met' if sp_total >= 1.7 else 'MISSED'} on total, {'met' if sp_work >= 1.7 else 'MISSED'} without)")
+              f"{r['input_samples'] / r['total_s'] / 1e6:>9.2f}{r['windows'] / r['total_s']:>7.0f}"
+              f"{r['input_samples'] / r['work_s'] / 1e6:>13.2f}{r['windows'] / r['work_s']:>11.0f}")
+    one_total, one_work = med(ones, "total_s"), med(ones, "work_s")
+    two_total, two_work = med(twos, "total_s"), med(twos, "work_s")
+    samples_n, windows_n = ones[0]["input_samples"], ones[0]["windows"]
+    print(f"\nmedian of {repeat}: 1 worker {one_total:.2f} s total / {one_work:.2f} s work "
+          f"({samples_n / one_total / 1e6:.2f} / {samples_n / one_work / 1e6:.2f} Msamples/s, "
+          f"{windows_n / one_total:.0f} / {windows_n / one_work:.0f} windows/s); 2 workers {two_total:.2f} s total / "
+          f"{two_work:.2f} s work ({samples_n / two_total / 1e6:.2f} / {samples_n / two_work / 1e6:.2f} Msamples/s, "
+          f"{windows_n / two_total:.0f} / {windows_n / two_work:.0f} windows/s)")
+
+    print("\nCPU seconds (user + system) between cluster start and stop:")
+    for r in [*ones, *twos, big]:
+        busy = " + ".join(f"{v:.1f}" for v in r["cpu_workers"].values())
+        util = sum(r["cpu_workers"].values()) / (r["workers"] * r["work_s"])
+        print(f"  {_name(r):<24} driver {r['cpu_driver']:5.1f} s, workers {busy} s "
+              f"(worker CPU / (workers x work s) = {util:.0%})")
+
+    sp_total = [a["total_s"] / b["total_s"] for a, b in zip(ones, twos)]
+    sp_work = [a["work_s"] / b["work_s"] for a, b in zip(ones, twos)]
+    sp_t, sp_w = one_total / two_total, one_work / two_work
+    print(f"\nspeedup 2 workers / 1 worker, {files_n} files (ratio of medians; per pair "
+          f"{', '.join(f'{x:.2f}' for x in sp_total)} total, {', '.join(f'{x:.2f}' for x in sp_work)} work):")
+    print(f"  total (cluster start/stop included): {sp_t:.2f}x   target >= 1.7x: {'met' if sp_t >= 1.7 else 'MISSED'}")
+    print(f"  work (cluster start/stop excluded):  {sp_w:.2f}x   target >= 1.7x: {'met' if sp_w >= 1.7 else 'MISSED'}")
+    print(f"  {big['files']} files, 2 workers vs {files_n} files x {scale}, 1 worker: "
+          f"{scale * one_work / big['work_s']:.2f}x work")
+    print(f"  fixed costs per run that 2 workers do not halve: cluster start + stop "
+          f"{med(ones, 'cluster_start_s') + med(ones, 'cluster_stop_s'):.2f} s (1 worker) / "
+          f"{med(twos, 'cluster_start_s') + med(twos, 'cluster_stop_s'):.2f} s (2 workers); each fresh worker's "
+          f"first task imports scipy.signal/ndimage ({scipy_s:.2f} s) and the pipeline and readers "
+          f"({rest_s:.2f} s more), timed in a fresh process")
 
     print(f"\n== Bare pyarrow write of the same {bare['rows']:,} windows (one file, zstd, "
           f"row groups of {ROW_GROUP_SIZE}, single-threaded) ==")
     print(f"write_table: {bare['write_s']:.3f} s (median of {', '.join(f'{t:.3f}' for t in bare['times'])}), "
           f"{bare['rows'] / bare['write_s']:,.0f} windows/s, {mib(bare['in_memory_bytes'])} MiB in memory -> "
           f"{mib(bare['bytes'])} MiB on disk")
-    for r in (one, two):
-        for key, what in (("total_s", "total"), ("work_s", "without cluster start/stop")):
-            ratio = bare["write_s"] / r[key]
-            print(f"  bare_time / ingest_time, {r['workers']} worker{'s' if r['workers'] > 1 else ''}, {what}: "
-                  f"{ratio:.4f} (ingest is {1 / ratio:.0f}x the bare write; target ratio >= 0.333: "
-                  f"{'met' if ratio >= 1 / 3 else 'MISSED'})")
+    for workers, total, work in ((1, one_total, one_work), (2, two_total, two_work)):
+        for t, what in ((total, "total"), (work, "work ")):
+            ratio = bare["write_s"] / t
+            print(f"  bare_time / ingest_time, {workers} worker{'s' if workers > 1 else ' '}, {what}: {ratio:.4f} "
+                  f"(ingest takes {1 / ratio:.0f}x the bare write; target >= 0.333: {'met' if ratio >= 1 / 3 else 'MISSED'})")
 
     print("\n== Peak RSS (MiB), polled every 50 ms over the driver and its child processes ==")
-    print(f"{'run':<22}{'driver':>8}{'workers (each)':>22}{'worker max':>11}{'others':>8}"
+    print(f"{'run':<24}{'driver':>8}{'workers (each)':>16}{'worker max':>11}{'others':>8}"
           f"{'sum of peaks':>13}{'peak of sum':>12}")
-    for r in runs:
-        name = f"{r['workers']}w, {r['files']} files"
+    for r in [*ones, *twos, big]:
         each = " ".join(mib(v) for v in r["rss_workers"].values())
         wmax = max(r["rss_workers"].values(), default=0)
         others = sum(r["rss_others"].values())
         summed = r["rss_driver"] + sum(r["rss_workers"].values()) + others
-        print(f"{name:<22}{mib(r['rss_driver']):>8}{each:>22}{mib(wmax):>11}{mib(others):>8}"
+        print(f"{_name(r):<24}{mib(r['rss_driver']):>8}{each:>16}{mib(wmax):>11}{mib(others):>8}"
               f"{mib(summed):>13}{mib(r['rss_total_peak']):>12}")
-    w_small = max(two["rss_workers"].values(), default=0)
+    w_small = max(max(r["rss_workers"].values(), default=0) for r in twos)
     w_big = max(big["rss_workers"].values(), default=0)
-    print(f"\npeak RSS, {big['files']} vs {two['files']} files (2 workers): worker max {w_big / w_small:.2f}x, "
-          f"driver {big['rss_driver'] / two['rss_driver']:.2f}x, "
-          f"whole tree {big['rss_total_peak'] / two['rss_total_peak']:.2f}x "
-          f"(input grew {big['input_samples'] / two['input_samples']:.1f}x)")
-    print(f"\ncommand: {command}")
+    d_small = max(r["rss_driver"] for r in twos)
+    t_small = max(r["rss_total_peak"] for r in twos)
+    print(f"\npeak RSS, {big['files']} vs {files_n} files (2 workers; the larger of the {files_n}-file runs): "
+          f"worker max {w_big / w_small:.2f}x, driver {big['rss_driver'] / d_small:.2f}x, "
+          f"whole tree {big['rss_total_peak'] / t_small:.2f}x (input grew {big['input_samples'] / samples_n:.1f}x)")
+    print(f"\nbenchmark wall time: {elapsed:.0f} s")
+    print(f"command: {command}")
     return 0
 
 
