@@ -71,9 +71,11 @@ def ingest(
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the store holds and rebuild it."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero when any input failed."),
+    metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Compute the chaos metrics at the end (the spec's metrics: section)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Read recordings into a Parquet window store; reruns skip finished work."""
+    """Read recordings into a Parquet window store, then compute chaos metrics per window; reruns
+    skip finished work."""
     import dataclasses
 
     from pipeline.ingest import ingest as run_ingest
@@ -95,14 +97,60 @@ def ingest(
             spec = dataclasses.replace(spec, windows=dataclasses.replace(
                 spec.windows, length=window or spec.windows.length, stride=stride or spec.windows.stride))
         result = run_ingest(spec, out, scheduler=scheduler, workers=workers, overwrite=overwrite,
-                            progress=progress, log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+                            progress=progress, log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True),
+                            metrics=metrics)
     except Nw2Error as err:
         _fail(str(err))
     ingested, skipped, failed = (result.count(s) for s in ("ingested", "skipped", "failed"))
     typer.echo(f"{result.windows} windows from {ingested} inputs into {result.store} "
                f"({skipped} skipped, {failed} failed; see {result.store}/manifest.json)")
-    if ingested == 0 or (strict and failed):
+    if result.metrics is not None:
+        _report_metrics(result.metrics)
+    if ingested == 0 or (strict and failed) or (result.metrics is not None and result.metrics.failed):
         raise typer.Exit(1)
+
+
+@app.command()
+def metrics(
+    store: str = typer.Argument(..., help="Window store directory or fsspec URL (built by nw2 ingest)."),
+    names: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric names; default: the spec's, else all."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="numba (nw2's kernels) or reference (nolds/antropy, to cross-check); default: the spec's, else numba."),
+    spec_path: Optional[Path] = typer.Option(None, "--spec", help="A corpus spec whose metrics: section gives names, engine and parameters."),
+    scheduler: str = typer.Option("local", "--scheduler", help="'local' (a Dask cluster, one worker per core), 'sync', or a scheduler address."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Add or refresh chaos-metric columns in every part of a store; parts already computed with the
+    same metrics, parameters and engine are skipped."""
+    from pipeline.metrics.stage import compute_metrics
+    from pipeline.spec import MetricsSpec, load_spec
+
+    try:
+        section = load_spec(spec_path).metrics if spec_path else MetricsSpec()
+        chosen = [n.strip() for n in names.split(",") if n.strip()] if names else section.names
+        result = compute_metrics(store, chosen, section.params, engine or section.engine, scheduler=scheduler,
+                                 workers=workers, progress=progress)
+    except Nw2Error as err:
+        _fail(str(err))
+    _report_metrics(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _report_metrics(result) -> None:
+    for part in result.failed:
+        typer.secho(f"{result.store}/{part['part']}: {part['error']}", fg=typer.colors.YELLOW, err=True)
+    undefined = {}
+    for part in result.parts:
+        for name, n in part["undefined_now"].items():
+            undefined[name] = undefined.get(name, 0) + n
+    typer.echo(f"{len(result.plan.names)} metrics ({result.plan.engine}) for {result.rows} windows in "
+               f"{len(result.parts)} parts of {result.store}: {result.computed_parts} computed, "
+               f"{len(result.parts) - result.computed_parts - len(result.failed)} already up to date, "
+               f"{len(result.failed)} failed")
+    if any(undefined.values()):
+        typer.echo("undefined (null) this run: " + ", ".join(f"{k} {v}" for k, v in undefined.items() if v)
+                   + f" (reasons in {result.store}/metrics.json)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

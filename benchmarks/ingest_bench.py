@@ -309,8 +309,9 @@ def run_ingest(spec, out: Path, workers: int, timer: ClusterTimer) -> dict:
 
 def bare_write(store_dir: Path, scratch: Path, repeats: int = 3) -> dict:
     """Time a single-threaded ``pq.write_table`` of the store's rows with ``Store.write_part``'s options."""
-    parts = Store(str(store_dir)).parts()
-    table = pa.concat_tables([pq.read_table(p) for p in parts])
+    store = Store(str(store_dir))
+    parts = store.parts()
+    table = pa.concat_tables([store.read_table(p) for p in parts])
     cpu, io_threads = pa.cpu_count(), pa.io_thread_count()
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)

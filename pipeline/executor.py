@@ -5,14 +5,18 @@ results in input order, whatever order they finish in.
 
 - ``sync``: in this process, one item after another (debugging, tests, tiny inputs);
 - ``local`` (default): a ``distributed.LocalCluster`` with one single-threaded worker process per
-  core (``workers`` to choose), started for the run and closed after it;
+  core (``workers`` to choose), started for the run and closed after it. Its workers run with
+  ``POLARS_MAX_THREADS=1`` (one worker, one core) and can import the step's modules while they
+  start (``imports``; :func:`dask_setup`, a worker preload);
 - any other value: the address of a running Dask scheduler (``tcp://host:8786``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,10 +26,13 @@ from tqdm.auto import tqdm
 class Executor:
     """Maps step functions over items on one scheduler for the lifetime of a ``with`` block."""
 
-    def __init__(self, scheduler: str = "local", workers: int | None = None, progress: bool = True) -> None:
+    def __init__(self, scheduler: str = "local", workers: int | None = None, progress: bool = True,
+                 imports: Sequence[str] = ()) -> None:
         self.scheduler = scheduler or "local"
         self.workers = workers
         self.progress = progress
+        self.imports = tuple(imports)
+        """Modules that local-cluster workers import in the background as they start."""
         self._client = None
         self._cluster = None
 
@@ -35,9 +42,29 @@ class Executor:
         from distributed import Client, LocalCluster
 
         if self.scheduler == "local":
+            import dask
+
             n = self.workers or os.cpu_count() or 1
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, host="127.0.0.1")
+            # Environment set before each worker process starts, on top of Dask's own (which limits
+            # OpenMP/BLAS threads); polars' thread pool is not limited by it otherwise. A value
+            # configured by the user wins.
+            environ = {**WORKER_ENVIRON, **dask.config.get("distributed.nanny.pre-spawn-environ", {})}
+            preload = list(dask.config.get("distributed.worker.preload", []))
+            if self.imports:
+                environ[_IMPORTS_VARIABLE] = ",".join(self.imports)
+                preload.append(__name__)
+            saved = {k: os.environ.get(k) for k in (*WORKER_ENVIRON, _IMPORTS_VARIABLE)}
+            try:
+                with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                    self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                 dashboard_address=None, host="127.0.0.1", preload=preload)
+            finally:
+                # The nanny copies that environment into this process too; keep the driver as it was.
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             self._client = Client(self._cluster)
         else:
             self._client = Client(self.scheduler, timeout="20s")
@@ -77,8 +104,108 @@ class Executor:
         finally:
             bar.close()
 
+    def map_then(self, fn: Callable[..., Any], items: Sequence[Any], then: Callable[..., Any],
+                 expand: Callable[[Any], Iterable[Any]], desc: str, then_desc: str,
+                 size: Callable[[Any], int] | None = None, fn_kwargs: dict | None = None,
+                 then_kwargs: dict | None = None) -> tuple[list[Any], list[list[Any]]]:
+        """Two steps without a barrier between them: ``fn`` over ``items``, and ``then`` over the
+        sub-items ``expand(result)`` of each result, submitted as soon as that result is in.
+
+        Returns ``(results, then_results)`` in input order, whatever order tasks finish in:
+        ``results[i] = fn(items[i], **fn_kwargs)`` and ``then_results[i] = [then(sub, **then_kwargs)
+        for sub in expand(results[i])]``. ``expand`` runs here, in the calling process. On a cluster,
+        tasks of ``fn`` go before any waiting ``then`` task (they make the work known) and ``then``
+        tasks with a larger ``size(sub)`` go first (fewer idle workers at the end).
+        """
+        fn_kwargs, then_kwargs = fn_kwargs or {}, then_kwargs or {}
+        results: list[Any] = [None] * len(items)
+        then_results: list[list[Any]] = [[] for _ in items]
+        bars = [tqdm(total=total, desc=d, unit="task", disable=not self.progress or not items,
+                     dynamic_ncols=True, leave=False) for total, d in ((len(items), desc), (0, then_desc))]
+
+        def more(n: int) -> None:
+            bars[1].total += n
+            bars[1].refresh()
+
+        try:
+            if self._client is None:
+                for i, item in enumerate(items):
+                    results[i] = fn(item, **fn_kwargs)
+                    bars[0].update()
+                    subs = list(expand(results[i]))
+                    more(len(subs))
+                    for sub in subs:
+                        then_results[i].append(then(sub, **then_kwargs))
+                        bars[1].update()
+                return results, then_results
+            from distributed import as_completed
+
+            first = 2**62  # above any size: the first step's tasks run before waiting second-step ones
+            futures = self._client.map(fn, items, pure=False, priority=first, **fn_kwargs)
+            pending = {f.key: (f, i, None) for i, f in enumerate(futures)}
+            done = as_completed(futures)
+            try:
+                for future in done:
+                    _, i, j = pending.pop(future.key)
+                    result = future.result()
+                    if j is not None:
+                        then_results[i][j] = result
+                        bars[1].update()
+                        continue
+                    results[i] = result
+                    bars[0].update()
+                    subs = list(expand(result))
+                    then_results[i] = [None] * len(subs)
+                    more(len(subs))
+                    order = range(len(subs))
+                    if size is not None:
+                        order = sorted(order, key=lambda k: -size(subs[k]))
+                    for j in order:
+                        priority = 0 if size is None else max(0, min(int(size(subs[j])), first - 1))
+                        f = self._client.submit(then, subs[j], pure=False, priority=priority, **then_kwargs)
+                        pending[f.key] = (f, i, j)
+                        done.add(f)
+            except BaseException:
+                self._client.cancel([f for f, _, _ in pending.values()])
+                raise
+            return results, then_results
+        finally:
+            for bar in bars:
+                bar.close()
+
+
+#: Environment of local-cluster worker processes, added to Dask's ``pre-spawn-environ``.
+WORKER_ENVIRON = {"POLARS_MAX_THREADS": "1"}
+#: How ``Executor.imports`` reaches the workers' :func:`dask_setup`.
+_IMPORTS_VARIABLE = "NW2_WORKER_IMPORTS"
+
+
+def _import_quietly(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the task that needs it will import it again and report the error
+            pass
+
+
+def dask_setup(worker) -> None:
+    """Dask worker preload hook: a local cluster with ``imports`` names this module as a preload.
+
+    Starts importing the executor's ``imports`` (for ingest ``pipeline.pieces``, which brings SciPy's
+    signal and ndimage, pyarrow and the readers' package, then pandas) in a background thread and
+    returns at once, so the imports overlap the rest of the cluster's start instead of delaying the
+    worker's first task by about a second. That task unpickles a function of the module being
+    imported first, so it waits for that import to finish (Python's per-module import lock) while
+    holding no other import lock.
+    """
+    names = [n for n in os.environ.get(_IMPORTS_VARIABLE, "").split(",") if n]
+    if names:
+        threading.Thread(target=_import_quietly, args=(names,), name="nw2-worker-imports",
+                         daemon=True).start()
+
 
 @contextmanager
-def executor(scheduler: str = "local", workers: int | None = None, progress: bool = True):
-    with Executor(scheduler, workers, progress) as ex:
+def executor(scheduler: str = "local", workers: int | None = None, progress: bool = True,
+             imports: Sequence[str] = ()):
+    with Executor(scheduler, workers, progress, imports) as ex:
         yield ex

@@ -8,17 +8,24 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import __version__, samples
 from pipeline.errors import Nw2Error
 from pipeline.executor import executor
-from pipeline.pieces import FilePlan, InputFile, plan_file, process_piece, spec_fingerprint
+from pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from pipeline.readers.base import ReadOptions
 from pipeline.spec import IngestSpec, SourceSpec
 from pipeline.store import SCHEMA_VERSION, Store
 from pipeline.windows import DROP_REASONS
 
+if TYPE_CHECKING:
+    from pipeline.metrics.stage import MetricsResult
+
 _GLOB = re.compile(r"[*?\[]")
+#: What local-cluster workers import while the cluster starts: the steps (SciPy signal/ndimage,
+#: pyarrow, the readers' package) and pandas, which pyarrow imports on a worker's first ``pa.array``.
+WORKER_IMPORTS = ("pipeline.pieces", "pandas")
 #: Files that a WFDB header brings along: taken through the header, never read on their own.
 _WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ecg", ".xws", ".ann")
 
@@ -27,6 +34,8 @@ _WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ecg", ".xws", ".ann")
 class IngestResult:
     store: str
     manifest: list[dict]
+    metrics: "MetricsResult | None" = None
+    """The metrics stage's outcome, when it ran."""
 
     def count(self, status: str) -> int:
         return sum(1 for e in self.manifest if e["status"] == status)
@@ -121,6 +130,14 @@ def _merge(plan: FilePlan, results: list[dict]) -> dict:
                   input_samples=plan.input_samples, windows=windows, pieces=len(results), dropped=dict(dropped))
 
 
+def _pieces_of(plan: FilePlan) -> list[Piece]:
+    return plan.pieces
+
+
+def _piece_size(piece: Piece) -> int:
+    return piece.samples
+
+
 def _check_store(store: Store, spec: IngestSpec, overwrite: bool) -> None:
     if overwrite:
         store.clear()
@@ -133,26 +150,37 @@ def _check_store(store: Store, spec: IngestSpec, overwrite: bool) -> None:
 
 
 def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
-           overwrite: bool = False, progress: bool = True, log=None) -> IngestResult:
-    """Run the ingest stage and return the manifest. Files already ingested are skipped."""
+           overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True) -> IngestResult:
+    """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
+    ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
+    executor (parts that already hold the spec's metrics are skipped)."""
+    from pipeline.metrics.stage import MetricsPlan, run_metrics
+
     store = Store(out)
     _check_store(store, spec, overwrite)
+    plan = None
+    if metrics and spec.metrics.enabled:  # checked before any work, so a bad section costs nothing
+        plan = MetricsPlan.build(spec.metrics.names, spec.metrics.params, spec.metrics.engine)
     store.write_json("store.json", {
         "format": "nw2-window-store", "schema_version": SCHEMA_VERSION, "nw2_version": __version__,
         "spec_fingerprint": spec_fingerprint(spec), "preprocess": dataclasses.asdict(spec.preprocess),
         "windows": dataclasses.asdict(spec.windows), "split": dataclasses.asdict(spec.split)})
     inputs, manifest = resolve_inputs(spec)
-    with executor(scheduler, workers, progress) as ex:
-        plans = ex.map(plan_file, inputs, desc="planning", spec=spec)
-        pieces = [p for plan in plans for p in plan.pieces]
-        results = ex.map(process_piece, pieces, desc="ingesting", spec=spec, store_url=store.url)
-    by_file: dict[str, list[dict]] = {}
-    for piece, stats in zip(pieces, results):
-        by_file.setdefault(piece.input.path, []).append(stats)
-    manifest += [_merge(plan, by_file.get(plan.input.path, [])) for plan in plans]
-    manifest.sort(key=lambda e: (e["path"], e["dataset"]))
-    for entry in manifest:
-        if log and entry["status"] != "ingested":
-            log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
-    store.write_json("manifest.json", {"schema_version": SCHEMA_VERSION, "inputs": manifest})
-    return IngestResult(store.url, manifest)
+    # A file's pieces start as soon as its plan is in (no barrier between the steps), largest first;
+    # workers import the steps while the cluster starts.
+    with executor(scheduler, workers, progress, imports=WORKER_IMPORTS) as ex:
+        plans, results = ex.map_then(plan_file, inputs, process_piece, _pieces_of, desc="planning",
+                                     then_desc="ingesting", size=_piece_size, fn_kwargs={"spec": spec},
+                                     then_kwargs={"spec": spec, "store_url": store.url})
+        by_file: dict[str, list[dict]] = {}
+        for file_plan, stats in zip(plans, results):
+            by_file.setdefault(file_plan.input.path, []).extend(stats)
+        manifest += [_merge(file_plan, by_file.get(file_plan.input.path, [])) for file_plan in plans]
+        manifest.sort(key=lambda e: (e["path"], e["dataset"]))
+        for entry in manifest:
+            if log and entry["status"] != "ingested":
+                log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
+        # The manifest is written before the metrics run, so an error there loses nothing ingested.
+        store.write_json("manifest.json", {"schema_version": SCHEMA_VERSION, "inputs": manifest})
+        computed = run_metrics(store.url, plan, ex) if plan is not None else None
+    return IngestResult(store.url, manifest, computed)

@@ -53,6 +53,8 @@ class Piece:
     channels: tuple[int, ...]
     k0: int
     k1: int
+    samples: int = 0
+    """Source samples of its windows, all channels (the executor starts larger pieces first)."""
 
 
 @dataclass
@@ -144,7 +146,8 @@ def _cut(item, plan, infos, usable, counts, spec) -> list[Piece]:
         for k0 in range(0, total, chunk):
             k1 = min(total, k0 + chunk)
             pid = win.content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1)
-            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1))
+            samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
+            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples))
     return pieces
 
 
@@ -168,9 +171,8 @@ def process_piece(piece: Piece, spec: IngestSpec, store_url: str) -> dict:
     stats = {"piece_id": piece.piece_id, "path": piece.input.path, "windows": 0,
              "dropped": {r: 0 for r in win.DROP_REASONS}, "error": None, "part": None}
     try:
-        rows = _windows_of_piece(piece, spec, stats)
-        if rows["window_id"]:
-            table = pa.Table.from_pydict(rows, schema=SCHEMA)
+        table = _windows_of_piece(piece, spec, stats)
+        if table is not None:
             stats["part"] = store.write_part(piece.piece_id, table)
             stats["windows"] = table.num_rows
     except Exception as err:
@@ -182,16 +184,42 @@ def process_piece(piece: Piece, spec: IngestSpec, store_url: str) -> dict:
     return stats
 
 
-def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> dict[str, list]:
+#: Columns built as Python lists, one value per window; ``samples`` is built from NumPy blocks.
+_LIST_COLUMNS = tuple(f.name for f in SCHEMA if f.name != "samples")
+#: Windows detrended and normalized at a time (2 MiB of float64 at 1024 samples per window).
+_ROWS_PER_BLOCK = 256
+
+
+def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table | None:
+    """The windows of a piece as a table in the store's schema, or ``None`` when none was kept."""
     tfs, length, stride = spec.preprocess.target_fs, spec.windows.length, spec.windows.stride
     t_first = piece.k0 * stride / tfs
     t_last = (piece.k1 - 1) * stride / tfs + length / tfs
     records = reader_for(piece.format).read(piece.input.path, piece.input.opts, list(piece.channels),
                                             max(0.0, t_first - PAD_S), t_last + PAD_S)
-    rows: dict[str, list] = {f.name: [] for f in SCHEMA}
+    columns: dict[str, list] = {name: [] for name in _LIST_COLUMNS}
+    blocks, group_ids = [], {}
     for rec in records:
-        _cut_windows(rec, piece, spec, stats, rows)
-    return rows
+        block = _cut_windows(rec, piece, spec, stats, columns, group_ids)
+        if block is not None:
+            blocks.append(block)
+    if not blocks:
+        return None
+    samples = _samples_column(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
+    return pa.Table.from_pydict({**columns, "samples": samples}, schema=SCHEMA)
+
+
+def _samples_column(values: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """A ``(windows, length)`` float32 array as the ``samples`` column (list<float32>), straight from
+    its buffer: no Python object per window or sample."""
+    n, length = values.shape
+    per_chunk = max(1, (2**31 - 1) // max(1, length))  # a list array's offsets are int32
+    chunks = []
+    for a in range(0, n, per_chunk):
+        block = values[a:a + per_chunk]
+        offsets = np.arange(block.shape[0] + 1, dtype=np.int64) * length
+        chunks.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(block.reshape(-1))))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
 
 
 def _prepare(rec, spec: IngestSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -210,52 +238,83 @@ def _prepare(rec, spec: IngestSpec) -> tuple[np.ndarray, np.ndarray]:
     return y, mask
 
 
-def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, rows: dict[str, list]) -> None:
+def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, columns: dict[str, list],
+                 group_ids: dict) -> np.ndarray | None:
+    """Cut one channel's windows ``piece.k0 <= k < piece.k1``: drop those failing the quality checks
+    (counted in ``stats``), append one value per kept window to each of ``columns`` and return the
+    kept windows' samples as a float32 ``(windows, length)`` array (``None`` when none was kept).
+
+    All windows of the channel are handled at once: the checks on the source-rate samples by
+    :func:`windows.quality_problems`, detrend and normalization row-wise on a 2-D array of windows.
+    ``group_ids`` caches group ids across the channels of the piece (they share them)."""
     pre, wspec = spec.preprocess, spec.windows
     tfs, length = pre.target_fs, wspec.length
     y, mask = _prepare(rec, spec)
-    split = win.assign_split(rec.dataset, rec.subject, spec.split)
+    t0 = np.arange(piece.k0, piece.k1) * wspec.stride / tfs
+    j = np.rint((t0 - rec.offset_s) * tfs).astype(np.int64)
+    covered = (j >= 0) & (j + length <= y.size)  # channels of unequal length
+    t0, j = t0[covered], j[covered]
+    s0 = np.rint((t0 - rec.offset_s) * rec.fs).astype(np.int64)
     src_len = int(round(length / tfs * rec.fs))
-    for k in range(piece.k0, piece.k1):
-        t0 = k * wspec.stride / tfs
-        j = int(round((t0 - rec.offset_s) * tfs))
-        if j < 0 or j + length > y.size:
-            continue  # this channel does not cover the window (channels of unequal length)
-        s0 = int(round((t0 - rec.offset_s) * rec.fs))
-        source = rec.samples[max(0, s0): s0 + src_len]
-        missing = float(mask[j:j + length].mean())
-        problem = win.quality_problem(source, missing, wspec, rec.fs)
+    n_missing = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    missing = (n_missing[j + length] - n_missing[j]) / length
+    problems = win.quality_problems(rec.samples, s0, src_len, missing, wspec, rec.fs)
+    keep = np.fromiter((p is None for p in problems), bool, len(problems))
+    for problem in problems:
         if problem is not None:
             stats["dropped"][problem] += 1
-            continue
-        values = y[j:j + length]
+    if not keep.any():
+        return None
+    t0, j, s0, missing = t0[keep], j[keep], s0[keep], missing[keep]
+    n = j.size
+
+    windows = np.lib.stride_tricks.sliding_window_view(y, length)
+    values = np.empty((n, length), np.float32)
+    scale, offset = np.empty(n), np.empty(n)
+    for b in range(0, n, _ROWS_PER_BLOCK):
+        rows = slice(b, b + _ROWS_PER_BLOCK)
+        block = windows[j[rows]]
         if pre.detrend:
-            values = pp.detrend(values)
-        values, scale, offset = pp.normalize(values, pre.normalize)
-        start_index = int(round(t0 * tfs))
-        gid = win.group_id(rec.dataset, rec.subject, rec.record, start_index, length, tfs)
-        rows["window_id"].append(win.window_id(gid, rec.channel))
-        rows["group_id"].append(gid)
-        rows["dataset"].append(rec.dataset)
-        rows["subject"].append(rec.subject)
-        rows["record"].append(rec.record)
-        rows["channel"].append(rec.channel)
-        rows["modality"].append(rec.modality)
-        rows["unit"].append(rec.unit)
-        rows["split"].append(split)
-        rows["fs"].append(float(tfs))
-        rows["source_fs"].append(float(rec.fs))
-        rows["start_s"].append(float(t0))
-        rows["start_time"].append(_absolute(rec.start_time, t0))
-        rows["length"].append(length)
-        rows["scale"].append(scale)
-        rows["offset"].append(offset)
-        rows["missing_fraction"].append(missing)
-        rows["label"].append(win.window_label(None if rec.labels is None else rec.labels[max(0, s0): s0 + src_len]))
-        rows["annotations"].append([text for onset, dur, text in rec.annotations
-                                    if onset < t0 + length / tfs and onset + max(dur, 0.0) >= t0])
-        rows["source"].append(piece.input.display)
-        rows["samples"].append(values.astype(np.float32))
+            block = pp.detrend_rows(block)
+        values[rows], scale[rows], offset[rows] = pp.normalize_rows(block, pre.normalize)
+
+    starts = t0.tolist()
+    group = []
+    for start_index in np.rint(t0 * tfs).astype(np.int64).tolist():
+        key = (rec.dataset, rec.subject, rec.record, start_index)
+        gid = group_ids.get(key)
+        if gid is None:
+            gid = group_ids[key] = win.group_id(rec.dataset, rec.subject, rec.record, start_index, length, tfs)
+        group.append(gid)
+    columns["window_id"] += [win.window_id(gid, rec.channel) for gid in group]
+    columns["group_id"] += group
+    for name, value in (("dataset", rec.dataset), ("subject", rec.subject), ("record", rec.record),
+                        ("channel", rec.channel), ("modality", rec.modality), ("unit", rec.unit),
+                        ("split", win.assign_split(rec.dataset, rec.subject, spec.split)),
+                        ("fs", float(tfs)), ("source_fs", float(rec.fs)), ("length", length),
+                        ("source", piece.input.display)):
+        columns[name] += [value] * n
+    columns["start_s"] += starts
+    columns["start_time"] += ([None] * n if rec.start_time is None
+                              else [_absolute(rec.start_time, t) for t in starts])
+    columns["scale"] += scale.tolist()
+    columns["offset"] += offset.tolist()
+    columns["missing_fraction"] += missing.tolist()
+    columns["label"] += ([None] * n if rec.labels is None
+                         else [win.window_label(rec.labels[max(0, s): s + src_len]) for s in s0.tolist()])
+    columns["annotations"] += _annotations(rec.annotations, t0, t0 + length / tfs)
+    return values
+
+
+def _annotations(annotations, starts: np.ndarray, ends: np.ndarray) -> list[list[str]]:
+    """For each window ``[start, end)``, the texts of the events that overlap it."""
+    if not annotations:
+        return [[] for _ in range(starts.size)]
+    onset = np.array([a[0] for a in annotations], np.float64)
+    until = onset + np.maximum(np.array([a[1] for a in annotations], np.float64), 0.0)
+    texts = [a[2] for a in annotations]
+    hits = (onset[None, :] < ends[:, None]) & (until[None, :] >= starts[:, None])
+    return [[texts[i] for i in np.flatnonzero(row)] for row in hits]
 
 
 def _absolute(start_time, t0: float):

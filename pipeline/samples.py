@@ -201,3 +201,28 @@ def markdown_table() -> str:
         lines.append(f"| `{s.name}` | {s.source} | `{s.member}` | {s.format} | {s.modality} | {s.fs:g} | "
                      f"{s.duration_s:g} | {s.license} | {s.description} |")
     return "\n".join(lines) + "\n"
+
+
+def sample_window(name: str, channel: int = 0, start_s: float = 0.0, length: int = 1024,
+                  fs: float = 100.0):
+    """One window of a real recording as ``nw2 ingest`` stores it: channel ``channel`` from ``start_s``
+    seconds, resampled to ``fs``, linear trend removed, z-scored (float64). Fetches on first use.
+    Tests and benchmarks use it to run the metrics on real signals."""
+    import numpy as np
+
+    from pipeline import preprocess as pp
+    from pipeline.readers import reader_for
+    from pipeline.readers.base import ReadOptions
+
+    entry = lookup(name)
+    opts = dict(entry.options)
+    if opts.get("columns") is not None:
+        opts["columns"] = tuple(opts["columns"])
+    span = length / fs + 1.0
+    rec = next(iter(reader_for(entry.format).read(str(fetch([name])[name]), ReadOptions(**opts), [channel],
+                                                  start_s, start_s + span)))
+    y = pp.resample(rec.samples, rec.fs, fs)[:length]
+    if y.size < length:
+        raise Nw2Error(f"sample {name}: fewer than {length} samples at {fs:g} Hz from {start_s:g} s")
+    y, _, _ = pp.normalize(pp.detrend(y), "zscore")
+    return np.ascontiguousarray(y, dtype=np.float64)

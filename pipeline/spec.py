@@ -113,6 +113,20 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class MetricsSpec:
+    """Chaos metrics computed per window after ingest (``nw2 metrics`` takes the same section)."""
+
+    enabled: bool = True
+    """Run the metrics stage at the end of ``nw2 ingest`` (``--no-metrics`` turns it off)."""
+    names: tuple[str, ...] | None = None
+    """Metrics to compute (``docs/metrics.md`` lists them); ``null`` for all of them."""
+    engine: str = "numba"
+    """``numba`` (nw2's kernels) or ``reference`` (the same metrics with nolds/antropy, to cross-check)."""
+    params: dict = field(default_factory=dict)
+    """Per-metric parameters overriding the defaults, e.g. ``{sample_entropy: {r: 0.15}}``."""
+
+
+@dataclass(frozen=True)
 class IngestSpec:
     """A whole ``nw2 ingest`` run."""
 
@@ -121,6 +135,7 @@ class IngestSpec:
     preprocess: PreprocessSpec = PreprocessSpec()
     windows: WindowSpec = WindowSpec()
     split: SplitSpec = SplitSpec()
+    metrics: MetricsSpec = MetricsSpec()
     max_piece_samples: int = 4_000_000
     """Work unit size: a file with more samples (all channels) is split by channels and time so one
     huge file does not serialize the run."""
@@ -220,6 +235,19 @@ def _validate(spec: IngestSpec, where: str) -> None:
     bad = [v for v in split.fixed.values() if v not in ("train", "val", "test")]
     if bad:
         raise SpecError(f"{where}.split.fixed: {bad[0]!r} is not one of train, val, test")
+    validate_metrics(spec.metrics, f"{where}.metrics")
+
+
+def validate_metrics(metrics: MetricsSpec, where: str) -> None:
+    """Metric names, engine and parameters checked against the metric functions' signatures."""
+    if metrics.names is None and not metrics.params and metrics.engine in ("numba", "reference"):
+        return  # the defaults: nothing to check, and no reason to load the kernels to read a spec
+    from pipeline.metrics.suite import check_selection
+
+    try:
+        check_selection(metrics.names, metrics.params, metrics.engine)
+    except ValueError as err:
+        raise SpecError(f"{where}: {err}") from None
 
 
 def spec_from_dict(data: dict, where: str = "spec", base_dir: str | Path = ".") -> IngestSpec:

@@ -83,13 +83,26 @@ class Store:
 
     def write_part(self, piece_id: str, table: pa.Table) -> str:
         """Write one piece's windows as ``data/part-<piece_id>.parquet``; returns the relative path."""
+        rel = f"data/part-{piece_id}.parquet"
+        self.write_table(rel, table)
+        return rel
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        """Write (or atomically replace) a part with the store's Parquet settings."""
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=ROW_GROUP_SIZE, compression="zstd",
                        use_dictionary=["dataset", "subject", "record", "channel", "modality", "unit",
                                        "split", "source"])
-        rel = f"data/part-{piece_id}.parquet"
         self._write_bytes(rel, buf.getvalue())
-        return rel
+
+    def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open(self.path(rel), "rb") as fh:
+            return pq.read_table(fh, columns=columns)
+
+    def schema_of(self, rel: str) -> pa.Schema:
+        """A part's schema with its metadata, from the Parquet footer alone."""
+        with self.fs.open(self.path(rel), "rb") as fh:
+            return pq.read_schema(fh)
 
     # -- completion markers ----------------------------------------------------------------------
     def marker(self, piece_id: str) -> str:
@@ -105,13 +118,15 @@ class Store:
 
     # -- whole store -----------------------------------------------------------------------------
     def parts(self) -> list[str]:
-        return sorted(self.fs.glob(self.path("data", "part-*.parquet")))
+        """Relative paths (``data/part-*.parquet``) of every part, sorted."""
+        found = self.fs.glob(self.path("data", "part-*.parquet"))
+        return sorted("data/" + posixpath.basename(p) for p in found)
 
     def clear(self) -> None:
         """Remove everything nw2 wrote here (``--overwrite``)."""
         for rel in ("data", "_progress"):
             if self.fs.exists(self.path(rel)):
                 self.fs.rm(self.path(rel), recursive=True)
-        for rel in ("store.json", "manifest.json"):
+        for rel in ("store.json", "manifest.json", "metrics.json"):
             if self.fs.exists(self.path(rel)):
                 self.fs.rm(self.path(rel))

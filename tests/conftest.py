@@ -17,3 +17,22 @@ def sample():
         return samples.fetch([name])[name]
 
     return get
+
+
+#: Real recordings whose windows the metric tests compare against nolds/antropy: one channel each,
+#: ``(sample, channel index, seconds into the recording)``.
+REAL_WINDOW_SOURCES = [
+    ("mitbih_208", 0, 10.0),        # ECG, 360 Hz
+    ("eegmmi_s001r02", 0, 5.0),     # EEG, 160 Hz
+    ("bvp_opensignals", 0, 2.0),    # PPG, 1000 Hz
+    ("resp_opensignals", 0, 5.0),   # respiration, 1000 Hz
+    ("eda_slow", 0, 2.0),           # EDA, 100 Hz
+    ("daphnet_s06r02", 0, 20.0),    # accelerometer, 64 Hz
+]
+
+
+@pytest.fixture(scope="session")
+def real_windows():
+    """``(name, samples, fs)`` for one 1024-sample window of each of ``REAL_WINDOW_SOURCES``, resampled
+    to 100 Hz, cleaned of a linear trend and z-scored as ``nw2 ingest`` stores them (float64)."""
+    return [(name, samples.sample_window(name, channel, t0), 100.0) for name, channel, t0 in REAL_WINDOW_SOURCES]

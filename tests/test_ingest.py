@@ -60,6 +60,13 @@ def test_demo_spec_builds_a_store_from_four_formats(demo_store):
     assert len(set(table["window_id"].to_pylist())) == table.num_rows
     lengths = {len(s) for s in table["samples"].to_pylist()[:50]}
     assert lengths == {spec.windows.length}
+    # Ingest ends with the metrics stage: every metric has a column, mostly filled.
+    from pipeline.metrics import METRICS
+
+    summary = json.loads((demo_store / "metrics.json").read_text())
+    assert summary["names"] == list(METRICS) and summary["rows"] == table.num_rows
+    for name in METRICS:
+        assert table[name].null_count < table.num_rows * 0.1, name
 
 
 def test_store_is_readable_without_nw2(demo_store):
@@ -190,3 +197,30 @@ def test_output_to_fsspec_urls(sample, tmp_path):
     assert [p.rsplit("/", 1)[1] for p in parts] == sorted(p.name for p in (tmp_path / "url" / "data").iterdir())
     assert mem.cat(parts[0]) == next((tmp_path / "url" / "data").iterdir()).read_bytes()
     mem.rm("/nw2-test", recursive=True)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "local"])
+def test_map_then_returns_results_in_input_order(scheduler):
+    """The pipelined two-step map (plans, then each plan's pieces without a barrier) gives the same
+    nested results whatever order tasks finish in; local workers run with one polars thread and
+    import the modules they are told to while they start."""
+    import time
+
+    from pipeline.executor import Executor
+
+    items = [[3.14, 1.52, 2.25], [], [9.87], [5.55, 4.44, 7.77, 6.66]]
+    with Executor(scheduler, workers=2, progress=False, imports=("pipeline.pieces",)) as ex:
+        firsts, seconds = ex.map_then(sorted, items, round, lambda r: r, desc="a", then_desc="b",
+                                      size=lambda v: int(v), fn_kwargs={"reverse": True},
+                                      then_kwargs={"ndigits": 1})
+        assert firsts == [sorted(i, reverse=True) for i in items]
+        assert seconds == [[round(v, 1) for v in f] for f in firsts]
+        assert ex.map(round, [1.25, 2.75], desc="c", ndigits=1) == [1.2, 2.8]
+        if scheduler == "local":
+            polars_threads = ex._client.run(lambda: __import__("os").environ.get("POLARS_MAX_THREADS"))
+            assert set(polars_threads.values()) == {"1"}
+            deadline = time.monotonic() + 60
+            while not all(ex._client.run(lambda: "pipeline.pieces" in __import__("sys").modules).values()):
+                assert time.monotonic() < deadline, "workers did not import pipeline.pieces"
+                time.sleep(0.2)
+    assert "NW2_WORKER_IMPORTS" not in os.environ

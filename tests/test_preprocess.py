@@ -95,3 +95,131 @@ def test_window_label_is_the_majority():
     assert win.window_label(np.array([1, 1, 2, 2, 2])) == "2"
     assert win.window_label(np.array([3, 3, 1, 1])) == "1"  # ties: smallest as text
     assert win.window_label(None) is None
+
+
+# ---- batch (row-wise) versions agree with the single-window functions -----------------------------
+
+#: ``(sample, channel index)``: real channels at their source rates (360, 160, 1000, 100, 64 Hz;
+#: the EDA sample is a real flat line, the accelerometers are integer ADC counts with long runs).
+SOURCE_CHANNELS = [("mitbih_208", 0), ("eda_slow", 0), ("sync_acc", 0), ("heartpy_ppg", 0),
+                   ("daphnet_s06r02", 0), ("bvp_opensignals", 0)]
+
+
+def read_channel(sample, name, channel, seconds=120.0):
+    from pipeline import samples
+    from pipeline.readers import reader_for
+    from pipeline.readers.base import ReadOptions
+
+    entry = samples.lookup(name)
+    opts = dict(entry.options)
+    if opts.get("columns") is not None:
+        opts["columns"] = tuple(opts["columns"])
+    rec = next(iter(reader_for(entry.format).read(str(sample(name)), ReadOptions(**opts), [channel], 0.0, seconds)))
+    return np.asarray(rec.samples, np.float64), rec.fs
+
+
+@pytest.fixture(scope="module")
+def source_channels(sample):
+    return [(name, *read_channel(sample, name, channel)) for name, channel in SOURCE_CHANNELS]
+
+
+def test_detrend_and_normalize_rows_equal_the_single_window_versions(source_channels):
+    rng = np.random.default_rng(1)
+    for name, x, fs in source_channels:
+        y = pp.resample(x, fs, 100.0)
+        rows = np.lib.stride_tricks.sliding_window_view(y, 1024)[::300]
+        assert rows.shape[0] >= 2, name
+        rows = rows + np.linspace(0, 50, 1024) * rng.normal(size=(rows.shape[0], 1))  # add trends
+        detrended = pp.detrend_rows(rows)
+        tol = 1e-9 * max(1.0, np.abs(rows).max())
+        for row, got in zip(rows, detrended):
+            np.testing.assert_allclose(got, pp.detrend(row), rtol=0, atol=tol)
+        for method in ("zscore", "robust", "none"):
+            z, scale, offset = pp.normalize_rows(detrended, method)
+            for i, row in enumerate(detrended):
+                want, s, o = pp.normalize(row, method)
+                np.testing.assert_allclose(z[i], want, rtol=0, atol=1e-9)
+                assert scale[i] == pytest.approx(s, rel=1e-9) and offset[i] == pytest.approx(o, rel=1e-9, abs=1e-9)
+    # Short rows, a constant row (zero scale becomes 1) and a single row.
+    for n in (1, 2, 3, 7):
+        rows = rng.normal(size=(3, n))
+        np.testing.assert_allclose(pp.detrend_rows(rows), [pp.detrend(r) for r in rows], atol=1e-12)
+    flat = np.full((1, 16), 3.0)
+    z, scale, offset = pp.normalize_rows(flat, "zscore")
+    assert scale.tolist() == [1.0] and offset.tolist() == [3.0] and not z.any()
+
+
+def windows_to_judge(x, fs, rng):
+    """Window starts over ``x`` (including windows hanging off either end) and their missing fractions."""
+    length = int(round(10.24 * fs))
+    starts = np.r_[np.arange(-length // 3, x.size, max(1, length // 2)), rng.integers(0, x.size, 20)]
+    return starts, length, rng.choice([0.0, 0.05, 0.3], size=starts.size, p=[0.8, 0.1, 0.1])
+
+
+def test_batch_quality_checks_equal_the_single_window_ones(source_channels):
+    rng = np.random.default_rng(2)
+    spec = WindowSpec(length=1024, stride=512, max_missing=0.2, max_flat=0.5, max_clipped=0.2)
+    seen = set()
+    for name, x, fs in source_channels:
+        variants = [x]
+        damaged = x.copy()  # flat stretches, clipping, missing samples and an infinity
+        n = x.size
+        damaged[n // 10: n // 10 + int(3 * fs)] = damaged[n // 10]
+        damaged[n // 3: n // 2] = np.clip(damaged[n // 3: n // 2], None, np.percentile(x, 60))
+        damaged[rng.integers(0, n, 15)] = np.nan
+        damaged[2 * n // 3] = np.inf
+        variants.append(damaged)
+        for v in variants:
+            starts, length, missing = windows_to_judge(v, fs, rng)
+            got = win.quality_problems(v, starts, length, missing, spec, fs)
+            want = [win.quality_problem(v[max(0, s):s + length], m, spec, fs) for s, m in zip(starts, missing)]
+            assert got == want, name
+            seen.update(want)
+            inside = starts[(starts >= 0) & (starts + length <= v.size)]
+            min_run = int(round(spec.flat_run_s * fs))
+            flat = win.flat_fractions(v, inside, length, min_run)
+            assert flat.tolist() == [win.flat_fraction(v[s:s + length], min_run) for s in inside], name
+            clipped = win.clipped_fractions(v, inside, length)
+            assert clipped.tolist() == [win.clipped_fraction(v[s:s + length]) for s in inside], name
+    assert seen == {None, "missing", "flat", "clipped"}
+
+
+def test_flat_fractions_on_runs_cut_by_window_edges():
+    x = np.r_[np.zeros(10), np.arange(5.0), np.ones(7), [2.0, 2.0], np.full(12, 5.0)]
+    for length in (2, 3, 5, 9, 16, x.size):
+        starts = np.arange(0, x.size - length + 1)
+        for min_run in (0, 2, 3, 4, 6, 10):
+            want = [win.flat_fraction(x[s:s + length], min_run) for s in starts]
+            assert win.flat_fractions(x, starts, length, min_run).tolist() == want, (length, min_run)
+    with pytest.raises(ValueError):
+        win.flat_fractions(x, np.array([x.size - 2]), 5, 2)
+
+
+def reference_outlier_jumps(x, fs, range_factor):
+    """The definition: a full 50 ms running median (what ``outlier_jumps`` computed before)."""
+    from scipy import ndimage
+
+    ok = np.isfinite(x)
+    if ok.sum() < 3:
+        return np.zeros(x.shape, bool)
+    lo, hi = np.percentile(x[ok], [0.5, 99.5])
+    if hi - lo <= 0:
+        return np.zeros(x.shape, bool)
+    width = max(3, int(round(0.05 * fs)) | 1)
+    filled = pp.fill_missing(x, ~ok)
+    return ok & (np.abs(filled - ndimage.median_filter(filled, size=width, mode="nearest")) > range_factor * (hi - lo))
+
+
+def test_outlier_jumps_equal_a_full_running_median(source_channels, sample):
+    rng = np.random.default_rng(3)
+    ecg = np.loadtxt(sample("pyphysio_medical"), max_rows=60000)[:, 0]  # 2048 Hz
+    for name, x, fs in [*source_channels, ("pyphysio_medical", ecg, 2048.0)]:
+        popped = x.copy()
+        where = rng.integers(0, x.size, 12)
+        popped[where] += rng.choice([-1, 1], 12) * 3 * np.ptp(x)
+        popped[where[:3] + 1] = np.nan
+        popped[:2] += 5 * np.ptp(x)  # a pop at the very start (nearest-value edge)
+        for signal_ in (x, popped):
+            for factor in (1.0, 0.5, 0.2, 0.05):
+                got = pp.outlier_jumps(signal_, fs, factor)
+                assert np.array_equal(got, reference_outlier_jumps(signal_, fs, factor)), (name, factor)

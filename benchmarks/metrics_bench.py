@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Metrics benchmark: nw2's Numba engine against nolds/antropy on the same windows, in one run.
+
+Windows: real recordings from the sample registry (as ``nw2 ingest`` stores them: 100 Hz, linear
+trend removed, z-scored) and synthetic systems (logistic map, Henon map, Lorenz flow, white and pink
+noise), at 1024 and 4096 samples. Every figure is a median over windows (and ``--repeat`` timings of
+each), after one warm-up call, so Numba's compilation and nolds' imports are not timed.
+
+Sections:
+
+1. per metric and for the whole suite: seconds per window for nw2 and for the reference engine
+   (``pipeline.metrics.reference``: nolds or antropy with the same parameters), and their ratio;
+2. scaling of the O(n^2) metrics (Lyapunov exponent, correlation dimension, sample entropy, and the
+   shared neighbour pass of the first two) at 1024, 2048, 4096 and 8192 samples;
+3. peak RSS of a fresh process that runs the whole suite on an 8192-sample window;
+4. time from interpreter start to the first result in a fresh process (kernels cached on disk);
+5. ``nw2 metrics`` over a store of real recordings, windows per second with 1 and 2 Dask workers.
+
+Usage::
+
+    .venv/bin/python benchmarks/metrics_bench.py           # the figures in docs/performance.md
+    .venv/bin/python benchmarks/metrics_bench.py --quick   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline import samples  # noqa: E402
+from pipeline.metrics import reference, suite, systems  # noqa: E402
+from pipeline.metrics.dynamics import lyapunov_and_dimension  # noqa: E402
+
+#: Real recordings at least 4096 samples long at 100 Hz: (sample, channel, start s).
+REAL = [("mitbih_208", 0, 10.0), ("eegmmi_s001r02", 0, 5.0), ("resp_opensignals", 0, 5.0),
+        ("daphnet_s06r02", 0, 20.0), ("heartpy_ppg_long", 0, 60.0)]
+#: Which package the reference engine uses per metric (for the table).
+PACKAGE = {"largest_lyapunov": "nolds", "correlation_dimension": "nolds", "hurst_rs": "nolds", "dfa": "nolds",
+           "chaos_01": "numpy"}
+N2_METRICS = ("largest_lyapunov", "correlation_dimension", "sample_entropy")
+
+
+def windows(n: int, n_real: int) -> list[tuple[str, np.ndarray]]:
+    out = [(f"{name}[{ch}]", samples.sample_window(name, ch, t0, n)) for name, ch, t0 in REAL[:n_real]]
+    out += [("logistic", systems.logistic(n)), ("henon", systems.henon(n)), ("lorenz", systems.lorenz(n)),
+            ("white", systems.white_noise(n)), ("pink", systems.pink_noise(n))]
+    return out
+
+
+def per_window(fn, items, repeat: int) -> float:
+    """Median seconds of ``fn(x)`` over the windows (each timed ``repeat`` times, the best kept)."""
+    fn(items[0][1])  # warm-up: compilation, imports, caches
+    times = []
+    for _, x in items:
+        best = min(_timed(fn, x) for _ in range(repeat))
+        times.append(best)
+    return statistics.median(times)
+
+
+def _timed(fn, x) -> float:
+    t = time.perf_counter()
+    fn(x)
+    return time.perf_counter() - t
+
+
+def section_speed(sizes, n_real, repeat, ref_windows) -> None:
+    print("\n== 1. Seconds per window: nw2 (Numba) against the reference engine, same parameters ==")
+    fs = 100.0
+    for n in sizes:
+        items = windows(n, n_real)
+        ref_items = items[:ref_windows]
+        print(f"\n-- {n} samples: {len(items)} windows for nw2 ({', '.join(k for k, _ in items)}); "
+              f"the reference on the first {len(ref_items)} --")
+        print(f"{'metric':<24}{'reference':>10}{'nw2 ms':>10}{'ref ms':>11}{'ref/nw2':>9}")
+        total_nw2 = total_ref = 0.0
+        for name in suite.METRICS:
+            params = suite.resolved_params([name], None)[name]
+            ours = per_window(lambda x: suite.METRICS[name](x, fs, **params), items, repeat)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theirs = per_window(lambda x: reference.REFERENCE[name](x, fs, **params), ref_items, 1)
+            total_nw2 += ours
+            total_ref += theirs
+            print(f"{name:<24}{PACKAGE.get(name, 'antropy'):>10}{ours * 1e3:>10.3f}{theirs * 1e3:>11.3f}"
+                  f"{theirs / ours:>9.1f}")
+        whole = per_window(lambda x: suite.measure(x, fs), items, repeat)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole_ref = per_window(lambda x: reference.measure(x, fs), ref_items, 1)
+        print(f"{'whole suite (measure)':<24}{'':>10}{whole * 1e3:>10.3f}{whole_ref * 1e3:>11.3f}"
+              f"{whole_ref / whole:>9.1f}   (sum of the rows above: nw2 {total_nw2 * 1e3:.3f}, "
+              f"reference {total_ref * 1e3:.3f} ms)")
+
+
+def section_scaling(sizes, repeat) -> None:
+    print("\n== 2. Scaling of the O(n^2) metrics (Lorenz x, fs = 100) ==")
+    fs = 100.0
+    fns = {name: (lambda name: lambda x: suite.METRICS[name](x, fs))(name) for name in N2_METRICS}
+    fns["lyapunov_and_dimension"] = lambda x: lyapunov_and_dimension(x, fs)
+    print(f"{'metric':<24}" + "".join(f"{n:>10}" for n in sizes) + "   ratios t(2n)/t(n) (4.0 = n^2)")
+    for name, fn in fns.items():
+        ts = [per_window(fn, [("lorenz", systems.lorenz(n))], repeat) for n in sizes]
+        ratios = ", ".join(f"{b / a:.2f}" for a, b in zip(ts, ts[1:]))
+        print(f"{name:<24}" + "".join(f"{t * 1e3:>8.1f}ms" for t in ts) + f"   {ratios}")
+
+
+_CHILD = """
+import resource, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from pipeline.metrics import compute_all
+from pipeline.metrics.systems import lorenz
+x = lorenz({n})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t1 = time.perf_counter()
+values = compute_all(x, 100.0)
+t2 = time.perf_counter()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base / 1024, peak / 1024, t1 - t0, t2 - t1)
+"""
+
+
+def _child(n: int) -> tuple[float, ...]:
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _CHILD.format(n=n)], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    wall = time.perf_counter() - t
+    return (*map(float, done.stdout.split()), wall)
+
+
+def section_memory_and_start() -> None:
+    print("\n== 3. Peak RSS of a fresh process running the whole suite on one window ==")
+    for n in (1024, 8192):
+        base, peak, _, _, _ = _child(n)
+        print(f"{n:>5} samples: {peak:.0f} MiB peak (after imports and making the window: {base:.0f} MiB; "
+              f"the suite added {peak - base:.0f} MiB)")
+    print("\n== 4. A fresh process to its first result (kernels compiled on an earlier run, cached on disk) ==")
+    runs = [_child(1024) for _ in range(3)]
+    for i, (_, _, imports, first, wall) in enumerate(runs, 1):
+        print(f"run {i}: {wall:.2f} s from interpreter start to exit ({imports:.2f} s imports + the window, "
+              f"{first:.3f} s for the first compute_all)")
+
+
+def section_stage(n_windows_hint: int) -> None:
+    print("\n== 5. nw2 metrics over a store of real recordings (all metrics, local Dask cluster) ==")
+    from pipeline.ingest import ingest
+    from pipeline.metrics.stage import compute_metrics
+    from pipeline.spec import spec_from_dict
+
+    scratch = Path(tempfile.mkdtemp(prefix="nw2-metrics-bench-"))
+    try:
+        spec = spec_from_dict({"name": "bench", "sources": [
+            {"dataset": "mitbih", "sample": "mitbih_208"}, {"dataset": "eegmmi", "sample": "eegmmi_s001r02"},
+            {"dataset": "heartpy", "sample": "heartpy_ppg_long"}],
+            "windows": {"length": 1024, "stride": 512}, "metrics": {"enabled": False}})
+        base = scratch / "store"
+        ingest(spec, str(base), scheduler="sync", progress=False, metrics=False)
+        rows = None
+        for workers in (1, 2):
+            store = scratch / f"store-{workers}"
+            shutil.copytree(base, store)
+            t = time.perf_counter()
+            result = compute_metrics(str(store), workers=workers, progress=False)
+            wall = time.perf_counter() - t
+            rows = result.rows
+            print(f"{workers} worker{'s' if workers > 1 else ' '}: {rows} windows, {len(result.parts)} parts, "
+                  f"{wall:.1f} s with cluster start/stop: {rows / wall:.0f} windows/s")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1024 samples only, fewer windows, no store run")
+    ap.add_argument("--repeat", type=int, default=3, help="timings per window, best kept (default 3)")
+    args = ap.parse_args(argv)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *(sys.argv if argv is None else ["metrics_bench.py", *argv])])
+    import numba
+
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, python {platform.python_version()}, "
+          f"numpy {np.__version__}, numba {numba.__version__}")
+    t = time.perf_counter()
+    if args.quick:
+        section_speed([1024], 2, 1, 3)
+        section_scaling([1024, 2048], 1)
+        section_memory_and_start()
+    else:
+        section_speed([1024, 4096], len(REAL), args.repeat, 4)
+        section_scaling([1024, 2048, 4096, 8192], args.repeat)
+        section_memory_and_start()
+        section_stage(0)
+    print(f"\n{time.perf_counter() - t:.0f} s in all; command: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
