@@ -120,18 +120,23 @@ def section_scaling(sizes, repeat) -> None:
 
 
 _CHILD = """
-import resource, sys, time
+import sys, time
 t0 = time.perf_counter()
+
+def hwm():  # peak RSS of this process in MiB; unlike ru_maxrss, it does not inherit the parent's
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 import numpy as np
 from pipeline.metrics import compute_all
 from pipeline.metrics.systems import lorenz
 x = lorenz({n})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 t1 = time.perf_counter()
 values = compute_all(x, 100.0)
 t2 = time.perf_counter()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base / 1024, peak / 1024, t1 - t0, t2 - t1)
+print(base, hwm(), t1 - t0, t2 - t1)
 """
 
 
@@ -156,7 +161,7 @@ def section_memory_and_start() -> None:
               f"{first:.3f} s for the first compute_all)")
 
 
-def section_stage(n_windows_hint: int) -> None:
+def section_stage() -> None:
     print("\n== 5. nw2 metrics over a store of real recordings (all metrics, local Dask cluster) ==")
     from pipeline.ingest import ingest
     from pipeline.metrics.stage import compute_metrics
@@ -170,7 +175,6 @@ def section_stage(n_windows_hint: int) -> None:
             "windows": {"length": 1024, "stride": 512}, "metrics": {"enabled": False}})
         base = scratch / "store"
         ingest(spec, str(base), scheduler="sync", progress=False, metrics=False)
-        rows = None
         for workers in (1, 2):
             store = scratch / f"store-{workers}"
             shutil.copytree(base, store)
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         section_speed([1024, 4096], len(REAL), args.repeat, 4)
         section_scaling([1024, 2048, 4096, 8192], args.repeat)
         section_memory_and_start()
-        section_stage(0)
+        section_stage()
     print(f"\n{time.perf_counter() - t:.0f} s in all; command: {command}")
     return 0
 
