@@ -7,6 +7,7 @@ for a bad window: an undefined metric is ``nan`` with a short reason.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,8 +36,14 @@ _EMBEDDING = ("emb_dim", "lag", "min_tsep")
 
 def defaults(name: str) -> dict[str, object]:
     """The keyword parameters of metric ``name`` and their defaults (everything after ``x, fs``)."""
+    return dict(_defaults(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(name: str) -> tuple[tuple[str, object], ...]:
+    # Cached: measure() resolves parameters for every window, and inspect.signature is not free.
     sig = inspect.signature(METRICS[name].strict)
-    return {p.name: p.default for p in list(sig.parameters.values())[2:]}
+    return tuple((p.name, p.default) for p in list(sig.parameters.values())[2:])
 
 
 def check_selection(names: Iterable[str] | None, params: dict | None, engine: str = "numba") -> list[str]:
