@@ -41,8 +41,7 @@ def bare_store(tmp_path_factory):
     """A store without metrics: MIT-BIH ECG and a PPG, cut into several parts."""
     tmp = tmp_path_factory.mktemp("metrics")
     out = tmp / "store"
-    result = nw2("ingest", write_spec(tmp, {"enabled": False}), "--out", out, "--scheduler", "sync",
-                 "--no-progress")
+    result = nw2("ingest", write_spec(tmp), "--out", out, "--scheduler", "sync", "--no-progress", "--no-metrics")
     assert result.exit_code == 0, result.output
     assert len(list((out / "data").glob("part-*.parquet"))) >= 3
     return out
@@ -59,8 +58,15 @@ def read(store: Path):
     return pq.read_table(store / "data")
 
 
-def test_ingest_without_metrics_has_no_metric_columns(bare_store):
+def test_ingest_without_metrics_has_no_metric_columns(bare_store, tmp_path):
     assert not set(METRICS) & set(read(bare_store).column_names)
+    assert not (bare_store / "metrics.json").exists()
+    # The spec can switch the stage off too.
+    spec = tmp_path / "off.yaml"
+    spec.write_text(yaml.safe_dump({"name": "off", "sources": [{"dataset": "heartpy", "sample": "heartpy_ppg"}],
+                                    "metrics": {"enabled": False}}))
+    assert nw2("ingest", spec, "--out", tmp_path / "off", "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert not (tmp_path / "off" / "metrics.json").exists()
 
 
 def test_metrics_adds_nullable_float32_columns_that_match_compute_all(store):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import float64, int64, njit
+import scipy.fft
+from numba import complex128, float64, int64, njit, none
 
 from ._common import F8, Undefined, as_signal, check_fs, nan_if_undefined, positive_int, require, signatures
 
@@ -34,9 +35,10 @@ RESYNC = 64
 
 
 @njit(signatures(lambda a: float64[::1](a, F8, int64)), cache=True, nogil=True)
-def _k_per_c(phi, cs, ncut):
+def _k_per_c_direct(phi, cs, ncut):
     """``K_c`` for each ``c`` in ``cs``: the correlation of ``n = 1..ncut`` with
-    ``D_c(n) = M_c(n) - mean(phi)^2 (1 - cos n c) / (1 - cos c)``; nan where ``D_c`` is constant."""
+    ``D_c(n) = M_c(n) - mean(phi)^2 (1 - cos n c) / (1 - cos c)``; nan where ``D_c`` is constant.
+    The mean square displacement summed directly: ``O(N ncut)`` per ``c``."""
     n = phi.size
     mean = 0.0
     for j in range(n):
@@ -86,6 +88,131 @@ def _k_per_c(phi, cs, ncut):
             syy += v * v
         out[k] = sxy / math.sqrt(sxx * syy) if syy > 0.0 else np.nan
     return out
+
+
+F8_2D = float64[:, ::1]
+C16_2D = complex128[:, ::1]
+
+
+@njit(signatures(lambda a: none(a, F8, F8_2D, F8_2D)), cache=True, nogil=True)
+def _walks(phi, cs, pq, energy):
+    """The translation variables of every ``c``, each centred (``M_c`` only sees differences, and a
+    walk without its mean keeps the FFT's rounding small), zero-padded, and the cumulative sums of
+    their energy: ``pq[k, j] = p_k(j)``, ``pq[K + k, j] = q_k(j)`` for ``j < N`` (``K`` the number of
+    ``c``), zero for ``j >= N``; ``energy[k, j] = sum_{i<j} p_k(i)^2 + q_k(i)^2``."""
+    n = phi.size
+    n_c = cs.size
+    for k in range(n_c):
+        c = cs[k]
+        rot_cos, rot_sin = math.cos(c), math.sin(c)  # as in _k_per_c_direct
+        cos_jc, sin_jc = 1.0, 0.0
+        sp, sq = 0.0, 0.0
+        tp, tq = 0.0, 0.0
+        for j in range(n):
+            if (j + 1) % RESYNC == 0:
+                cos_jc, sin_jc = math.cos((j + 1) * c), math.sin((j + 1) * c)
+            else:
+                cos_jc, sin_jc = cos_jc * rot_cos - sin_jc * rot_sin, sin_jc * rot_cos + cos_jc * rot_sin
+            sp += phi[j] * cos_jc
+            sq += phi[j] * sin_jc
+            pq[k, j] = sp
+            pq[n_c + k, j] = sq
+            tp += sp
+            tq += sq
+        tp /= n
+        tq /= n
+        total = 0.0
+        energy[k, 0] = 0.0
+        for j in range(n):
+            a = pq[k, j] - tp
+            b = pq[n_c + k, j] - tq
+            pq[k, j] = a
+            pq[n_c + k, j] = b
+            total += a * a + b * b
+            energy[k, j + 1] = total
+        for j in range(n, pq.shape[1]):
+            pq[k, j] = 0.0
+            pq[n_c + k, j] = 0.0
+
+
+@njit([none(C16_2D, F8_2D)], cache=True, nogil=True)
+def _power(spectra, out):
+    """``out[k] = |spectra[k]|^2 + |spectra[K + k]|^2`` (``K`` rows of ``out``)."""
+    n_c = out.shape[0]
+    for k in range(n_c):
+        for j in range(out.shape[1]):
+            a, b = spectra[k, j], spectra[n_c + k, j]
+            out[k, j] = a.real * a.real + a.imag * a.imag + b.real * b.real + b.imag * b.imag
+
+
+@njit(signatures(lambda a: float64[::1](a, F8, int64, F8_2D, F8_2D)), cache=True, nogil=True)
+def _k_from_products(phi, cs, ncut, lagged, energy):
+    """``K_c`` from ``lagged[k, n] = sum_j p(j+n) p(j) + q(j+n) q(j)`` and the cumulative energy:
+    ``(N - n) M_c(n) = E(N) - E(n) + E(N - n) - 2 lagged(n)``; the rest as :func:`_k_per_c_direct`."""
+    n = phi.size
+    mean = 0.0
+    for j in range(n):
+        mean += phi[j]
+    mean /= n
+    msd = np.empty(ncut + 1)
+    out = np.empty(cs.size)
+    lag_mean = (ncut + 1) / 2.0
+    for k in range(cs.size):
+        c = cs[k]
+        d_mean = 0.0
+        for lag in range(1, ncut + 1):
+            m = (energy[k, n] - energy[k, lag] + energy[k, n - lag] - 2.0 * lagged[k, lag]) / (n - lag)
+            msd[lag] = m - mean * mean * (1.0 - math.cos(lag * c)) / (1.0 - math.cos(c))
+            d_mean += msd[lag]
+        d_mean /= ncut
+        sxy, sxx, syy = 0.0, 0.0, 0.0
+        for lag in range(1, ncut + 1):
+            u = lag - lag_mean
+            v = msd[lag] - d_mean
+            sxy += u * v
+            sxx += u * u
+            syy += v * v
+        out[k] = sxy / math.sqrt(sxx * syy) if syy > 0.0 else np.nan
+    return out
+
+
+def _k_per_c_fft(phi: np.ndarray, cs: np.ndarray, ncut: int) -> np.ndarray:
+    """:func:`_k_per_c_direct` with the lagged products ``sum_j p(j+n) p(j)`` as autocorrelations by
+    real FFTs of a fast length ``>= N + ncut`` (no wrap-around up to lag ``ncut``), and the squares
+    from cumulative sums: ``O(N log N)`` per ``c`` instead of ``O(N ncut)``.
+
+    The frequencies go in batches whose arrays stay small (:data:`FFT_BATCH_BYTES`): freshly mapped
+    memory for all ``c`` at once costs more in page faults than the FFTs themselves."""
+    n = phi.size
+    size = scipy.fft.next_fast_len(n + ncut, real=True)
+    batch = max(1, FFT_BATCH_BYTES // (16 * size))
+    out = np.empty(cs.size)
+    for b0 in range(0, cs.size, batch):
+        part = cs[b0:b0 + batch]
+        pq = np.empty((2 * part.size, size))
+        energy = np.empty((part.size, n + 1))
+        _walks(phi, part, pq, energy)
+        power = np.empty((part.size, size // 2 + 1))
+        _power(scipy.fft.rfft(pq, axis=1), power)
+        out[b0:b0 + batch] = _k_from_products(phi, part, ncut, scipy.fft.irfft(power, size, axis=1), energy)
+    return out
+
+
+#: Bytes of the padded walks of one batch of frequencies in :func:`_k_per_c_fft`.
+FFT_BATCH_BYTES = 1 << 18
+
+
+#: Largest ``ncut`` for the direct sum: below about 650 samples at the default ``ncut = N/10`` it
+#: beats the FFT's fixed costs (measured on 2 cores: 1.3 against 1.1 ms at N = 600, 100 c).
+DIRECT_MAX_NCUT = 64
+
+
+def _k_per_c(phi: np.ndarray, cs: np.ndarray, ncut: int) -> np.ndarray:
+    """``K_c`` for each ``c`` in ``cs`` (see :func:`_k_per_c_direct`): the direct sum for short
+    windows, the FFT beyond (same values to about 1e-12, see the tests)."""
+    if ncut <= DIRECT_MAX_NCUT:
+        return _k_per_c_direct(phi, cs, ncut)
+    return _k_per_c_fft(phi, cs, ncut)
 
 
 def mean_period(x: np.ndarray) -> float:

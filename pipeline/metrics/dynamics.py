@@ -5,8 +5,9 @@ Both need the distances between all pairs of delay vectors ``X_i``. The kernel s
 pairs ``i < j`` with ``|i - j| > min_tsep`` without ever holding an ``n x n`` matrix (memory is
 ``O(n + number of radii)``; the delay vectors are read from ``x`` in place), and from each distance
 updates the nearest neighbours of ``i`` and ``j`` (for the Lyapunov exponent) and a histogram over
-the radii (for the correlation sum). A partial sum of squares that already exceeds everything the
-pair could still change stops the sum early; the result is exactly the full computation's.
+the radii (for the correlation sum). Each row ``i`` is taken in chunks of columns ``j`` whose squared
+distances are summed together, coordinate by coordinate (SIMD), each pair in the plain sum's order,
+so every distance, neighbour and count is exactly the one-pair-at-a-time computation's.
 """
 
 from __future__ import annotations
@@ -38,56 +39,133 @@ C_RANGE = (1e-3, 0.1)
 I8 = int64[::1]
 
 
-@njit(signatures(lambda a: int64(a, int64, int64, int64, int64, int64, F8, I8, F8, I8)),
+#: Row chunk of the pair pass: the squared distances of one chunk stay in L1 through all its passes.
+CHUNK = 512
+
+
+@njit(signatures(lambda a: int64(a, int64, int64, int64, int64, int64, F8, int64, int64, I8, I8, F8, I8)),
       cache=True, nogil=True)
-def _pair_pass(x, emb_dim, lag, min_tsep, n_vectors, n_searched, radii2, nn_index, nn_dist2, counts):
+def _pair_pass(x, emb_dim, lag, min_tsep, n_vectors, n_searched, radii2, shift, base, table, nn_index,
+               nn_dist2, counts):
     """One pass over the pairs ``i < j < n_vectors`` with ``j - i > min_tsep``.
 
     Nearest neighbours: for ``i < n_searched``, ``nn_index[i]`` becomes the ``j < n_searched``
     (outside the Theiler window) of smallest squared distance ``nn_dist2[i]``; among ties the
     smallest ``j``, as ``argmin`` would give (candidates arrive in increasing order of index).
     Correlation sum: ``counts[k]`` counts the pairs with ``radii2[k-1] < d^2 <= radii2[k]``
-    (``radii2`` increasing); the cumulative sum gives ``#{pairs : d <= r_k}``.
+    (``radii2`` increasing); the cumulative sum gives ``#{pairs : d <= r_k}``. ``shift, base,
+    table`` locate ``k`` without a search over all radii (see :func:`_radius_table`).
     Returns the number of pairs visited.
+
+    Row by row, in chunks of :data:`CHUNK` columns: the squared distances of ``X_i`` to a chunk
+    are summed with the coordinate loop outside and the column loop inside (contiguous reads of
+    ``x``, no reduction: it vectorizes without fastmath, and each pair still sums its coordinates
+    in increasing order, so ``d^2`` is bit for bit the plain sum); then the neighbour updates and
+    the histogram read the chunk. Memory ``O(CHUNK)`` besides the outputs.
     """
     n_radii = radii2.size
     r2_max = radii2[n_radii - 1] if n_radii > 0 else -1.0
     for i in range(n_searched):
         nn_index[i] = -1
         nn_dist2[i] = np.inf
+    # the columns that matter: all for the correlation sum, j < n_searched for the neighbours only
+    j_end = n_vectors if n_radii > 0 else min(n_vectors, n_searched)
+    d2 = np.empty(CHUNK)
+    d2_bits = d2.view(np.int64)  # d2 >= 0, so its bit patterns (int64) order as its values do
+    scalar = np.empty(1)
+    scalar_bits = scalar.view(np.int64)
+    near = np.empty(CHUNK, dtype=np.int64)
     n_pairs = 0
     for i in range(n_vectors):
-        for j in range(i + min_tsep + 1, n_vectors):
-            n_pairs += 1
-            searched = j < n_searched  # then i < n_searched too
-            limit = r2_max
-            if searched:
-                limit = max(limit, nn_dist2[i], nn_dist2[j])
-            d2 = 0.0
-            for k in range(emb_dim):
-                diff = x[i + k * lag] - x[j + k * lag]
-                d2 += diff * diff
-                if d2 > limit:  # nothing this pair could change any more
-                    break
-            if d2 > limit:
-                continue
-            if searched:
-                if d2 < nn_dist2[i]:
-                    nn_dist2[i] = d2
-                    nn_index[i] = j
-                if d2 < nn_dist2[j]:
-                    nn_dist2[j] = d2
-                    nn_index[j] = i
-            if d2 <= r2_max:
-                lo, hi = 0, n_radii - 1  # first k with radii2[k] >= d2
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if radii2[mid] >= d2:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                counts[lo] += 1
+        j_first = i + min_tsep + 1
+        if j_first >= n_vectors:
+            break
+        n_pairs += n_vectors - j_first
+        for j0 in range(j_first, j_end, CHUNK):
+            width = min(CHUNK, j_end - j0)
+            # (slices: a bare loop index is known to be >= 0, so no wraparound check blocks SIMD;
+            # four coordinates per sweep of the chunk, each added in turn: the plain sum's order)
+            for t in range(width):
+                d2[t] = 0.0
+            k = 0
+            while k + 4 <= emb_dim:
+                a, b, c, e = x[i + k * lag], x[i + (k + 1) * lag], x[i + (k + 2) * lag], x[i + (k + 3) * lag]
+                s = j0 + k * lag
+                xa, xb = x[s:s + width], x[s + lag:s + lag + width]
+                xc, xe = x[s + 2 * lag:s + 2 * lag + width], x[s + 3 * lag:s + 3 * lag + width]
+                for t in range(width):
+                    da, db, dc, de = a - xa[t], b - xb[t], c - xc[t], e - xe[t]
+                    d2[t] = (((d2[t] + da * da) + db * db) + dc * dc) + de * de
+                k += 4
+            while k < emb_dim:
+                a = x[i + k * lag]
+                s = j0 + k * lag
+                xa = x[s:s + width]
+                for t in range(width):
+                    da = a - xa[t]
+                    d2[t] += da * da
+                k += 1
+            if j0 < n_searched:  # then i < n_searched too
+                w = min(width, n_searched - j0)
+                nd, ni = nn_dist2[j0:j0 + w], nn_index[j0:j0 + w]
+                for t in range(w):  # candidate i of each j: select, not branch, so it vectorizes
+                    d = d2[t]
+                    old = nd[t]
+                    better = d < old
+                    nd[t] = d if better else old
+                    ni[t] = i if better else ni[t]
+                lowest = d2_bits[0]  # candidates j of i: the chunk's minimum (integer, vectorizes) ...
+                for t in range(1, w):
+                    b = d2_bits[t]
+                    lowest = b if b < lowest else lowest
+                scalar_bits[0] = lowest
+                if scalar[0] < nn_dist2[i]:  # ... and only when it improves, its first index
+                    t = 0
+                    while d2_bits[t] != lowest:
+                        t += 1
+                    nn_dist2[i] = d2[t]
+                    nn_index[i] = j0 + t
+            if n_radii > 0:
+                m = 0
+                for t in range(width):  # the few columns within the largest radius, branch-free
+                    near[m] = t
+                    m += d2[t] <= r2_max
+                for s in range(m):
+                    t = near[s]
+                    b = (d2_bits[t] >> shift) - base
+                    if b < 0:
+                        b = 0
+                    lo, hi = table[b], min(table[b + 1], n_radii - 1)  # first k with radii2[k] >= d2
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if radii2[mid] >= d2[t]:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    counts[lo] += 1
     return n_pairs
+
+
+#: Largest bucket table of :func:`_radius_table`.
+TABLE_SIZE = 1 << 16
+
+
+def _radius_table(radii2: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """Buckets of squared distances by the leading bits of their float64 pattern (exponent and the
+    first mantissa bits: 64 buckets per octave, fewer if the radii span too many octaves), and per
+    bucket ``b`` the first radius at or above its lower edge: the ``k`` of a ``d^2`` in bucket ``b``
+    lies in ``table[b] .. table[b + 1]``, mostly a single candidate. ``(shift, base, table)`` with
+    ``b = (bits(d^2) >> shift) - base``. The kernel still compares ``d^2 <= r_k^2`` exactly."""
+    if radii2.size == 0:
+        return 0, 0, np.zeros(1, dtype=np.int64)
+    bits = radii2.view(np.int64)
+    shift = 52 - 6
+    while (bits[-1] >> shift) - (bits[0] >> shift) + 1 > TABLE_SIZE:
+        shift += 1
+    base = int(bits[0] >> shift)
+    span = int(bits[-1] >> shift) - base + 1
+    edges = ((base + np.arange(span + 1, dtype=np.int64)) << shift).view(np.float64)
+    return shift, base, np.searchsorted(radii2, edges, side="left").astype(np.int64)
 
 
 @njit(signatures(lambda a: int64(a, int64, int64, I8, int64, int64, F8)), cache=True, nogil=True)
@@ -203,8 +281,9 @@ def _run(x: np.ndarray, emb: Embedding, n_searched: int, radii):
     nn_index = np.empty(n_searched, dtype=np.int64)
     nn_dist2 = np.empty(n_searched)
     counts = np.zeros(radii2.size, dtype=np.int64)
+    shift, base, table = _radius_table(radii2)
     n_pairs = _pair_pass(x, emb.emb_dim, emb.lag, emb.min_tsep, emb.n_vectors(x.size), n_searched,
-                         radii2, nn_index, nn_dist2, counts)
+                         radii2, shift, base, table, nn_index, nn_dist2, counts)
     return nn_index, counts, n_pairs
 
 
