@@ -130,60 +130,81 @@ def hwm():  # peak RSS of this process in MiB; unlike ru_maxrss, it does not inh
 
 import numpy as np
 from pipeline.metrics import compute_all
-from pipeline.metrics.systems import lorenz
-x = lorenz({n})
-base = hwm()
 t1 = time.perf_counter()
-values = compute_all(x, 100.0)
+x = np.random.default_rng(0).standard_normal({n}) if {white} else np.load({path!r})
+base = hwm()
 t2 = time.perf_counter()
-print(base, hwm(), t1 - t0, t2 - t1)
+values = compute_all(x, 100.0)
+t3 = time.perf_counter()
+print(base, hwm(), t1 - t0, t3 - t2, t3 - t0 - (t2 - t1))
 """
 
 
-def _child(n: int) -> tuple[float, ...]:
+def _child(n: int, path: str = "") -> tuple[float, ...]:
+    """``(rss after imports and the window, peak rss, import s, compute_all s, import + compute s,
+    wall s)`` of a fresh interpreter; the window is white noise, or a Lorenz window from ``path``."""
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD.format(n=n)], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
+    code = _CHILD.format(n=n, white=not path, path=path)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     wall = time.perf_counter() - t
     return (*map(float, done.stdout.split()), wall)
 
 
 def section_memory_and_start() -> None:
-    print("\n== 3. Peak RSS of a fresh process running the whole suite on one window ==")
-    for n in (1024, 8192):
-        base, peak, _, _, _ = _child(n)
-        print(f"{n:>5} samples: {peak:.0f} MiB peak (after imports and making the window: {base:.0f} MiB; "
-              f"the suite added {peak - base:.0f} MiB)")
+    print("\n== 3. Peak RSS of a fresh process running the whole suite on one Lorenz window ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1024, 8192):
+            path = str(Path(tmp) / f"lorenz-{n}.npy")
+            np.save(path, systems.lorenz(n))
+            base, peak, *_ = _child(n, path)
+            print(f"{n:>5} samples: {peak:.0f} MiB peak (after imports and loading the window: {base:.0f} MiB; "
+                  f"the suite added {peak - base:.1f} MiB)")
     print("\n== 4. A fresh process to its first result (kernels compiled on an earlier run, cached on disk) ==")
-    runs = [_child(1024) for _ in range(3)]
-    for i, (_, _, imports, first, wall) in enumerate(runs, 1):
-        print(f"run {i}: {wall:.2f} s from interpreter start to exit ({imports:.2f} s imports + the window, "
-              f"{first:.3f} s for the first compute_all)")
+    for i in range(1, 4):
+        _, _, imports, first, to_result, wall = _child(1024)
+        print(f"run {i}: {to_result:.2f} s from the first line of the script to the first result "
+              f"({imports:.2f} s imports, {first * 1e3:.1f} ms for compute_all on 1024 samples); "
+              f"{wall:.2f} s wall for the whole process, interpreter start and exit included")
 
 
 def section_stage() -> None:
     print("\n== 5. nw2 metrics over a store of real recordings (all metrics, local Dask cluster) ==")
+    from pipeline.executor import executor
     from pipeline.ingest import ingest
-    from pipeline.metrics.stage import compute_metrics
+    from pipeline.metrics.stage import MetricsPlan, run_metrics
     from pipeline.spec import spec_from_dict
 
     scratch = Path(tempfile.mkdtemp(prefix="nw2-metrics-bench-"))
     try:
+        # Small pieces, so the store has enough parts for two workers to share.
         spec = spec_from_dict({"name": "bench", "sources": [
             {"dataset": "mitbih", "sample": "mitbih_208"}, {"dataset": "eegmmi", "sample": "eegmmi_s001r02"},
             {"dataset": "heartpy", "sample": "heartpy_ppg_long"}],
-            "windows": {"length": 1024, "stride": 512}, "metrics": {"enabled": False}})
+            "windows": {"length": 1024, "stride": 512}, "max_piece_samples": 100_000})
         base = scratch / "store"
         ingest(spec, str(base), scheduler="sync", progress=False, metrics=False)
-        for workers in (1, 2):
-            store = scratch / f"store-{workers}"
+        plan = MetricsPlan.build()
+        runs = {}
+        for workers in (1, 2, 1, 2):  # interleaved, medians reported
+            store = scratch / f"store-{len(runs)}"
             shutil.copytree(base, store)
             t = time.perf_counter()
-            result = compute_metrics(str(store), workers=workers, progress=False)
-            wall = time.perf_counter() - t
-            rows = result.rows
-            print(f"{workers} worker{'s' if workers > 1 else ' '}: {rows} windows, {len(result.parts)} parts, "
-                  f"{wall:.1f} s with cluster start/stop: {rows / wall:.0f} windows/s")
+            with executor("local", workers, progress=False) as ex:
+                t_work = time.perf_counter()
+                result = run_metrics(str(store), plan, ex)
+                work = time.perf_counter() - t_work
+            total = time.perf_counter() - t
+            runs.setdefault(workers, []).append((total, work, result.rows, len(result.parts)))
+            shutil.rmtree(store)
+        for workers, got in runs.items():
+            total = statistics.median(g[0] for g in got)
+            work = statistics.median(g[1] for g in got)
+            rows, parts = got[0][2], got[0][3]
+            print(f"{workers} worker{'s' if workers > 1 else ' '}: {rows} windows in {parts} parts; median of "
+                  f"{len(got)}: {total:.1f} s with cluster start/stop ({rows / total:.0f} windows/s), "
+                  f"{work:.1f} s without ({rows / work:.0f} windows/s)")
+        one, two = (statistics.median(g[1] for g in runs[w]) for w in (1, 2))
+        print(f"speedup 2 workers / 1 worker without cluster start/stop: {one / two:.2f}x")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
