@@ -283,7 +283,8 @@ def run_ingest(spec, out: Path, workers: int, timer: ClusterTimer) -> dict:
     timer.reset()
     with RssMonitor() as mon:
         t = time.perf_counter()
-        result = ingest(spec, str(out), scheduler="local", workers=workers, overwrite=True, progress=False)
+        result = ingest(spec, str(out), scheduler="local", workers=workers, overwrite=True, progress=False,
+                        metrics=False)  # the metrics stage has its own benchmark
         total = time.perf_counter() - t
     bad = [e for e in result.manifest if e["status"] != "ingested"]
     if bad:
@@ -354,7 +355,7 @@ def profile_sync(spec, out: Path, top: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     prof = cProfile.Profile()
     prof.enable()
-    ingest(spec, str(out), scheduler="sync", overwrite=True, progress=False)
+    ingest(spec, str(out), scheduler="sync", overwrite=True, progress=False, metrics=False)
     prof.disable()
     stats = pstats.Stats(prof).strip_dirs()
     print(f"\n-- cProfile of a sync ingest (top {top} by own time) --")
