@@ -63,19 +63,21 @@ def windows(n: int, n_real: int) -> list[tuple[str, np.ndarray]]:
 
 
 def per_window(fn, items, repeat: int) -> float:
-    """Median seconds of ``fn(x)`` over the windows (each timed ``repeat`` times, the best kept)."""
+    """Median over the windows of the seconds one ``fn(x)`` takes: each window is timed ``repeat``
+    times, each timing a loop long enough (>= 20 ms) that microsecond metrics are measured as well
+    as slow ones, and the best timing is kept. Both engines are timed the same way."""
     fn(items[0][1])  # warm-up: compilation, imports, caches
-    times = []
-    for _, x in items:
-        best = min(_timed(fn, x) for _ in range(repeat))
-        times.append(best)
-    return statistics.median(times)
+    return statistics.median(min(_timed(fn, x) for _ in range(repeat)) for _, x in items)
 
 
-def _timed(fn, x) -> float:
+def _timed(fn, x, budget: float = 0.02) -> float:
+    calls, elapsed = 0, 0.0
     t = time.perf_counter()
-    fn(x)
-    return time.perf_counter() - t
+    while elapsed < budget:
+        fn(x)
+        calls += 1
+        elapsed = time.perf_counter() - t
+    return elapsed / calls
 
 
 def section_speed(sizes, n_real, repeat, ref_windows) -> None:
@@ -83,9 +85,9 @@ def section_speed(sizes, n_real, repeat, ref_windows) -> None:
     fs = 100.0
     for n in sizes:
         items = windows(n, n_real)
-        ref_items = items[:ref_windows]
-        print(f"\n-- {n} samples: {len(items)} windows for nw2 ({', '.join(k for k, _ in items)}); "
-              f"the reference on the first {len(ref_items)} --")
+        ref_items = items[:ref_windows] if ref_windows else items
+        items = ref_items  # both engines on the same windows, so the ratio compares like with like
+        print(f"\n-- {n} samples, {len(items)} windows: {', '.join(k for k, _ in items)} --")
         print(f"{'metric':<24}{'reference':>10}{'nw2 ms':>10}{'ref ms':>11}{'ref/nw2':>9}")
         total_nw2 = total_ref = 0.0
         for name in suite.METRICS:
@@ -93,7 +95,7 @@ def section_speed(sizes, n_real, repeat, ref_windows) -> None:
             ours = per_window(lambda x: suite.METRICS[name](x, fs, **params), items, repeat)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                theirs = per_window(lambda x: reference.REFERENCE[name](x, fs, **params), ref_items, 1)
+                theirs = per_window(lambda x: reference.REFERENCE[name](x, fs, **params), ref_items, repeat)
             total_nw2 += ours
             total_ref += theirs
             print(f"{name:<24}{PACKAGE.get(name, 'antropy'):>10}{ours * 1e3:>10.3f}{theirs * 1e3:>11.3f}"
@@ -101,7 +103,7 @@ def section_speed(sizes, n_real, repeat, ref_windows) -> None:
         whole = per_window(lambda x: suite.measure(x, fs), items, repeat)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            whole_ref = per_window(lambda x: reference.measure(x, fs), ref_items, 1)
+            whole_ref = per_window(lambda x: reference.measure(x, fs), ref_items, repeat)
         print(f"{'whole suite (measure)':<24}{'':>10}{whole * 1e3:>10.3f}{whole_ref * 1e3:>11.3f}"
               f"{whole_ref / whole:>9.1f}   (sum of the rows above: nw2 {total_nw2 * 1e3:.3f}, "
               f"reference {total_ref * 1e3:.3f} ms)")
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         section_scaling([1024, 2048], 1)
         section_memory_and_start()
     else:
-        section_speed([1024, 4096], len(REAL), args.repeat, 4)
+        section_speed([1024, 4096], len(REAL), args.repeat, None)
         section_scaling([1024, 2048, 4096, 8192], args.repeat)
         section_memory_and_start()
         section_stage()
