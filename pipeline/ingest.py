@@ -154,12 +154,13 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
     ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
     executor (parts that already hold the spec's metrics are skipped)."""
-    from pipeline.metrics.stage import MetricsPlan, run_metrics
-
     store = Store(out)
     _check_store(store, spec, overwrite)
     plan = None
     if metrics and spec.metrics.enabled:  # checked before any work, so a bad section costs nothing
+        # Imported here: the metrics package loads Numba (about 110 MB), which ingest alone never needs.
+        from pipeline.metrics.stage import MetricsPlan, run_metrics
+
         plan = MetricsPlan.build(spec.metrics.names, spec.metrics.params, spec.metrics.engine)
     store.write_json("store.json", {
         "format": "nw2-window-store", "schema_version": SCHEMA_VERSION, "nw2_version": __version__,
