@@ -137,6 +137,67 @@ def metrics(
         raise typer.Exit(1)
 
 
+@app.command()
+def balance(
+    store: str = typer.Argument(..., help="Window store with metrics (nw2 ingest, nw2 metrics): directory or fsspec URL."),
+    out: str = typer.Option(..., "--out", "-o", help="Corpus directory or fsspec URL to write (docs/corpus_format.md)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="random, stratified, grid, inverse, temperature, kmeans or coverage."),
+    size: Optional[int] = typer.Option(None, "--size", "-n", help="Rows to select from the balanced splits."),
+    fraction: Optional[float] = typer.Option(None, "--fraction", help="Rows to select as a fraction of the candidate rows (instead of --size)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
+    replace: Optional[bool] = typer.Option(None, "--replace/--no-replace", help="Draw with replacement (default: without)."),
+    weights_only: Optional[bool] = typer.Option(None, "--weights-only/--no-weights-only", help="Keep every candidate row once with the strategy's sampling weight in sample_weight, instead of subsampling."),
+    spec_path: Optional[Path] = typer.Option(None, "--spec", help="A corpus spec whose balance: section gives the defaults; flags override it."),
+    names: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns spanning the balancing space (default: the documented subset)."),
+    pca: Optional[int] = typer.Option(None, "--pca", help="PCA dimensions of the quantile-transformed metrics; 0 keeps every metric (default 3)."),
+    bins: Optional[int] = typer.Option(None, "--bins", help="Quantile bins per dimension of the grid (default 5)."),
+    splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits to balance (default train); the others are carried through."),
+    nan_policy: Optional[str] = typer.Option(None, "--nan-policy", help="Rows with an undefined chosen metric: own_bin (default) or exclude."),
+    by: Optional[str] = typer.Option(None, "--by", help="stratified: dataset (default) or modality."),
+    tau: Optional[float] = typer.Option(None, "--tau", help="temperature: cells drawn in proportion to count**tau (default 0.5)."),
+    k: Optional[int] = typer.Option(None, "--k", help="kmeans: number of clusters (default 32)."),
+    fit_sample: Optional[int] = typer.Option(None, "--fit-sample", help="kmeans: rows sampled to fit the clusters (default 100000)."),
+    pool: Optional[int] = typer.Option(None, "--pool", help="coverage: candidates sampled before the greedy selection (default 200000)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus at --out."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the Markdown report with its plots into CORPUS/report."),
+) -> None:
+    """Select windows of a store with a balancing strategy and write them, with corpus.json and a
+    report, as a corpus any trainer can read."""
+    from pipeline.balance.stage import balance as run_balance
+    from pipeline.balance.stage import describe
+    from pipeline.spec import BalanceSpec, balance_from_dict, load_spec
+
+    def listed(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    try:
+        base = load_spec(spec_path).balance if spec_path else BalanceSpec()
+        if size is not None and fraction is not None:
+            raise Nw2Error("give --size or --fraction, not both")
+        flags = {name: value for name, value in (
+            ("strategy", strategy), ("size", size), ("fraction", fraction), ("seed", seed), ("replace", replace),
+            ("weights_only", weights_only), ("bins", bins), ("nan_policy", nan_policy), ("by", by), ("tau", tau),
+            ("k", k), ("fit_sample", fit_sample), ("pool", pool)) if value is not None}
+        if size is not None:
+            flags["fraction"] = None
+        if fraction is not None:
+            flags["size"] = None
+        if weights_only and size is None and fraction is None:
+            flags.update(size=None, fraction=None)
+        if names is not None:
+            flags["metrics"] = listed(names)
+        if splits is not None:
+            flags["splits"] = listed(splits)
+        if pca is not None:
+            flags["pca"] = pca if pca != 0 else None
+        chosen = balance_from_dict(flags, where="balance", base=base)
+        result = run_balance(store, out, chosen, overwrite=overwrite, report=report,
+                             log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+    except Nw2Error as err:
+        _fail(str(err))
+    typer.echo(describe(result))
+
+
 def _report_metrics(result) -> None:
     for part in result.failed:
         typer.secho(f"{result.store}/{part['part']}: {part['error']}", fg=typer.colors.YELLOW, err=True)

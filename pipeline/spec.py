@@ -309,6 +309,8 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
     the candidate rows or a metric the store lacks, are made by ``nw2 balance`` itself)."""
     if b.strategy is not None and b.strategy not in BALANCE_STRATEGIES:
         raise SpecError(f"{where}.strategy: {b.strategy!r} is not one of {', '.join(BALANCE_STRATEGIES)}")
+    if b.seed < 0:
+        raise SpecError(f"{where}.seed: must be >= 0, got {b.seed}")
     if b.size is not None and b.fraction is not None:
         raise SpecError(f"{where}: give size or fraction, not both")
     if b.size is not None and b.size < 1:

@@ -5,16 +5,22 @@
 - ``metrics.png``   per metric, the density of the candidates (before) and of the corpus (after) on common bins,
                     with the number of undefined (null) values of each;
 - ``occupancy.png`` 2-D occupancy of the first two feature dimensions' quantile bins, before and after, on one
-                    colour scale (decoded from ``bin_id`` through the grid when ``bin_id`` holds grid cells; else,
-                    e.g. for ``kmeans`` whose ``bin_id`` is a cluster id, quantile bins of the first two metrics);
+                    colour scale: the grid cells of ``bin_id`` decoded (base ``bins_per_dim`` digits, first dimension
+                    most significant, as ``bins.Grid.cells`` numbers them) and summed over the other dimensions; for
+                    ``kmeans``, whose ``bin_id`` is a cluster id, each corpus row takes the grid cell its store row has
+                    in ``before``; only when ``info`` gives no grid, quantile bins of the first two metrics instead
+                    (the figure and report.md say which);
 - ``mix.png``       dataset and modality shares before and after;
-- ``report.md``     the settings, the balance statistics of the selection against a random draw of the same size,
-                    rows per split, the dataset/modality mix, and the plots with how to read them.
+- ``report.md``     the settings (with the PCA loadings), the balance statistics of the candidates, the selection and
+                    a random draw of the same size with the gain, rows per split, the dataset/modality mix, and the
+                    plots with a sentence each on how to read them.
 
-*Before* is the candidate rows the strategy chose from; *after* is the corpus rows of the same splits, weighted by
-``sample_weight`` (all 1 in a subsampled corpus, so the weighted and the plain counts agree; with
-``--weights-only`` the weights are the sampling weights, and *after* is the distribution a trainer sampling by them
-sees). Rows of splits that were carried through unchanged appear in the rows-per-split table only.
+``before`` is the store rows as ``space.load_rows`` gives them plus ``bin_id`` (their grid cell); ``after`` the corpus
+rows (repeats possible) plus ``bin_id`` and ``sample_weight``. The comparisons use the balanced splits
+(``info["balanced_splits"]``; all splits of ``before`` when not given) -- before: the candidates (less the rows with
+an undefined metric under ``nan_policy: exclude``), after: the corpus rows of those splits, weighted by
+``sample_weight`` (all 1 in a subsampled corpus, so weighted and plain counts agree; with ``--weights-only`` the
+sampling weights, i.e. what a trainer drawing by them sees). Carried-through splits appear in the rows-per-split table.
 
 The PNGs are byte-identical across runs: figures are drawn on ``matplotlib.figure.Figure`` with an explicit Agg
 canvas (no pyplot, no global backend switch), under matplotlib's default style whatever the user's matplotlibrc
@@ -48,7 +54,7 @@ CLIP_PERCENTILES = (0.5, 99.5)
 _STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.titlesize": 12,
-    "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "nw2",
+    "axes.spines.top": False, "axes.spines.right": False,
 }
 
 #: The statistics of ``info["balance_stats"]``, in table order, with which direction is better.
@@ -73,14 +79,20 @@ def write_report(out_dir: str, before: pl.DataFrame, after: pl.DataFrame, info: 
         raise ValueError(f"report: metric columns {missing} missing from the frames")
     splits = _compared_splits(before, info)
     b = _prepare(before, splits, weighted=False)
+    if info.get("nan_policy") == "exclude":
+        # The candidates are the rows with every chosen metric defined; the others were left out.
+        b = b.filter(pl.all_horizontal(pl.col(m).is_not_null() & pl.col(m).is_not_nan() for m in metrics))
     a = _prepare(after, splits, weighted=True)
 
     occupancy = _occupancy(b, a, info, metrics)
-    files = {
-        "metrics.png": _png(_metrics_figure(b, a, metrics, info)),
-        "occupancy.png": _png(_occupancy_figure(occupancy, info)),
-        "mix.png": _png(_mix_figure(b, a)),
-    }
+    # Drawn and saved under matplotlib's default style plus ours, whatever the user's matplotlibrc says;
+    # the context restores the caller's rcParams afterwards.
+    with matplotlib.style.context(["default", _STYLE]):
+        files = {
+            "metrics.png": _png(_metrics_figure(b, a, metrics, info)),
+            "occupancy.png": _png(_occupancy_figure(occupancy, info)),
+            "mix.png": _png(_mix_figure(b, a)),
+        }
     files["report.md"] = _markdown(before, after, b, a, splits, info, metrics, occupancy).encode()
 
     fs, root = fsspec.core.url_to_fs(str(out_dir))
@@ -124,50 +136,70 @@ def _shares(frame: pl.DataFrame, by: str) -> dict[str, tuple[int, float]]:
 
 # -- 2-D occupancy ----------------------------------------------------------------------------------
 def _grid_shape(info: dict, metrics: list[str]) -> tuple[int, int] | None:
-    """``(bins, k)`` of the grid ``bin_id`` indexes, or None when ``bin_id`` is no grid cell (kmeans)."""
-    if info.get("strategy") == "kmeans":
-        return None
+    """``(bins, dims)`` of the quantile grid, or None when ``info`` does not say."""
     bins = info.get("bins_per_dim")
-    if not isinstance(bins, int) or bins < 1:
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         return None
-    k = info.get("pca") or len(metrics)
-    k = min(int(k), len(metrics))
-    return bins, k
+    dims = info.get("dims")
+    if not isinstance(dims, int) or dims < 1:
+        dims = min(int(info["pca"]), len(metrics)) if info.get("pca") else len(metrics)
+    return bins, dims
 
 
-def _decode(cells: np.ndarray, bins: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bin indices of dims 0 and 1 of grid cells (row-major over ``(bins,) * k``: dim 0 varies slowest, the
-    layout of ``numpy.ravel_multi_index`` that ``bins.Grid.cells`` uses); the cells must be >= 0."""
-    coords = np.unravel_index(cells, (bins,) * k)
-    return coords[0], coords[1]
+def _is_cluster_id(info: dict) -> bool:
+    """Whether the selected rows' ``bin_id`` is a cluster id rather than a grid cell (kmeans)."""
+    kind = info.get("bin_id")
+    return (isinstance(kind, str) and "cluster" in kind) or info.get("strategy") == "kmeans"
+
+
+def _grid_cells(b: pl.DataFrame, a: pl.DataFrame, info: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Grid cells of the before and after rows, or None when they cannot be had from ``bin_id``.
+
+    Before's ``bin_id`` is its grid cell. After's is too, except for kmeans (a cluster id): there each
+    after-row takes the grid cell of the same store row (``part``, ``row``) before."""
+    if "bin_id" not in b.columns or "bin_id" not in a.columns:
+        return None
+    cb = b.get_column("bin_id").cast(pl.Int64).to_numpy()
+    if not _is_cluster_id(info):
+        return cb, a.get_column("bin_id").cast(pl.Int64).to_numpy()
+    if not {"part", "row"} <= set(b.columns) & set(a.columns):
+        return None
+    # Join on integer keys: the part's code (few distinct paths) and the row within it.
+    codes = {p: i for i, p in enumerate(sorted(b.get_column("part").unique().to_list()))}
+    code = pl.col("part").replace_strict(codes, default=-1, return_dtype=pl.Int64).alias("_part")
+    key = b.select(code, pl.col("row").cast(pl.Int64), pl.col("bin_id").cast(pl.Int64).alias("_cell"))
+    key = key.unique(["_part", "row"], keep="first", maintain_order=True)
+    joined = a.select(code, pl.col("row").cast(pl.Int64)).join(key, on=["_part", "row"], how="left",
+                                                               maintain_order="left")
+    cells = joined.get_column("_cell")
+    if cells.null_count():
+        return None
+    return cb, cells.to_numpy()
 
 
 def _occupancy(b: pl.DataFrame, a: pl.DataFrame, info: dict, metrics: list[str]) -> dict:
     """2-D (weighted) counts before/after of the first two feature dims' quantile bins, and how they were got."""
     shape = _grid_shape(info, metrics)
-    out: dict = {}
-    if shape is not None and shape[1] >= 2 and "bin_id" in b.columns and "bin_id" in a.columns:
+    got = _grid_cells(b, a, info) if shape is not None and shape[1] >= 2 else None
+    if got is not None:
         bins, k = shape
-        cb = b.get_column("bin_id").to_numpy().astype(np.int64)
-        ca = a.get_column("bin_id").to_numpy().astype(np.int64)
-        if np.all(cb < bins ** k) and np.all(ca < bins ** k) and np.all(cb >= -1) and np.all(ca >= -1):
-            pca = info.get("pca")
-            labels = (["PC1", "PC2"] if pca else metrics[:2])
-            out = {"source": "grid", "bins": bins, "k": k,
+        cb, ca = got
+        if all(c.size == 0 or (c.min() >= -1 and c.max() < bins ** k) for c in got):
+            labels = ["PC1", "PC2"] if info.get("pca") else metrics[:2]
+            out = {"source": "grid", "bins": bins, "k": k, "via_join": _is_cluster_id(info),
                    "labels": [f"{lab} (quantile bin of the feature)" for lab in labels]}
             for key, cells, frame in (("before", cb, b), ("after", ca, a)):
                 out[key] = _count2d(cells, frame.get_column("_w").to_numpy(), bins, k)
             return out
     # Fallback: quantile bins of the first two metrics, cut on the candidates' defined values.
-    bins = info.get("bins_per_dim") if isinstance(info.get("bins_per_dim"), int) else 5
-    bins = max(int(bins), 1)
+    bins = shape[0] if shape is not None else 5
     names = metrics[:2] if len(metrics) >= 2 else metrics[:1] * 2
     edges = []
     for m in names:
         v = _values(b, m)
         v = v[np.isfinite(v)]
         edges.append(np.quantile(v, np.arange(1, bins) / bins) if v.size else np.zeros(bins - 1))
-    out = {"source": "ranks", "bins": bins, "k": 2,
+    out = {"source": "ranks", "bins": bins, "k": 2, "via_join": False,
            "labels": [f"{m} (quantile bin of the metric)" for m in names]}
     for key, frame in (("before", b), ("after", a)):
         x, y = _values(frame, names[0]), _values(frame, names[1])
@@ -177,6 +209,13 @@ def _occupancy(b: pl.DataFrame, a: pl.DataFrame, info: dict, metrics: list[str])
         cells = np.where(ok, ix * bins + iy, -1)
         out[key] = _count2d(cells, frame.get_column("_w").to_numpy(), bins, 2)
     return out
+
+
+def _decode(cells: np.ndarray, bins: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bins of dims 0 and 1 of grid cells >= 0: the cell id is the bins read as the digits of a base-``bins``
+    number, first dimension most significant (``bins.Grid.cells``), i.e. row-major ``unravel_index``."""
+    coords = np.unravel_index(cells, (bins,) * k)
+    return coords[0], coords[1]
 
 
 def _count2d(cells: np.ndarray, w: np.ndarray, bins: int, k: int) -> dict:
@@ -198,24 +237,10 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _figure(width: float, height: float) -> Figure:
-    with matplotlib.style.context(["default", _STYLE]):
-        return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _styled(draw):
-    """Run a drawing function under matplotlib's default style plus ours (whatever the user's rc says)."""
-    def wrapped(*args, **kwargs):
-        with matplotlib.style.context(["default", _STYLE]):
-            return draw(*args, **kwargs)
-    return wrapped
-
-
 def _fmt_n(x: float) -> str:
     return f"{int(round(x)):,}" if abs(x - round(x)) < 1e-9 else f"{x:,.1f}"
 
 
-@_styled
 def _metrics_figure(b: pl.DataFrame, a: pl.DataFrame, metrics: list[str], info: dict) -> Figure:
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
@@ -237,28 +262,26 @@ def _metrics_figure(b: pl.DataFrame, a: pl.DataFrame, metrics: list[str], info: 
                     dens, _ = np.histogram(np.clip(v[ok], lo, hi), bins=edges, weights=w[ok], density=True)
                     ax.stairs(dens, edges, color=color, linestyle=style, linewidth=1.6, label=label,
                               fill=False)
-                    ax.stairs(dens, edges, color=color, alpha=0.15, fill=True)
+                    ax.stairs(dens, edges, color=color, alpha=0.15, fill=True, label="_fill")
         else:
             ax.text(0.5, 0.5, "no defined value", ha="center", va="center", transform=ax.transAxes)
         ub, ua = float(wb[~okb].sum()), float(wa[~oka].sum())
         pb = 100 * ub / max(float(wb.sum()), 1e-300)
         pa_ = 100 * ua / max(float(wa.sum()), 1e-300)
-        ax.set_title(m)
-        ax.set_xlabel(f"{m} (values beyond the {CLIP_PERCENTILES[0]}-{CLIP_PERCENTILES[1]} % range "
-                      "in the end bins)", fontsize=7)
+        ax.set_title(f"{m}\nundefined (null): before {_fmt_n(ub)} ({pb:.1f} %), after {_fmt_n(ua)} ({pa_:.1f} %)")
+        ax.set_xlabel(f"{m} value")
         ax.set_ylabel("density")
-        ax.text(0.98, 0.97, f"undefined (null):\nbefore {_fmt_n(ub)} ({pb:.1f} %)\nafter {_fmt_n(ua)} ({pa_:.1f} %)",
-                ha="right", va="top", transform=ax.transAxes, fontsize=7,
-                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7", "alpha": 0.9})
-        ax.legend(loc="upper left", frameon=False)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    fig.suptitle(f"Metric distributions before and after '{info.get('strategy', '?')}' "
-                 f"(density over defined values; after weighted by sample_weight)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+    fig.suptitle(f"Metric distributions before and after '{info.get('strategy', '?')}': density over the defined "
+                 f"values (after weighted by sample_weight);\nbins span the candidates' {CLIP_PERCENTILES[0]}-"
+                 f"{CLIP_PERCENTILES[1]} percentile range, values beyond it are counted in the end bins")
     return fig
 
 
-@_styled
 def _occupancy_figure(occ: dict, info: dict) -> Figure:
     bins = occ["bins"]
     fig = Figure(figsize=(11.0, 5.0), dpi=DPI, layout="constrained")
@@ -291,14 +314,18 @@ def _occupancy_figure(occ: dict, info: dict) -> Figure:
                      f"undefined bin {und:.1f} % (not drawn)")
     cb = fig.colorbar(image, ax=list(axes), shrink=0.85)
     cb.set_label("% of the rows in the cell (same scale both panels)")
-    how = ("grid cells decoded from bin_id" if occ["source"] == "grid"
-           else "quantile bins of the first two metrics (bin_id is no grid cell here)")
-    extra = f", summed over the other {occ['k'] - 2} dims" if occ["source"] == "grid" and occ["k"] > 2 else ""
-    fig.suptitle(f"2-D occupancy of the first two feature dims: {how}{extra}")
+    k = occ["k"]
+    if occ["source"] == "grid":
+        how = ("each row's grid cell (kmeans' bin_id is a cluster id)" if occ["via_join"]
+               else "grid cells from bin_id")
+        if k > 2:
+            how += f", summed over the other {k - 2} dim" + ("s" if k > 3 else "")
+    else:
+        how = "quantile bins of the first two metrics (bin_id not decodable into a 2-D grid)"
+    fig.suptitle(f"2-D occupancy of the first two feature dims\n({how})")
     return fig
 
 
-@_styled
 def _mix_figure(b: pl.DataFrame, a: pl.DataFrame) -> Figure:
     fig = Figure(figsize=(11.0, 4.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 2, squeeze=False)[0]
@@ -348,70 +375,105 @@ def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
 
 def _markdown(before, after, b, a, splits, info, metrics, occ) -> str:
     strategy = info.get("strategy", "?")
-    lines = [f"# Balance report: strategy `{strategy}`", ""]
-    # What was done.
+    weights_only = bool(info.get("weights_only"))
     pca, explained = info.get("pca"), info.get("explained_variance")
+    lines = [f"# Balance report: strategy `{strategy}`", ""]
+
+    # What was done.
     if pca:
         ev = ", ".join(f"{100 * float(e):.1f} %" for e in explained) if explained else "not recorded"
-        space = (f"rank/quantile-transformed, reduced by PCA to {pca} dimensions (explained variance per "
-                 f"component: {ev})")
+        space = (f"each quantile-transformed ((rank - 1/2) / count), then reduced by PCA to {occ.get('k', pca)} "
+                 f"dimensions (explained variance per component: {ev}), each re-quantiled to [0, 1]")
     else:
-        space = "rank/quantile-transformed, all metrics kept as dimensions (no PCA)"
-    size = info.get("size")
-    what = [f"- Strategy **{strategy}**, seed {info.get('seed')}, target size "
-            f"{size if size is not None else 'none (weights only)'}."]
-    for key, label in (("params", "parameters"), ("replace", "with replacement"),
-                       ("weights_only", "weights only"), ("nan_policy", "undefined-metric policy")):
-        if key in info and info[key] not in (None, {}, []):
-            what.append(f"- {label.capitalize()}: `{info[key]}`.")
-    what += [f"- Metrics ({len(metrics)}): {', '.join(f'`{m}`' for m in metrics)}; {space}; "
-             f"{info.get('bins_per_dim')} quantile bins per dimension.",
-             f"- Before: the {b.height:,} candidate rows of the balanced split(s) ({', '.join(splits) or 'none'}). "
-             f"After: the {a.height:,} corpus rows of the same split(s)"
-             + (f" ({_distinct(a):,} distinct)" if _distinct(a) != a.height else "")
-             + f", total sample_weight {_fmt_n(float(a.get_column('_w').sum()))}."]
+        space = "each quantile-transformed ((rank - 1/2) / count), every metric one dimension (no PCA)"
+    shape = _grid_shape(info, metrics)
+    grid = (f"a grid of {shape[0]} equal-count quantile bins per dimension ({shape[0]}^{shape[1]} = "
+            f"{shape[0] ** shape[1]:,} cells)" if shape else "a quantile grid")
+    store = info.get("store") if isinstance(info.get("store"), dict) else {}
+    what = []
+    if store:
+        what.append(f"- Store `{store.get('name', '?')}` (fingerprint `{str(store.get('fingerprint', '?'))[:16]}`), "
+                    f"{store.get('rows', before.height):,} rows in {store.get('parts', '?')} parts.")
+    if weights_only:
+        target = "every candidate kept once with its sampling weight (`--weights-only`)"
+    else:
+        size = info.get("size")
+        target = f"target size {size:,}" if isinstance(size, int) else "target size n/a"
+        if info.get("fraction") is not None:
+            target += f" (fraction {info['fraction']})"
+        target += ", with replacement" if info.get("replace") else ", without replacement"
+    params = info.get("params") or {}
+    ptext = (", parameters " + ", ".join(f"{k}={v}" for k, v in sorted(params.items()))) if params else ""
+    what.append(f"- Strategy **{strategy}**, seed {info.get('seed')}, {target}{ptext}.")
+    what.append(f"- Balancing space: {len(metrics)} metrics ({', '.join(f'`{m}`' for m in metrics)}), {space}; "
+                f"{grid}. Windows with an undefined chosen metric: "
+                + {"own_bin": "kept, in a cell of their own (the undefined bin, id -1).",
+                   "exclude": "left out of the balanced splits."}.get(info.get("nan_policy"), "policy not recorded."))
+    distinct = _distinct(a)
+    what.append(f"- **Before**: the {b.height:,} candidate rows of the balanced split(s) "
+                f"({', '.join(splits) or 'none'}). **After**: the {a.height:,} corpus rows of those split(s)"
+                + (f" ({distinct:,} distinct store rows)" if distinct != a.height else "")
+                + (f", total sample_weight {_fmt_n(float(a.get_column('_w').sum()))}" if weights_only else "")
+                + ". Other splits are carried through unchanged and are left out of the comparisons below.")
+    if weights_only:
+        what.append("- After-distributions, shares and statistics are weighted by `sample_weight`: what a trainer "
+                    "drawing rows in proportion to the weights sees.")
     lines += ["## What was done", ""] + what + [""]
+    components = info.get("components")
+    if pca and components:
+        ev = list(explained or [])
+        rows = [[f"PC{i + 1}", f"{100 * float(ev[i]):.1f} %" if i < len(ev) else "n/a",
+                 *(f"{float(w):+.2f}" for w in comp)] for i, comp in enumerate(components)]
+        lines += ["PCA loadings on the quantile-transformed metrics (what each feature dimension measures):", ""]
+        lines += _table(["component", "explained variance", *metrics], rows) + [""]
 
     # Balance statistics.
     stats = info.get("balance_stats") or {}
     sel, rnd = stats.get("selection") or {}, stats.get("random") or {}
-    before_stats = _before_stats(b, occ)
-    header = ["statistic", "selection", "random (same size)", "gain (selection - random)", "better when", "better?"]
-    if before_stats:
-        header.insert(1, "candidates (before)")
+    cand = stats.get("candidates") or _before_stats(b, occ)
+    rnd_label = "uniform weights" if weights_only else "random (same size)"
+    header = ["statistic", "candidates (before)", "selection", rnd_label, "gain (selection - " +
+              ("uniform" if weights_only else "random") + ")", "better when", "better?"]
     rows = []
     for key, label, better in STATS:
-        s, r = sel.get(key), rnd.get(key)
+        sv, rv = sel.get(key), rnd.get(key)
         gain, verdict = "n/a", "n/a"
-        if s is not None and r is not None:
-            d = float(s) - float(r)
-            gain = f"{d:+.4f}" if not isinstance(s, (int, np.integer)) or not isinstance(r, (int, np.integer)) \
-                else f"{int(d):+d}"
+        if sv is not None and rv is not None:
+            d = float(sv) - float(rv)
+            both_int = isinstance(sv, (int, np.integer)) and isinstance(rv, (int, np.integer))
+            gain = f"{int(d):+d}" if both_int else f"{d:+.4f}"
             verdict = "tie" if d == 0 else ("yes" if (d > 0) == (better == "higher") else "no")
-        row = [label, _num(s), _num(r), gain, better, verdict]
-        if before_stats:
-            row.insert(1, _num(before_stats.get(key)))
-        rows.append(row)
+        rows.append([label, _num(cand.get(key)), _num(sv), _num(rv), gain, better, verdict])
+    n_ref = cand.get("reference_cells") or cand.get("occupied_cells")
     lines += ["## Balance statistics", "",
-              "Occupancy of the grid cells (the undefined bin counts as a cell when present), selection against "
-              "a uniform random draw of the same size from the same candidates, natural logs.", ""]
+              "Occupancy of the grid cells by the selected rows, over the "
+              + (f"{n_ref:,} " if isinstance(n_ref, int) else "")
+              + "cells the candidates occupy (the undefined bin counts as one when present); natural logs. "
+              + ("The uniform column is every candidate with weight 1." if weights_only else
+                 "The random column is a uniform draw of the same size from the same candidates and seed.")
+              + " Entropy and effective regimes are the higher the more evenly the rows spread over the cells.", ""]
     lines += _table(header, rows) + [""]
 
     # Rows per split.
-    cb = _counts(before, "split")
-    ca = _counts(after, "split")
+    cb, ca = _counts(before, "split"), _counts(after, "split")
+    ub = _counts(before.filter(pl.any_horizontal(pl.col(m).is_null() | pl.col(m).is_nan() for m in metrics)),
+                 "split") if before.height else {}
     rows = []
     for split in sorted(set(cb) | set(ca)):
         role = "balanced" if split in splits else "carried through"
-        rows.append([split, role, f"{cb.get(split, 0):,}", f"{ca.get(split, 0):,}"])
-    rows.append(["**all**", "", f"{before.height:,}", f"{after.height:,}"])
-    lines += ["## Rows per split", "", "Before: the rows handed to the report as candidates; after: the corpus "
-              "rows (a row drawn twice with replacement counts twice).", ""]
-    lines += _table(["split", "role", "before", "after"], rows) + [""]
+        rows.append([split, role, f"{cb[split]:,}" if split in cb else "n/a", f"{ub.get(split, 0):,}",
+                     f"{ca.get(split, 0):,}"])
+    rows.append(["**all**", "", f"{before.height:,}", f"{sum(ub.values()):,}", f"{after.height:,}"])
+    lines += ["## Rows per split", "",
+              "Before: the store rows the report was given; undefined: those with an undefined chosen metric"
+              + (" (left out of the candidates)" if info.get("nan_policy") == "exclude" else "")
+              + "; after: the corpus rows (a row drawn twice with replacement counts twice).", ""]
+    lines += _table(["split", "role", "before", "undefined before", "after"], rows) + [""]
 
     # Mix.
     lines += ["## Dataset and modality mix", "",
-              "Rows and shares of the compared splits; after-shares weighted by `sample_weight`.", ""]
+              f"Rows and shares of the compared split(s) ({', '.join(splits) or 'none'})"
+              + ("; after-shares weighted by `sample_weight`." if weights_only else "."), ""]
     for by in ("dataset", "modality"):
         sb, sa = _shares(b, by), _shares(a, by)
         rows = []
@@ -428,26 +490,30 @@ def _markdown(before, after, b, a, splits, info, metrics, occ) -> str:
     lines += ["## Plots", "",
               "![Metric distributions before and after](metrics.png)", "",
               "Each panel is one metric's density over its defined values, before (solid blue) and after "
-              "(dashed orange) on the same bins, whose range is the candidates' "
-              f"{CLIP_PERCENTILES[0]}-{CLIP_PERCENTILES[1]} percentile span (values beyond it fall in the end bins); "
-              "a flatter, wider after-curve means rare dynamics gained weight, and the box gives the undefined "
-              f"(null) count of each. Undefined rows before -> after: {und}.", "",
+              "(dashed orange) on the same bins spanning the candidates' "
+              f"{CLIP_PERCENTILES[0]}-{CLIP_PERCENTILES[1]} percentile range (values beyond it are counted in the "
+              "end bins): where the orange curve lies above the blue one the corpus holds relatively more windows "
+              "with those values than the candidates did, and each panel's title gives each side's undefined "
+              f"(null) count (before -> after: {und}).", "",
               "![2-D occupancy before and after](occupancy.png)", ""]
     if occ["source"] == "grid":
         dims = "the first two PCA components" if pca else f"`{metrics[0]}` and `{metrics[1]}`"
-        how = (f"the grid cells of `bin_id` decoded into the bins of {dims}"
-               + (f", summed over the other {occ['k'] - 2} dimensions" if occ["k"] > 2 else ""))
+        how = (f"the grid cells of the rows decoded into the bins of {dims}"
+               + (f" and summed over the other {occ['k'] - 2} dimension(s)" if occ["k"] > 2 else "")
+               + (" (kmeans' `bin_id` is a cluster id, so each corpus row takes the grid cell of its store row)"
+                  if occ["via_join"] else " (from `bin_id`)"))
     else:
-        how = (f"quantile bins of `{metrics[0]}` and `{metrics[1] if len(metrics) > 1 else metrics[0]}` cut on the "
-               "candidates (not decoded from `bin_id`, which here is "
-               + ("a cluster id" if strategy == "kmeans" else "no grid cell of at least two dimensions") + ")")
-    lines += [f"Each cell is the share of rows in one {occ['bins']} x {occ['bins']} bin, from {how}, on one colour "
-              "scale for both panels; balancing shows as a more even after-panel (hot cells cooler, empty-looking "
-              "cells filled), and the undefined bin's share is in each title.", "",
+        second = metrics[1] if len(metrics) > 1 else metrics[0]
+        how = (f"{occ['bins']} quantile bins each of `{metrics[0]}` and `{second}` cut on the candidates' values "
+               "(`bin_id` could not be decoded into two grid dimensions here)")
+    lines += [f"Each square is the percentage of rows in one of {occ['bins']} x {occ['bins']} bins, from {how}, on "
+              "one colour scale for both panels, so a more even after-panel (fewer very light or very dark squares) "
+              "means a more even spread over these two dimensions; the undefined bin's share, not drawn, is in "
+              "each panel's title.", "",
               "![Dataset and modality mix](mix.png)", "",
-              "Bars give each dataset's and modality's share of the rows before (blue) and after (orange, hatched); "
-              "a balancing strategy that ignores the source may shift these shares, which the table above "
-              "quantifies.", ""]
+              "The bars give each dataset's and each modality's percentage of the rows before (blue) and after "
+              "(orange, hatched), so a balancing strategy that shifts the sources shows as bars of unequal length "
+              "(the tables above give the numbers).", ""]
     return "\n".join(lines)
 
 

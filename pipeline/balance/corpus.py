@@ -1,0 +1,192 @@
+"""The corpus on disk: selected store rows copied part by part, ``corpus.json``, the content hash.
+
+Layout (``docs/corpus_format.md`` is the contract)::
+
+    CORPUS/
+      corpus.json               what was done and what the corpus holds (written last)
+      data/part-00000.parquet   the selected rows, every store column plus bin_id and sample_weight
+      report/                   report.md and its PNG plots
+
+The copy streams: one store row group (at most 1024 rows) is read at a time, the selected rows are
+taken from it (a row drawn twice is taken twice), and a corpus part is written as soon as
+``ROWS_PER_PART`` rows are gathered, so memory holds at most one part of signals whatever the size
+of the store. Parts are written with the store's Parquet settings (``Store.write_table``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import Nw2Error
+from pipeline.store import Store
+
+FORMAT = "nw2-corpus"
+VERSION = 1
+#: Rows per corpus part (8 row groups of 1024 rows: about 32 MB of float32 samples at 1024 samples per
+#: window); every part holds exactly this many rows except the last.
+ROWS_PER_PART = 8192
+#: The columns a corpus adds to the store's.
+ADDED = (pa.field("bin_id", pa.int64(), nullable=False), pa.field("sample_weight", pa.float64(), nullable=False))
+#: Parquet metadata key of a corpus part: ``{"format": "nw2-corpus", "version": 1}``.
+METADATA_KEY = b"nw2.corpus"
+_CHUNK = 1 << 22
+
+
+def part_name(i: int) -> str:
+    return f"data/part-{i:05d}.parquet"
+
+
+def store_fingerprint(store: Store, parts: list[str]) -> str:
+    """A content address of a store, cheap to compute: sha256 over ``store.json``'s spec fingerprint,
+    ``metrics.json``'s metric fingerprints and the sorted part names with their byte sizes. The store's
+    location is not part of it, so a moved or copied store keeps its fingerprint."""
+    meta = store.read_json("store.json") if store.exists("store.json") else {}
+    metrics = store.read_json("metrics.json") if store.exists("metrics.json") else {}
+    listing = [[posixpath.basename(p), int(store.fs.size(store.path(p)))] for p in sorted(parts)]
+    blob = json.dumps({"spec_fingerprint": meta.get("spec_fingerprint"),
+                       "metrics_fingerprints": metrics.get("fingerprints", {}), "parts": listing},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def store_name(url: str) -> str:
+    """The last component of a store URL (``/data/stores/demo/`` -> ``demo``)."""
+    return posixpath.basename(str(url).rstrip("/").replace("\\", "/")) or str(url)
+
+
+def part_schema(store: Store, parts: list[str]) -> pa.Schema:
+    """The columns every part shares (read from footers alone), without metadata. A part whose columns
+    differ from the first one's is refused: the corpus must be one rectangular table."""
+    ref = None
+    for rel in parts:
+        schema = store.schema_of(rel).remove_metadata()
+        if ref is None:
+            ref, first = schema, rel
+        elif not schema.equals(ref):
+            diff = sorted(set(map(str, schema)) ^ set(map(str, ref)))
+            raise Nw2Error(f"{store.url}: {rel} has other columns than {first} ({'; '.join(diff[:3]) or 'order'}); "
+                           f"rerun nw2 metrics {store.url}")
+    for f in ADDED:
+        if ref is not None and f.name in ref.names:
+            raise Nw2Error(f"{store.url}: already has a column {f.name!r} (is it a corpus rather than a store?)")
+    return ref
+
+
+def corpus_schema(store: Store, parts: list[str], schema: pa.Schema) -> pa.Schema:
+    """The corpus columns: the store's, then ``bin_id`` and ``sample_weight``; the metadata keeps the
+    store's schema version and metric fingerprints (from the first part) and adds ``nw2.corpus``."""
+    meta = {}
+    first = store.schema_of(parts[0]).metadata or {}
+    for key in (b"nw2.schema_version", b"nw2.metrics"):
+        if key in first:
+            meta[key] = first[key]
+    meta[METADATA_KEY] = json.dumps({"format": FORMAT, "version": VERSION}, sort_keys=True).encode()
+    return pa.schema([*schema, *ADDED], metadata=meta)
+
+
+@dataclass
+class Selected:
+    """Rows to copy, in store order: ``part[i]`` indexes the store's part list, ``row[i]`` is the row in
+    that part; a row listed twice is copied twice."""
+
+    part: np.ndarray            # (m,) int64
+    row: np.ndarray             # (m,) int64
+    bin_id: np.ndarray          # (m,) int64
+    sample_weight: np.ndarray   # (m,) float64
+
+    def __post_init__(self) -> None:
+        order = np.lexsort((self.row, self.part))   # stable: equal rows keep their order
+        if not np.array_equal(order, np.arange(order.size)):
+            self.part, self.row = self.part[order], self.row[order]
+            self.bin_id, self.sample_weight = self.bin_id[order], self.sample_weight[order]
+
+
+def copy_rows(store: Store, parts: list[str], sel: Selected, dest: Store, schema: pa.Schema) -> list[dict]:
+    """Copy the selected rows into ``dest`` as ``data/part-00000.parquet``, ...; returns per part its
+    ``path``, ``rows``, ``bytes`` and ``sha256``. Streams one store row group at a time."""
+    plain = pa.schema(list(schema)[: len(schema) - len(ADDED)])
+    written: list[dict] = []
+    pending: list[pa.Table] = []
+    held = 0
+
+    def flush(final: bool) -> None:
+        nonlocal pending, held
+        while held >= ROWS_PER_PART or (final and held):
+            table = pa.concat_tables(pending).combine_chunks() if len(pending) > 1 else pending[0]
+            n = min(ROWS_PER_PART, table.num_rows)
+            rel = part_name(len(written))
+            dest.write_table(rel, table.slice(0, n).replace_schema_metadata(schema.metadata))
+            written.append({"path": rel, "rows": n})
+            rest = table.slice(n)
+            pending, held = ([rest] if rest.num_rows else []), rest.num_rows
+
+    bounds = np.searchsorted(sel.part, np.arange(len(parts) + 1))
+    for p, rel in enumerate(parts):
+        lo, hi = bounds[p], bounds[p + 1]
+        if lo == hi:
+            continue
+        rows = sel.row[lo:hi]
+        with store.fs.open(store.path(rel), "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+            if rows[-1] >= starts[-1]:
+                raise Nw2Error(f"{store.url}: {rel} holds {starts[-1]} rows, fewer than when it was read; "
+                               "was the store changed during nw2 balance?")
+            cut = np.searchsorted(rows, starts)
+            for g in range(pf.num_row_groups):
+                a, b = cut[g], cut[g + 1]
+                if a == b:
+                    continue
+                group = pf.read_row_group(g).replace_schema_metadata(None)
+                if not group.schema.equals(plain):
+                    raise Nw2Error(f"{store.url}: {rel} has other columns than the store's first part")
+                taken = group.take(pa.array(rows[a:b] - starts[g], pa.int64()))
+                taken = taken.append_column(ADDED[0], pa.array(sel.bin_id[lo + a:lo + b], pa.int64()))
+                taken = taken.append_column(ADDED[1], pa.array(sel.sample_weight[lo + a:lo + b], pa.float64()))
+                pending.append(taken)
+                held += taken.num_rows
+                flush(final=False)
+    flush(final=True)
+    return written
+
+
+def hash_parts(dest: Store, written: list[dict]) -> str:
+    """Adds ``bytes`` and ``sha256`` to each written part and returns the corpus's ``content_sha256``:
+    the sha256 of the parts' bytes concatenated in part order (``cat data/part-*.parquet | sha256sum``)."""
+    whole = hashlib.sha256()
+    for entry in written:
+        one, size = hashlib.sha256(), 0
+        with dest.fs.open(dest.path(entry["path"]), "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                one.update(chunk)
+                whole.update(chunk)
+                size += len(chunk)
+        entry.update(bytes=size, sha256=one.hexdigest())
+    return whole.hexdigest()
+
+
+def columns_of(schema: pa.Schema) -> list[dict]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def write_corpus_json(dest: Store, info: dict) -> None:
+    """``corpus.json``: sorted keys, indent 2, written last as the completion marker."""
+    dest.write_json("corpus.json", info)
+
+
+def read_corpus_json(url: str) -> dict:
+    """The ``corpus.json`` of a finished corpus (Nw2Error when there is none)."""
+    corpus = Store(url)
+    if not corpus.exists("corpus.json"):
+        raise Nw2Error(f"{url}: not a finished nw2 corpus (no corpus.json)")
+    info = corpus.read_json("corpus.json")
+    if info.get("format") != FORMAT:
+        raise Nw2Error(f"{url}: corpus.json is not an {FORMAT} file")
+    return info

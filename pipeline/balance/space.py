@@ -1,0 +1,338 @@
+"""The feature space a corpus is balanced in: metric columns of a store, quantile-transformed, PCA.
+
+Reading (:func:`scan_rows`, :func:`load_rows`) touches only the row columns and the chosen metric
+columns of the parts, never ``samples``: polars scans the Parquet files lazily and projects those
+columns, so ten million windows cost a few hundred bytes each in memory, not their signals.
+
+The metrics live in very different units (1/s, bits, dimensions) and have heavy tails, so each is
+replaced by its quantile (:func:`quantile_transform`): what counts is where a window stands among
+the others, not how far an outlier lies. PCA then reduces the metrics, which are strongly
+correlated (the entropies and fractal dimensions all measure roughness), to a few uncorrelated
+directions; their scores are quantile-transformed once more, so every dimension is uniform on
+[0, 1] and a grid with equal-count bins can be cut on them (:mod:`pipeline.balance.bins`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipeline.errors import Nw2Error
+from pipeline.store import Store
+
+#: Metrics used for balancing unless the spec or ``--metrics`` says otherwise: divergence rate,
+#: attractor dimension, two entropies (regularity, ordinal diversity), scaling and roughness.
+DEFAULT_METRICS = ("largest_lyapunov", "correlation_dimension", "sample_entropy", "permutation_entropy",
+                   "dfa", "higuchi_fd")
+#: Columns of every row besides its metrics.
+ROW_COLUMNS = ("window_id", "group_id", "dataset", "subject", "modality", "split")
+#: The values of :attr:`FeatureSpec.nan_policy`.
+NAN_POLICIES = ("own_bin", "exclude")
+
+#: Rows per chunk where a pass over all rows would otherwise copy the whole matrix.
+_CHUNK = 1 << 20
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _known_metrics() -> tuple[str, ...]:
+    from pipeline.metrics.suite import METRICS
+
+    return tuple(METRICS)
+
+
+def _footers(store: Store, parts: list[str]) -> tuple[list[int], list[set[str]]]:
+    rows, columns = [], []
+    for rel in parts:
+        with store.fs.open(store.path(rel), "rb") as fh:
+            meta = pq.read_metadata(fh)
+        rows.append(meta.num_rows)
+        columns.append(set(meta.schema.to_arrow_schema().names))
+    return rows, columns
+
+
+def scan_rows(store_url: str, metrics: Sequence[str]) -> pl.LazyFrame:
+    """The lazy frame behind :func:`load_rows`, after the same checks; ``.explain()`` shows which
+    columns of the parts it reads (``PROJECT n/N COLUMNS``).
+
+    Local stores are scanned by polars directly; any other fsspec URL is read part by part with
+    pyarrow (the same columns only) and handed to polars.
+    """
+    store = Store(store_url)
+    metrics = list(metrics)
+    if not metrics:
+        raise Nw2Error(f"{store_url}: no metrics chosen to balance on")
+    parts = store.parts()
+    if not parts:
+        what = ("not a window store (no store.json, no data/part-*.parquet); build one with nw2 ingest"
+                if not store.exists("store.json") else "empty store: no data/part-*.parquet")
+        raise Nw2Error(f"{store_url}: {what}")
+    counts, columns = _footers(store, parts)
+    known = _known_metrics()
+    everywhere = set.intersection(*columns)
+    held = [m for m in known if m in everywhere]
+    if not any(m in cols for cols in columns for m in known):
+        raise Nw2Error(f"{store_url}: the store has no metric columns; run nw2 metrics {store_url} first")
+    for name in metrics:
+        if name in everywhere and name in known:
+            continue
+        lacking = [rel for rel, cols in zip(parts, columns) if name not in cols]
+        if name in known and len(lacking) < len(parts):
+            raise Nw2Error(f"{store_url}: metric {name} missing from {len(lacking)} of {len(parts)} parts "
+                           f"({lacking[0]}, ...); rerun nw2 metrics {store_url}")
+        raise Nw2Error(f"{store_url}: metric {name} not in the store; it holds: {', '.join(held) or 'none'}")
+    for col in ROW_COLUMNS:
+        if col not in everywhere:
+            raise Nw2Error(f"{store_url}: column {col} missing from the parts; not a window store?")
+
+    wanted = [*ROW_COLUMNS, *metrics]
+    if "file" in store.fs.protocol or "local" in store.fs.protocol:
+        frame = pl.scan_parquet([store.path(rel) for rel in parts]).select(wanted)
+    else:
+        frame = pl.concat([pl.from_arrow(store.read_table(rel, columns=wanted)).lazy() for rel in parts])
+    part_codes = np.repeat(np.arange(len(parts), dtype=np.uint32), counts)
+    starts = np.cumsum([0, *counts[:-1]], dtype=np.int64)
+    row = np.arange(part_codes.size, dtype=np.int64) - np.repeat(starts, counts)
+    index = pl.DataFrame({
+        # Gathering a string view array copies 16-byte views, not the path bytes, per row.
+        "part": pl.Series("part", parts, pl.String).gather(part_codes),
+        "row": pl.Series("row", row, pl.Int64),
+    }).lazy()
+    metric_exprs = [pl.col(m).cast(pl.Float64).fill_nan(None) for m in metrics]
+    string_exprs = [pl.col(c).cast(pl.String) for c in ROW_COLUMNS]
+    return pl.concat([index, frame.select(*string_exprs, *metric_exprs)], how="horizontal")
+
+
+def load_rows(store_url: str, metrics: Sequence[str]) -> pl.DataFrame:
+    """Every row of a store with its metrics, in store order, reading only the columns needed.
+
+    Parameters
+    ----------
+    store_url : str
+        A window store (local path or fsspec URL) on which ``nw2 metrics`` has run.
+    metrics : sequence of str
+        Metric columns to read (names as in ``pipeline.metrics.METRICS``).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per store row, in store order (parts sorted by name, rows in part order), with
+        ``part`` (string, the part's relative path ``data/part-xxx.parquet``), ``row`` (int64, the
+        row's index within its part), the :data:`ROW_COLUMNS` (strings) and the metric columns
+        (float64, null where undefined; a stored NaN also reads as null).
+
+    Raises
+    ------
+    Nw2Error
+        One line naming the store: not a window store, an empty store (no parts), a store without
+        metric columns ("run nw2 metrics STORE first"), a metric not in the store (with the metrics it
+        holds), or a metric some parts lack (a metrics run that failed on them).
+    """
+    return scan_rows(store_url, metrics).collect()
+
+
+# -- the feature space -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How windows are placed in the balancing space.
+
+    Attributes
+    ----------
+    metrics : tuple of str
+        Metric columns to use (a list is accepted and stored as a tuple).
+    pca : int or None
+        Reduce the quantile-transformed metrics to this many principal components (at most the number
+        of metrics: a larger value keeps them all, rotated); ``None`` keeps the metrics themselves.
+    bins : int
+        Quantile bins per dimension of the grid (``bins ** dims`` cells).
+    nan_policy : {"own_bin", "exclude"}
+        Windows with an undefined chosen metric: in a cell of their own (id -1), or left out of the
+        candidates (the caller drops them; :func:`build_features` marks them in ``defined``).
+    """
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    pca: int | None = 3
+    bins: int = 5
+    nan_policy: str = "own_bin"
+
+    def __post_init__(self) -> None:
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        if not metrics or not all(isinstance(m, str) and m for m in metrics):
+            raise ValueError(f"metrics must be a non-empty list of metric names, got {list(metrics)}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics holds a name twice: {list(metrics)}")
+        if self.pca is not None and (isinstance(self.pca, bool) or not isinstance(self.pca, (int, np.integer))
+                                     or self.pca < 1):
+            raise ValueError(f"pca must be a positive number of dimensions or None, got {self.pca!r}")
+        if isinstance(self.bins, bool) or not isinstance(self.bins, (int, np.integer)) or self.bins < 1:
+            raise ValueError(f"bins must be a positive integer, got {self.bins!r}")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {self.nan_policy!r}")
+
+
+@dataclass
+class Features:
+    """Windows placed in the balancing space.
+
+    Attributes
+    ----------
+    z : ndarray, shape (n, k)
+        float64 coordinates in [0, 1] per dimension (quantiles of the metrics, or of their PCA scores);
+        NaN on every dimension of a row that is not ``defined``.
+    defined : ndarray, shape (n,)
+        bool: all chosen metrics are defined (finite) on the row.
+    components : ndarray, shape (k, d), or None
+        PCA loadings on the quantile-transformed metrics (unit rows, the largest absolute loading of each
+        positive), or ``None`` without PCA.
+    explained : ndarray, shape (k,), or None
+        Explained variance ratio of each component, descending.
+    """
+
+    z: np.ndarray
+    defined: np.ndarray
+    components: np.ndarray | None
+    explained: np.ndarray | None
+
+    @property
+    def dims(self) -> int:
+        return self.z.shape[1]
+
+
+def quantile_transform(x: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    r"""Quantiles (mid-ranks) of the finite values of ``x``; NaN elsewhere.
+
+    .. math:: q_i = \frac{r_i - 1/2}{m}
+
+    where :math:`m` is the number of finite values and :math:`r_i \in [1, m]` the average rank of
+    :math:`x_i` among them (tied values share the mean of their ranks, so ties get equal quantiles).
+    This is the Hazen plotting position: values lie in :math:`[\frac{1}{2m}, 1 - \frac{1}{2m}]`, their
+    mean is exactly 1/2, and reversing the order of the data maps :math:`q` to :math:`1 - q`. Any
+    strictly increasing transform of ``x`` gives the same quantiles.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        Values; NaN (or inf) marks undefined ones.
+    fit : ndarray of bool, shape (n,), optional
+        Rows that define the ranking; other rows get NaN. Default: the finite values.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    mask = np.isfinite(x) if fit is None else (np.asarray(fit, bool) & np.isfinite(x))
+    values = x[mask]
+    m = values.size
+    if m == 0:
+        return out
+    order = np.argsort(values)           # tied values get their mean rank, so the sort need not be stable
+    ordered = values[order]
+    # Tie groups: runs of equal values in sorted order, average rank (start + end + 1) / 2, 1-based.
+    new = np.empty(m, bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], m)
+    group_rank = (starts + ends + 1) / 2.0
+    ranks = np.empty(m)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    out[mask] = (ranks - 0.5) / m
+    return out
+
+
+def _quantile_columns(matrix: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """:func:`quantile_transform` of every column, fitted on the rows ``fit``; columns run on threads
+    (NumPy's sort releases the GIL), one per core, and the result does not depend on their number."""
+    out = np.empty(matrix.shape)
+
+    def one(j: int) -> None:
+        out[:, j] = quantile_transform(matrix[:, j], fit)
+
+    workers = max(1, min(matrix.shape[1], os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(matrix.shape[1])))
+    return out
+
+
+def _pca(q: np.ndarray, defined: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, loadings (k x d, deterministic sign) and explained variance ratio of the defined rows."""
+    d = q.shape[1]
+    m = int(defined.sum())
+    total = np.zeros(d)
+    gram = np.zeros((d, d))
+    for start in range(0, q.shape[0], _CHUNK):
+        block = q[start:start + _CHUNK][defined[start:start + _CHUNK]]
+        total += block.sum(axis=0)
+        gram += block.T @ block
+    mean = total / m
+    cov = gram / m - np.outer(mean, mean)
+    cov = (cov + cov.T) / 2
+    eigval, eigvec = np.linalg.eigh(cov)
+    order = np.argsort(eigval, kind="stable")[::-1][:k]
+    components = eigvec[:, order].T.copy()
+    # Sign convention: the largest absolute loading of each component is positive (as svd_flip).
+    pivot = np.argmax(np.abs(components), axis=1)
+    signs = np.sign(components[np.arange(k), pivot])
+    signs[signs == 0] = 1.0
+    components *= signs[:, None]
+    eigval = np.clip(eigval, 0.0, None)
+    whole = eigval.sum()
+    explained = eigval[order] / whole if whole > 0 else np.zeros(k)
+    return mean, components, explained
+
+
+def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
+    r"""Place windows in the balancing space.
+
+    1. Each metric is replaced by its quantile among the rows on which every chosen metric is defined
+       (:func:`quantile_transform`, :math:`q = (r - 1/2)/m`), so units and outliers do not dominate.
+       Rows with an undefined metric are not used to fit and get NaN.
+    2. With ``spec.pca = k``: principal components of the quantiles of the defined rows (eigenvectors
+       of their covariance :math:`\Sigma = \frac{1}{m}\sum_i (q_i - \bar q)(q_i - \bar q)^\top`, in
+       order of decreasing eigenvalue, each with its largest absolute loading positive), scores
+       :math:`s_i = W (q_i - \bar q)`, and each score quantile-transformed again so every dimension is
+       uniform on [0, 1] and equal-count bins can be cut on it. ``k`` is capped at the number of metrics.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n, d)
+        float64 metric matrix, columns in ``spec.metrics`` order, NaN (or null converted to NaN) where
+        a metric is undefined.
+    spec : FeatureSpec
+        The PCA dimensions; ``nan_policy`` does not change the result (undefined rows always get NaN
+        coordinates and ``defined=False``: the caller keeps them in the undefined bin or drops them).
+
+    Returns
+    -------
+    Features
+
+    Raises
+    ------
+    ValueError
+        ``values`` is not 2-D or its column count differs from ``len(spec.metrics)``.
+    Nw2Error
+        No row has all the chosen metrics defined.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be a 2-D (rows, metrics) array, got shape {values.shape}")
+    n, d = values.shape
+    if d != len(spec.metrics):
+        raise ValueError(f"values has {d} columns but the spec names {len(spec.metrics)} metrics")
+    defined = np.isfinite(values).all(axis=1)
+    if n and not defined.any():
+        raise Nw2Error(f"no window has all of the metrics {', '.join(spec.metrics)} defined; choose others")
+    q = _quantile_columns(values, defined)
+    if spec.pca is None or n == 0:
+        return Features(q, defined, None, None)
+    k = min(int(spec.pca), d)
+    mean, components, explained = _pca(q, defined, k)
+    scores = np.empty((n, k))
+    for start in range(0, n, _CHUNK):
+        scores[start:start + _CHUNK] = (q[start:start + _CHUNK] - mean) @ components.T
+    del q
+    return Features(_quantile_columns(scores, defined), defined, components, explained)

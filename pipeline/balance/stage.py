@@ -1,0 +1,400 @@
+"""``nw2 balance``: a window store with metrics -> a corpus balanced over dynamical regimes.
+
+``balance(store_url, out, spec)`` does everything in two phases:
+
+1. **Check and select, writing nothing.** The balance section is validated; the output must be free
+   (or a previous corpus, with ``overwrite``) and apart from the store; the store must hold metrics
+   (``nw2 metrics``) and the chosen ones; its parts must share one set of columns. Then the metric
+   columns alone are read (``space.load_rows``), the feature space and the grid are fitted, and the
+   strategy selects its rows (plus a ``random`` draw of the same size, for the statistics).
+2. **Write.** For a local ``out`` everything goes into a sibling temporary directory that is renamed to
+   ``out`` at the end; for other fsspec URLs the corpus is written in place with ``corpus.json`` last,
+   as the completion marker. On any error what was written is removed, so nothing is left at ``out``.
+
+The feature space (quantile transform, PCA) is fitted on every store row, so rows of every split have
+a place in it; the grid's cut points are fitted on the candidate rows (the balanced splits after the
+NaN policy), so the candidates fill the grid's bins equally. Rows of the other splits are carried
+through unchanged (all of them, ``sample_weight`` 1, ``bin_id`` their grid cell).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import polars as pl
+from fsspec.implementations.local import LocalFileSystem
+
+from pipeline import __version__
+from pipeline.balance import corpus as C
+from pipeline.errors import Nw2Error, SpecError
+from pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
+from pipeline.store import Store
+
+#: Parameters each strategy takes from the balance section.
+STRATEGY_PARAMS = {"random": (), "stratified": ("by",), "grid": (), "inverse": (), "temperature": ("tau",),
+                   "kmeans": ("k", "fit_sample"), "coverage": ("pool",)}
+
+
+@dataclass
+class BalanceResult:
+    """What ``balance`` wrote: the corpus URL, its ``corpus.json`` and the report files."""
+
+    out: str
+    info: dict
+    report: list[str]
+
+    @property
+    def rows(self) -> int:
+        return self.info["corpus_rows"]
+
+
+# -- checks ---------------------------------------------------------------------------------------
+def _resolve(spec: BalanceSpec) -> BalanceSpec:
+    try:
+        validate_balance(spec, "balance")
+    except SpecError as err:
+        raise Nw2Error(str(err)) from None
+    if spec.strategy is None:
+        raise Nw2Error(f"no strategy: give --strategy (one of {', '.join(BALANCE_STRATEGIES)}) "
+                       "or balance.strategy in the spec")
+    if not spec.weights_only and spec.size is None and spec.fraction is None:
+        raise Nw2Error("give --size N or --fraction F (or --weights-only to keep every row with its weight)")
+    return spec
+
+
+def _is_local(fs) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _check_out(store: Store, out: str, overwrite: bool):
+    """The output must not be (inside) the store nor hold it, and must be empty or missing, or a corpus
+    with ``overwrite``. Returns ``(fs, root)``."""
+    fs, root = fsspec.core.url_to_fs(str(out))
+    root = root.rstrip("/") or root
+    same_fs = type(fs) is type(store.fs)
+    if same_fs:
+        a = os.path.realpath(root) if _is_local(fs) else root
+        b = os.path.realpath(store.root) if _is_local(fs) else store.root.rstrip("/")
+        if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
+            raise Nw2Error(f"{out}: the corpus may not be written into, over or around the store {store.url}; "
+                           "choose another --out")
+    if fs.exists(root):
+        if not fs.isdir(root):
+            raise Nw2Error(f"{out}: exists and is not a directory")
+        if fs.ls(root, detail=False):
+            if not overwrite:
+                raise Nw2Error(f"{out}: exists and is not empty; "
+                               "pass --overwrite to replace it or choose another --out")
+            if not fs.exists(posixpath.join(root, "corpus.json")):
+                raise Nw2Error(f"{out}: is not an nw2 corpus (no corpus.json); "
+                               "refusing to overwrite it")
+    return fs, root
+
+
+def _check_store(store: Store, url: str) -> tuple[list[str], dict]:
+    if not store.exists("store.json"):
+        if not store.fs.exists(store.root):
+            raise Nw2Error(f"{url}: no such store")
+        raise Nw2Error(f"{url}: not a window store (no store.json); build one with nw2 ingest")
+    parts = store.parts()
+    if not parts:
+        raise Nw2Error(f"{url}: empty store (no parts in data/); ingest some recordings first")
+    if not store.exists("metrics.json"):
+        raise Nw2Error(f"{url}: the store has no metric columns; run nw2 metrics {url} first")
+    metrics_json = store.read_json("metrics.json")
+    failed = metrics_json.get("failed_parts") or []
+    if failed:
+        raise Nw2Error(f"{url}: nw2 metrics failed on {len(failed)} part(s) ({failed[0]['part']}: "
+                       f"{failed[0]['error']}); rerun nw2 metrics {url} first")
+    return parts, metrics_json
+
+
+# -- the stage ------------------------------------------------------------------------------------
+def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False, report: bool = True,
+            log=None) -> BalanceResult:
+    """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
+    from pipeline.balance.bins import balance_stats, fit_grid
+    from pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+    from pipeline.balance.strategies import Candidates, resolve_params, select
+
+    spec = _resolve(spec)
+    store = Store(store_url)
+    parts, _ = _check_store(store, store_url)
+    out_fs, out_root = _check_out(store, out, overwrite)
+    metrics = tuple(spec.metrics or DEFAULT_METRICS)
+    schema = C.part_schema(store, parts)
+    rows = load_rows(store.url, metrics)
+    if rows.height == 0:
+        raise Nw2Error(f"{store_url}: empty store (its parts hold no rows)")
+    known = {p: i for i, p in enumerate(parts)}
+    unknown = set(rows.get_column("part").unique().to_list()) - set(known)
+    if unknown:
+        raise Nw2Error(f"{store_url}: rows from {sorted(unknown)[0]}, which is no part of the store")
+
+    # Features and grid.
+    values = rows.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in metrics]).to_numpy()
+    fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy)
+    feats = build_features(np.ascontiguousarray(values, dtype=np.float64), fspec)
+    split, split_names = _codes(rows.get_column("split"))
+    balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
+    defined = np.asarray(feats.defined, bool)
+    cand_mask = balanced & (defined | (spec.nan_policy == "own_bin"))
+    cand_idx = np.flatnonzero(cand_mask)
+    n_cand = int(cand_idx.size)
+    if n_cand == 0:
+        why = " with every chosen metric defined (nan_policy exclude)" if balanced.any() else ""
+        raise Nw2Error(f"{store_url}: no rows to balance in split(s) {', '.join(spec.splits)}{why}; "
+                       f"the store holds {_split_counts(split, split_names)}")
+    grid = fit_grid(feats.z[cand_idx], defined[cand_idx], spec.bins)
+    cells = np.asarray(grid.cells(feats.z, defined), np.int64)
+
+    # Integer codes of the names (in name order) rather than ten million Python strings: a strategy
+    # only tells the groups apart.
+    dataset, dataset_names = _codes(rows.get_column("dataset"))
+    modality, modality_names = _codes(rows.get_column("modality"))
+    cand = Candidates(z=feats.z[cand_idx], cells=cells[cand_idx], dataset=dataset[cand_idx],
+                      modality=modality[cand_idx])
+
+    # Size and selection.
+    size = None
+    if not spec.weights_only:
+        size = spec.size if spec.size is not None else max(1, int(np.floor(spec.fraction * n_cand + 0.5)))
+        if size > n_cand and not spec.replace:
+            raise Nw2Error(f"size {size} is larger than the {n_cand} candidate rows of split(s) "
+                           f"{', '.join(spec.splits)}; lower --size or pass --replace")
+    params = {name: getattr(spec, name) for name in STRATEGY_PARAMS[spec.strategy]}
+    try:
+        params = resolve_params(spec.strategy, params)   # with the defaults the spec does not set
+        sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace, weights_only=spec.weights_only,
+                     **params)
+        rnd = None if spec.weights_only else select("random", cand, int(sel.index.size), spec.seed,
+                                                    replace=spec.replace)
+    except ValueError as err:
+        raise Nw2Error(f"balance ({spec.strategy}): {err}") from None
+    sel_index = np.asarray(sel.index, np.int64)
+    sel_global = cand_idx[sel_index]
+    sel_cells = cells[sel_global]
+    sel_weight = np.asarray(sel.sample_weight, np.float64)
+
+    # Everything that goes into the corpus, in store order: the selection plus the carried splits.
+    carried = np.flatnonzero(~balanced)
+    all_global = np.concatenate([sel_global, carried])
+    all_bin = np.concatenate([np.asarray(sel.bin_id, np.int64), cells[carried]])
+    all_weight = np.concatenate([sel_weight, np.ones(carried.size)])
+    order = np.argsort(all_global, kind="stable")
+    all_global, all_bin, all_weight = all_global[order], all_bin[order], all_weight[order]
+    part_idx = rows.get_column("part").replace_strict(known, return_dtype=pl.Int64).to_numpy()
+    row_idx = rows.get_column("row").cast(pl.Int64).to_numpy()
+    selected = C.Selected(part=part_idx[all_global], row=row_idx[all_global], bin_id=all_bin,
+                          sample_weight=all_weight)
+
+    # corpus.json, less what writing adds (parts, content hash, report files).
+    cand_cells = cells[cand_idx]
+    if spec.weights_only:
+        stats_sel = balance_stats(sel_cells, cand_cells, weights=sel_weight)
+        stats_rnd = balance_stats(cand_cells, cand_cells)
+    else:
+        stats_sel = balance_stats(sel_cells, cand_cells)
+        stats_rnd = balance_stats(cells[cand_idx[np.asarray(rnd.index, np.int64)]], cand_cells)
+    out_schema = C.corpus_schema(store, parts, schema)
+    info = {
+        "format": C.FORMAT, "version": C.VERSION, "nw2_version": __version__,
+        "store": {"name": C.store_name(store_url), "fingerprint": C.store_fingerprint(store, parts),
+                  "parts": len(parts), "rows": int(rows.height)},
+        # the balance spec
+        "strategy": spec.strategy, "params": params, "size": size, "fraction": spec.fraction, "seed": spec.seed,
+        "replace": spec.replace, "weights_only": spec.weights_only, "balanced_splits": list(spec.splits),
+        "bin_id": "kmeans cluster" if spec.strategy == "kmeans" else "grid cell",
+        # the feature spec and the bin definition
+        "metrics": list(metrics), "pca": spec.pca, "bins_per_dim": spec.bins, "nan_policy": spec.nan_policy,
+        "dims": int(feats.z.shape[1]), "cells": int(spec.bins ** feats.z.shape[1]),
+        "components": _floats(feats.components), "explained_variance": _floats(feats.explained),
+        "grid_edges": [_floats(e) for e in grid.edges],
+        # what changed
+        "cell_counts": _cell_counts(cand_cells, sel_cells, sel_weight if spec.weights_only else None),
+        "mix": {by: _mix(col[cand_idx], col[sel_global], names, sel_weight if spec.weights_only else None)
+                for by, col, names in (("dataset", dataset, dataset_names), ("modality", modality, modality_names))},
+        "balance_stats": {"selection": _jsonable(stats_sel), "random": _jsonable(stats_rnd),
+                          "candidates": _jsonable(balance_stats(cand_cells, cand_cells))},
+        "rows": _rows(split, split_names, defined, spec, all_global),
+        "candidates": n_cand, "selected": int(sel_global.size),
+        "distinct_selected": int(np.unique(sel_global).size), "corpus_rows": int(all_global.size),
+        "columns": C.columns_of(out_schema),
+    }
+    if spec.strategy == "kmeans":
+        ids, n = np.unique(np.asarray(sel.bin_id, np.int64), return_counts=True)
+        info["cluster_counts_after"] = [{"cluster": int(c), "after": int(k)} for c, k in zip(ids, n)]
+
+    before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64))
+    after = rows.select(pl.all().gather(all_global)).with_columns(
+        pl.Series("bin_id", all_bin, pl.Int64), pl.Series("sample_weight", all_weight, pl.Float64))
+    writer = _write_local if _is_local(out_fs) else _write_in_place
+    return writer(out, out_fs, out_root, overwrite,
+                  lambda dest: _write_all(store, parts, selected, dest, out_schema, info, before, after, report,
+                                          log))
+
+
+def _write_all(store, parts, selected, dest: Store, schema, info, before, after, report: bool, log) -> list[str]:
+    written = C.copy_rows(store, parts, selected, dest, schema)
+    info["parts"] = written
+    info["content_sha256"] = C.hash_parts(dest, written)
+    files = [f"report/{f}" for f in _write_report(dest, before, after, info, log)] if report else []
+    C.write_corpus_json(dest, dict(info, report=files))
+    return files
+
+
+def _write_report(dest: Store, before, after, info, log) -> list[str]:
+    try:
+        from pipeline.balance.report import write_report
+    except ImportError:  # pragma: no cover - the report module ships with the stage
+        if log:
+            log("report: pipeline.balance.report is missing; no report written")
+        return []
+    return list(write_report(dest.url.rstrip("/") + "/report", before, after, dict(info)))
+
+
+def _write_local(out, fs, root, overwrite, write) -> BalanceResult:
+    target = os.path.abspath(root)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
+    os.mkdir(tmp)
+    try:
+        try:
+            files = write(Store(tmp))
+            info = Store(tmp).read_json("corpus.json")
+        except OSError as err:
+            raise Nw2Error(f"{out}: cannot write the corpus ({err.strerror or err})") from None
+        if os.path.exists(target):
+            # Empty, or a previous corpus (checked before): moved aside, replaced, then removed.
+            old = os.path.join(parent, f".{os.path.basename(target)}.old-{uuid.uuid4().hex}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BalanceResult(out, info, files)
+
+
+def _write_in_place(out, fs, root, overwrite, write) -> BalanceResult:
+    if fs.exists(root) and overwrite:
+        fs.rm(root, recursive=True)
+    try:
+        try:
+            dest = Store(out)
+            files = write(dest)
+            info = dest.read_json("corpus.json")
+        except OSError as err:
+            raise Nw2Error(f"{out}: cannot write the corpus ({err.strerror or err})") from None
+    except BaseException:
+        try:
+            if fs.exists(root):
+                fs.rm(root, recursive=True)
+        except Exception:  # noqa: BLE001 - cleanup is best effort; the first error is the one to report
+            pass
+        raise
+    return BalanceResult(out, info, files)
+
+
+# -- corpus.json pieces -----------------------------------------------------------------------------
+def _floats(a) -> list | None:
+    if a is None:
+        return None
+    return np.asarray(a, np.float64).tolist()
+
+
+def _jsonable(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (np.floating, float)):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+def _codes(series: pl.Series) -> tuple[np.ndarray, list[str]]:
+    """``(codes, names)``: int64 codes of a string column, names sorted so ``names[codes]`` is the column."""
+    names = sorted(series.drop_nulls().unique().to_list())
+    codes = series.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+    return codes, names
+
+
+def _named(codes: np.ndarray, names: list[str], weights: np.ndarray | None = None) -> dict:
+    """``{name: rows}`` (or summed weights) of the names that occur."""
+    n = np.bincount(codes, weights=weights, minlength=len(names))
+    if weights is None:
+        return {names[i]: int(v) for i, v in enumerate(n) if v}
+    used = np.bincount(codes, minlength=len(names))
+    return {names[i]: round(float(v), 9) for i, v in enumerate(n) if used[i]}
+
+
+def _split_counts(split: np.ndarray, names: list[str]) -> str:
+    return ", ".join(f"{a} {b}" for a, b in _named(split, names).items()) or "no rows"
+
+
+def _cell_counts(before: np.ndarray, after: np.ndarray, weights: np.ndarray | None) -> list[dict]:
+    """Per grid cell occupied before: rows before and after (and summed weights with ``--weights-only``)."""
+    keys, nb = np.unique(before, return_counts=True)
+    na = np.bincount(np.searchsorted(keys, after), minlength=keys.size) if after.size else np.zeros(keys.size, int)
+    out = [{"cell": int(k), "before": int(b), "after": int(a)} for k, b, a in zip(keys, nb, na)]
+    if weights is not None:
+        w = np.bincount(np.searchsorted(keys, after), weights=weights, minlength=keys.size)
+        for entry, x in zip(out, w):
+            entry["after_weighted"] = round(float(x), 9)
+    return out
+
+
+def _mix(before: np.ndarray, after: np.ndarray, names: list[str], weights: np.ndarray | None) -> dict:
+    mix = {"before": _named(before, names), "after": _named(after, names)}
+    if weights is not None:
+        mix["after_weighted"] = _named(after, names, weights)
+    return mix
+
+
+def _rows(split, names: list[str], defined, spec: BalanceSpec, corpus_rows) -> dict:
+    """Per split: rows in the store, in the corpus, whether balanced, undefined and excluded rows."""
+    before = np.bincount(split, minlength=len(names))
+    after = np.bincount(split[corpus_rows], minlength=len(names))
+    undefined = np.bincount(split[~defined], minlength=len(names))
+    out = {}
+    for name in sorted(set(names) | set(spec.splits)):
+        i = names.index(name) if name in names else None
+        is_bal = name in spec.splits
+        und = int(undefined[i]) if i is not None else 0
+        out[name] = {"before": int(before[i]) if i is not None else 0,
+                     "after": int(after[i]) if i is not None else 0, "balanced": is_bal,
+                     "undefined": und, "excluded": und if is_bal and spec.nan_policy == "exclude" else 0}
+    return out
+
+
+def describe(result: BalanceResult) -> str:
+    """One-paragraph summary for the CLI."""
+    info = result.info
+    stats = info["balance_stats"]
+    s, r = stats["selection"], stats["random"]
+    bal = ", ".join(info["balanced_splits"])
+    if info["weights_only"]:
+        head = (f"weights for {info['candidates']} {bal} rows ({info['strategy']}, seed {info['seed']})")
+    else:
+        head = (f"{info['selected']} of {info['candidates']} {bal} rows ({info['strategy']}, seed {info['seed']}"
+                + (", with replacement" if info["replace"] else "") + ")")
+    carried = info["corpus_rows"] - info["selected"]
+    lines = [f"{head} + {carried} rows of other splits carried -> {result.out} "
+             f"({info['corpus_rows']} rows in {len(info['parts'])} part{'s' if len(info['parts']) != 1 else ''})",
+             f"normalized entropy {s['normalized_entropy']:.3f} (random {r['normalized_entropy']:.3f}), "
+             f"cells kept {100 * s['fraction_of_cells_kept']:.0f}% (random {100 * r['fraction_of_cells_kept']:.0f}%), "
+             f"effective regimes {s['effective_regimes']:.1f} (random {r['effective_regimes']:.1f})"]
+    if result.report:
+        lines.append(f"report: {posixpath.join(result.out.rstrip('/'), result.report[-1])}")
+    return "\n".join(lines)

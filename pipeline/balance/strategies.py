@@ -1,0 +1,642 @@
+"""The seven selection strategies: which candidate windows go into a corpus, and with what weight.
+
+Every strategy is a function of the candidates (their features, grid cells, dataset and modality),
+a target size, a seeded generator and its own parameters, and returns a :class:`Selection`: indices
+into the candidates in ascending order, the bin of each selected row, and its sample weight.
+:func:`select` is the entry point: it validates the request, makes the generator from the seed and
+calls the strategy.
+
+=============  ==================================================================  ==========================
+strategy       what it does                                                        weight (``weights_only``)
+=============  ==================================================================  ==========================
+random         uniform subsample, the baseline                                     1
+stratified     equal share per dataset (``by="dataset"``) or modality              1 / group size
+grid           equal quota per occupied grid cell, water-filling                   1 / cell count
+inverse        weighted sampling, weight 1 / cell count                            1 / cell count
+temperature    weighted sampling, weight count^(tau - 1): P(cell) ~ count^tau      count^(tau - 1)
+kmeans         equal share per k-means cluster (mini-batch, fitted on a sample)    1 / cluster size
+coverage       greedy farthest-point (k-center) on a pool of candidates            1
+=============  ==================================================================  ==========================
+
+Determinism: all randomness comes from ``np.random.default_rng(seed)``, consumed in a fixed order, so
+the same candidates, parameters and seed give the same selection on any machine, and another seed
+gives another sample. Cost: ``random``, ``stratified``, ``grid``, ``inverse`` and ``temperature`` are a
+few O(n) NumPy passes (plus one radix or merge sort of small integer codes); ``kmeans`` fits on a
+sample and then assigns every row in one O(1)-memory Numba pass; ``coverage`` is
+O(size x pool x dims) in a Numba kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numba import float64, int64, njit, types
+
+
+@dataclass
+class Candidates:
+    """The rows a strategy chooses from: the rows of the balanced splits (after the NaN policy).
+
+    Attributes
+    ----------
+    z : ndarray, shape (n, k)
+        float64 features (:class:`pipeline.balance.space.Features`), NaN on undefined rows.
+    cells : ndarray, shape (n,)
+        int64 grid cells (:meth:`pipeline.balance.bins.Grid.cells`), -1 for undefined rows.
+    dataset : ndarray, shape (n,)
+        Dataset of each row: names (str or object array, or anything ``np.asarray`` takes) or integer
+        codes (cheaper for millions of rows; strategies only tell the groups apart).
+    modality : ndarray, shape (n,)
+        Modality of each row, the same way.
+
+    The arrays are coerced on construction (no copy when they already have the right type).
+    """
+
+    z: np.ndarray
+    cells: np.ndarray
+    dataset: np.ndarray
+    modality: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.z = np.asarray(self.z, dtype=np.float64)
+        if self.z.ndim == 1:
+            self.z = self.z[:, None]
+        self.cells = np.asarray(self.cells, dtype=np.int64)
+        self.dataset = np.asarray(self.dataset)
+        self.modality = np.asarray(self.modality)
+        n = self.cells.shape[0]
+        if self.z.ndim != 2 or self.cells.ndim != 1:
+            raise ValueError(f"z must be (n, k) and cells (n,), got {self.z.shape} and {self.cells.shape}")
+        for name in ("z", "dataset", "modality"):
+            if getattr(self, name).shape[0] != n:
+                raise ValueError(f"candidates: {name} has {getattr(self, name).shape[0]} rows, cells has {n}")
+
+    def __len__(self) -> int:
+        return int(self.cells.shape[0])
+
+    @property
+    def defined(self) -> np.ndarray:
+        """(n,) bool: the row has finite features (its cell is not the undefined one)."""
+        return np.isfinite(self.z).all(axis=1)
+
+
+@dataclass
+class Selection:
+    """What a strategy chose.
+
+    Attributes
+    ----------
+    index : ndarray of int64, shape (m,)
+        Indices into the candidates, ascending (repeated with replacement).
+    bin_id : ndarray of int64, shape (m,)
+        The grid cell of each selected row (``kmeans``: its cluster id); -1 for undefined rows.
+    sample_weight : ndarray of float64, shape (m,)
+        1.0 for a subsample (the corpus itself is balanced); with ``weights_only`` the strategy's
+        per-row sampling weight normalized to mean 1 over the candidates.
+    """
+
+    index: np.ndarray
+    bin_id: np.ndarray
+    sample_weight: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+
+# -- parameters ------------------------------------------------------------------------------------
+#: Every strategy's parameters and their defaults. ``kmeans``: ``batch`` rows per mini-batch step and
+#: ``iterations`` steps; ``coverage``: ``pool``, the most candidates the greedy search runs on.
+DEFAULT_PARAMS: dict[str, dict] = {
+    "random": {},
+    "stratified": {"by": "dataset"},
+    "grid": {},
+    "inverse": {},
+    "temperature": {"tau": 0.5},
+    "kmeans": {"k": 32, "fit_sample": 100_000, "batch": 1024, "iterations": 100},
+    "coverage": {"pool": 200_000},
+}
+
+
+def _positive_int(strategy: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{strategy}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def resolve_params(strategy: str, params: dict | None = None) -> dict:
+    """The full parameters of ``strategy``: the defaults of :data:`DEFAULT_PARAMS` updated with
+    ``params`` (``None`` values mean "the default"), validated.
+
+    Raises
+    ------
+    ValueError
+        An unknown strategy (the valid ones are listed), a parameter the strategy does not take (its
+        parameters are listed), or a bad value (``tau < 0``, ``k < 1``, ``by`` not dataset/modality...).
+    """
+    if strategy not in DEFAULT_PARAMS:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(DEFAULT_PARAMS)}")
+    defaults = DEFAULT_PARAMS[strategy]
+    given = {k: v for k, v in (params or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        takes = ", ".join(defaults) if defaults else "no parameters"
+        raise ValueError(f"strategy {strategy} does not take {', '.join(map(repr, unknown))}; it takes: {takes}")
+    out = {**defaults, **given}
+    if strategy == "stratified" and out["by"] not in ("dataset", "modality"):
+        raise ValueError(f"stratified: by must be 'dataset' or 'modality', got {out['by']!r}")
+    if strategy == "temperature":
+        tau = out["tau"]
+        if isinstance(tau, bool) or not isinstance(tau, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(tau) or tau < 0:
+            raise ValueError(f"temperature: tau must be a finite number >= 0, got {tau!r}")
+        out["tau"] = float(tau)
+    if strategy == "kmeans":
+        for name in ("k", "fit_sample", "batch", "iterations"):
+            out[name] = _positive_int(strategy, name, out[name])
+    if strategy == "coverage":
+        out["pool"] = _positive_int(strategy, "pool", out["pool"])
+    return out
+
+
+# -- shared building blocks ------------------------------------------------------------------------
+def _factorize_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes, labels, counts)``: labels ascending, ``labels[codes] == values``. O(n) through
+    ``bincount`` when the values span a range comparable to n, else ``np.unique``."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = int(values.min()), int(values.max())
+    span = hi - lo + 1
+    if span <= max(4 * values.size, 1 << 16):
+        shifted = values - lo
+        counts = np.bincount(shifted, minlength=span)
+        present = np.flatnonzero(counts)
+        lookup = np.full(span, -1, np.int64)
+        lookup[present] = np.arange(present.size)
+        return lookup[shifted], present + lo, counts[present]
+    labels, codes, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return codes.astype(np.int64), labels, counts
+
+
+def _factorize_labels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes, labels, counts)`` of group labels, sorted: integer codes directly (:func:`_factorize_ints`),
+    strings through polars (a missing label reads as ""), so ten million labels take about two seconds."""
+    import polars as pl
+
+    if np.asarray(values).dtype.kind in "iub":
+        return _factorize_ints(values)
+    series = pl.Series("v", np.asarray(values), dtype=pl.String).fill_null("")
+    labels = series.unique().sort()
+    codes = series.replace_strict(labels, pl.Series(np.arange(labels.len(), dtype=np.int64)),
+                                  return_dtype=pl.Int64).to_numpy()
+    counts = np.bincount(codes, minlength=labels.len())
+    return codes, np.asarray(labels.to_list(), dtype=object), counts
+
+
+def _compact(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Codes in the narrowest unsigned type, so that a stable argsort is a radix sort (<= 16 bits)."""
+    if n_groups <= 1 << 8:
+        return codes.astype(np.uint8)
+    if n_groups <= 1 << 16:
+        return codes.astype(np.uint16)
+    return codes
+
+
+def _water_fill(capacity: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    r"""Equal quotas under capacities: ``total`` split over the groups as evenly as they allow.
+
+    Groups are filled to a common level :math:`t`, :math:`q_g = \min(c_g, t)`; a group with fewer rows
+    than its share gives all of them and the leftover goes to the others. With the capacities sorted,
+    :math:`c_{(1)} \le \dots \le c_{(G)}`, the groups :math:`j` with
+    :math:`c_{(j)} \le \lfloor (T - \sum_{i<j} c_{(i)}) / (G - j + 1) \rfloor` are saturated (a prefix);
+    the others get that integer share, and the remainder (fewer than their number) goes one each to
+    groups chosen uniformly by ``rng``. So unsaturated groups differ by at most one, and no saturated
+    group exceeds them. Requires ``total <= sum(capacity)``.
+    """
+    capacity = np.asarray(capacity, dtype=np.int64)
+    g = capacity.size
+    quotas = np.zeros(g, np.int64)
+    if total <= 0 or g == 0:
+        return quotas
+    order = np.argsort(capacity, kind="stable")
+    cap = capacity[order]
+    before = np.concatenate([[0], np.cumsum(cap)[:-1]])
+    left = np.arange(g, 0, -1)
+    share = (total - before) // left
+    open_ = np.flatnonzero(cap > share)
+    if open_.size == 0:                    # total == sum(capacity): everything
+        return capacity.copy()
+    j = int(open_[0])
+    quotas[order[:j]] = cap[:j]
+    level = int(share[j])
+    rest = order[j:]
+    quotas[rest] = level
+    remainder = int(total - before[j] - level * rest.size)
+    if remainder:
+        quotas[rng.choice(np.sort(rest), remainder, replace=False)] += 1
+    return quotas
+
+
+def _equal_quotas(n_groups: int, total: int, rng: np.random.Generator) -> np.ndarray:
+    """With replacement: ``total // G`` per group, the remainder one each to groups chosen by ``rng``."""
+    quotas = np.full(n_groups, total // n_groups, np.int64)
+    remainder = total % n_groups
+    if remainder:
+        quotas[rng.choice(n_groups, remainder, replace=False)] += 1
+    return quotas
+
+
+def _quota_sample(codes: np.ndarray, counts: np.ndarray, size: int, rng: np.random.Generator,
+                  replace: bool) -> np.ndarray:
+    """Sorted indices: equal quotas per group (water-filling without replacement), uniform within a group.
+
+    Without replacement the rows are shuffled (``rng.permutation``), grouped by a stable sort of
+    their codes (so each group's block is in random order), and the first ``quota`` rows of each
+    block are kept. With replacement each group's quota is drawn uniformly from its rows.
+    """
+    n_groups = counts.size
+    narrow = _compact(codes, n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if not replace:
+        quotas = _water_fill(counts, size, rng)
+        if np.array_equal(quotas, counts):
+            return np.arange(codes.size, dtype=np.int64)
+        perm = rng.permutation(codes.size)
+        order = perm[np.argsort(narrow[perm], kind="stable")]
+        rank = np.arange(codes.size, dtype=np.int64) - np.repeat(starts, counts)
+        chosen = order[rank < np.repeat(quotas, counts)]
+    else:
+        quotas = _equal_quotas(n_groups, size, rng)
+        order = np.argsort(narrow, kind="stable")
+        group = np.repeat(np.arange(n_groups), quotas)
+        chosen = order[starts[group] + rng.integers(0, counts[group])]
+    chosen.sort()
+    return chosen.astype(np.int64, copy=False)
+
+
+def _weighted_sample(weights: np.ndarray, size: int, rng: np.random.Generator, replace: bool) -> np.ndarray:
+    r"""Sorted indices drawn with probability proportional to ``weights``.
+
+    Without replacement: Efraimidis-Spirakis (2006) A-ES with exponential keys,
+    :math:`k_i = -\ln(u_i) / w_i = E_i / w_i` with :math:`E_i \sim \mathrm{Exp}(1)`; the ``size``
+    smallest keys (``np.argpartition``, O(n)) are a weighted sample without replacement, i.e. the same
+    distribution as drawing one row at a time with probability :math:`w_i / \sum_{j \text{ left}} w_j`.
+    With replacement: inverse-CDF sampling, ``searchsorted(cumsum(w), u * sum(w))`` (what
+    ``rng.choice(n, size, p=w / sum(w))`` does, without its tolerance check on the sum of ``p``).
+    """
+    n = weights.size
+    if replace:
+        cdf = np.cumsum(weights)
+        u = rng.random(size) * cdf[-1]
+        chosen = np.minimum(np.searchsorted(cdf, u, side="right"), n - 1)
+    else:
+        if size == n:
+            return np.arange(n, dtype=np.int64)
+        keys = rng.standard_exponential(n)
+        keys /= weights
+        chosen = np.argpartition(keys, size - 1)[:size]
+    chosen.sort()
+    return chosen.astype(np.int64, copy=False)
+
+
+def _normalized(weights: np.ndarray) -> np.ndarray:
+    return weights * (weights.size / weights.sum())
+
+
+def _result(cand: Candidates, index: np.ndarray, bins: np.ndarray | None = None,
+            weights: np.ndarray | None = None) -> Selection:
+    bin_id = (cand.cells if bins is None else bins)[index]
+    weight = np.ones(index.size) if weights is None else weights
+    return Selection(index, np.ascontiguousarray(bin_id, dtype=np.int64), np.asarray(weight, dtype=np.float64))
+
+
+def _by_groups(cand: Candidates, codes: np.ndarray, counts: np.ndarray, size: int | None, rng, replace: bool,
+               weights_only: bool, bins: np.ndarray | None = None) -> Selection:
+    if weights_only:
+        index = np.arange(len(cand), dtype=np.int64)
+        return _result(cand, index, bins, _normalized(1.0 / counts[codes]))
+    return _result(cand, _quota_sample(codes, counts, size, rng, replace), bins)
+
+
+# -- the strategies --------------------------------------------------------------------------------
+def random_strategy(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+                    weights_only: bool = False) -> Selection:
+    """Uniform subsample: ``size`` distinct rows (``rng.choice(n, size, replace=False)``), or ``size``
+    independent uniform draws with replacement. Weight 1 for every row."""
+    n = len(cand)
+    if weights_only:
+        return _result(cand, np.arange(n, dtype=np.int64))
+    if replace:
+        index = rng.integers(0, n, size)
+    elif size == n:
+        index = np.arange(n, dtype=np.int64)
+    else:
+        index = rng.choice(n, size, replace=False, shuffle=False)
+    index = np.sort(index).astype(np.int64, copy=False)
+    return _result(cand, index)
+
+
+def stratified(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+               weights_only: bool = False, by: str = "dataset") -> Selection:
+    """Equal share per dataset (``by="dataset"``) or modality, regardless of dynamics.
+
+    Without replacement the shares are water-filled (:func:`_water_fill`): a group with fewer rows than
+    its share gives all of them and the leftover goes to the others; with replacement every group gets
+    ``size // groups`` (+1 for ``size % groups`` groups chosen by the generator). Uniform within a group.
+    Weights: :math:`w_i = 1 / n_{g(i)}`, the inverse size of the row's group.
+    """
+    codes, _, counts = _factorize_labels(cand.dataset if by == "dataset" else cand.modality)
+    return _by_groups(cand, codes, counts, size, rng, replace, weights_only)
+
+
+def grid(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+         weights_only: bool = False) -> Selection:
+    """Equal quota per occupied grid cell (the undefined cell -1 counts as one when present).
+
+    Quotas by integer division, the remainder one each to cells chosen by the generator; a cell with
+    fewer windows than its quota gives all of them and the leftover is spread over the cells that
+    still have windows (water-filling, :func:`_water_fill`). Uniform within a cell. With replacement
+    every cell gets an equal quota whatever its size. Weights: :math:`w_i = 1 / n_{c(i)}`.
+    """
+    codes, _, counts = _factorize_ints(cand.cells)
+    return _by_groups(cand, codes, counts, size, rng, replace, weights_only)
+
+
+def inverse(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+            weights_only: bool = False) -> Selection:
+    r"""Weighted sampling with :math:`w_i = 1 / n_{c(i)}`, the inverse count of the row's cell.
+
+    Every cell then has the same total weight, so each draw lands in a uniformly chosen occupied cell;
+    unlike ``grid`` the quotas are random (multinomial-like), not fixed. Without replacement:
+    Efraimidis-Spirakis keys (:func:`_weighted_sample`); with replacement: independent draws.
+    """
+    return temperature(cand, size, rng, replace, weights_only, tau=0.0)
+
+
+def temperature(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+                weights_only: bool = False, tau: float = 0.5) -> Selection:
+    r"""Weighted sampling with :math:`w_i = n_{c(i)}^{\tau - 1}`, so a cell's probability is
+
+    .. math:: P(c) = \frac{n_c \cdot n_c^{\tau-1}}{\sum_{c'} n_{c'}^{\tau}} = \frac{n_c^{\tau}}{\sum_{c'} n_{c'}^{\tau}}
+
+    ``tau = 0``: uniform over the occupied cells (``inverse``); ``tau = 1``: proportional to the cell
+    counts (all weights 1, a uniform random sample); values in between interpolate, values above 1
+    favour the common regimes further. Efraimidis-Spirakis keys without replacement.
+    """
+    codes, _, counts = _factorize_ints(cand.cells)
+    cell_weight = counts.astype(np.float64) ** (tau - 1.0)
+    weights = cell_weight[codes]
+    if weights_only:
+        return _result(cand, np.arange(len(cand), dtype=np.int64), None, _normalized(weights))
+    return _result(cand, _weighted_sample(weights, size, rng, replace))
+
+
+# -- kmeans ----------------------------------------------------------------------------------------
+# One signature for any layout, read-only or not (a writeable array matches the read-only type), so
+# features handed over zero-copy from Arrow/polars need no copy.
+@njit(int64[::1](types.Array(float64, 2, "A", readonly=True), float64[:, ::1]), cache=True, nogil=True)
+def _nearest_kernel(x, centres):  # pragma: no cover - compiled
+    """Index of the nearest centre (squared Euclidean, ties to the lowest index) of each row; -1 for a
+    row with a non-finite coordinate. O(1) memory beyond the output."""
+    n, dims = x.shape
+    k = centres.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        best = np.inf
+        arg = -1
+        for c in range(k):
+            d = 0.0
+            for j in range(dims):
+                diff = x[i, j] - centres[c, j]
+                d += diff * diff
+            if d < best:
+                best = d
+                arg = c
+        out[i] = arg
+    return out
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Nearest centre of each row of ``x`` (-1 where the row holds NaN)."""
+    return _nearest_kernel(np.asarray(x, dtype=np.float64), np.array(centres, dtype=np.float64, order="C"))
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    r"""k-means++ seeding (Arthur & Vassilvitskii 2007): the first centre uniform, each next one drawn
+    with probability :math:`D(x)^2 / \sum D^2`, :math:`D` the distance to the nearest centre so far.
+    Stops early when every point coincides with a centre (fewer than k distinct points)."""
+    centres = [x[rng.integers(0, x.shape[0])]]
+    d2 = np.sum((x - centres[0]) ** 2, axis=1)
+    while len(centres) < k:
+        total = d2.sum()
+        if not total > 0:
+            break
+        pick = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
+        pick = min(pick, x.shape[0] - 1)
+        centres.append(x[pick])
+        d2 = np.minimum(d2, np.sum((x - x[pick]) ** 2, axis=1))
+    return np.array(centres, dtype=np.float64)
+
+
+def fit_minibatch_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, batch: int = 1024,
+                         iterations: int = 100) -> np.ndarray:
+    r"""Centres of mini-batch k-means (Sculley 2010) on ``x``, seeded by k-means++.
+
+    Each step draws ``batch`` rows uniformly (with replacement), assigns each to its nearest centre
+    and moves that centre towards it with a per-centre learning rate :math:`\eta = 1/v_c`, :math:`v_c`
+    the number of rows the centre has received so far: :math:`c \leftarrow (1-\eta)\,c + \eta\,x`.
+    Applied to a whole batch this is the running mean
+    :math:`c \leftarrow (v_c\,c + \sum_{x \to c} x) / (v_c + b_c)`.
+
+    Returns
+    -------
+    ndarray, shape (k', dims)
+        ``k' <= k`` centres (fewer when ``x`` holds fewer than k distinct points).
+    """
+    centres = _kmeans_pp(x, k, rng)
+    kk, dims = centres.shape
+    seen = np.zeros(kk)
+    for _ in range(iterations):
+        rows = x[rng.integers(0, x.shape[0], batch)]
+        label = _nearest(rows, centres)
+        hits = np.bincount(label, minlength=kk).astype(np.float64)
+        sums = np.stack([np.bincount(label, weights=rows[:, j], minlength=kk) for j in range(dims)], axis=1)
+        moved = hits > 0
+        total = seen + hits
+        centres[moved] = (centres[moved] * seen[moved, None] + sums[moved]) / total[moved, None]
+        seen = total
+    return centres
+
+
+def kmeans_labels(cand: Candidates, rng: np.random.Generator, k: int = 32, fit_sample: int = 100_000,
+                  batch: int = 1024, iterations: int = 100) -> np.ndarray:
+    """Cluster id of every candidate (-1 for undefined rows): mini-batch k-means fitted on at most
+    ``fit_sample`` defined rows drawn by ``rng``, then every defined row assigned to its nearest centre."""
+    defined = cand.defined
+    rows = np.flatnonzero(defined)
+    if rows.size == 0:
+        return np.full(len(cand), -1, np.int64)
+    fit_rows = rows if rows.size <= fit_sample else np.sort(rng.choice(rows, fit_sample, replace=False))
+    centres = fit_minibatch_kmeans(cand.z[fit_rows], k, rng, batch, iterations)
+    return _nearest(cand.z, centres)            # undefined (NaN) rows get -1
+
+
+def kmeans(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+           weights_only: bool = False, k: int = 32, fit_sample: int = 100_000, batch: int = 1024,
+           iterations: int = 100) -> Selection:
+    """Equal share per k-means cluster in feature space (:func:`kmeans_labels`), water-filled as in
+    ``grid``; undefined rows form a group of their own (id -1). ``bin_id`` is the cluster id.
+    Weights: :math:`w_i = 1 / n_{k(i)}`, the inverse size of the row's cluster."""
+    labels = kmeans_labels(cand, rng, k, fit_sample, batch, iterations)
+    codes, _, counts = _factorize_ints(labels)
+    return _by_groups(cand, codes, counts, size, rng, replace, weights_only, bins=labels)
+
+
+# -- coverage --------------------------------------------------------------------------------------
+@njit(int64[::1](float64[:, ::1], int64, int64), cache=True, nogil=True)
+def _farthest_points(xt, start, size):  # pragma: no cover - compiled
+    """Greedy k-center on the columns of ``xt`` (dims x n): ``size`` positions, from ``start``, each
+    next the farthest (squared Euclidean) from those chosen; ties go to the lowest position.
+
+    ``best[i]`` is the squared distance of point i to its nearest chosen point (-1 once chosen, which
+    no distance undercuts); each step updates it with the last chosen point and takes its argmax.
+    The distance and the update run as separate loops over contiguous rows so they vectorize."""
+    dims, n = xt.shape
+    best = np.full(n, np.inf)
+    chosen = np.empty(size, np.int64)
+    chosen[0] = start
+    best[start] = -1.0
+    d = np.empty(n)
+    for s in range(1, size):
+        last = chosen[s - 1]
+        centre = xt[0, last]
+        row = xt[0]
+        for i in range(n):
+            diff = row[i] - centre
+            d[i] = diff * diff
+        for j in range(1, dims):
+            centre = xt[j, last]
+            row = xt[j]
+            for i in range(n):
+                diff = row[i] - centre
+                d[i] += diff * diff
+        top = -0.5
+        for i in range(n):
+            v = min(best[i], d[i])
+            best[i] = v
+            top = max(top, v)
+        arg = 0
+        while best[arg] != top:
+            arg += 1
+        chosen[s] = arg
+        best[arg] = -1.0
+    return chosen
+
+
+def coverage(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
+             weights_only: bool = False, pool: int = 200_000) -> Selection:
+    r"""Greedy farthest-point selection (Gonzalez 1985), a 2-approximation of the k-center problem:
+    choose :math:`S` to minimize :math:`\max_i \min_{s \in S} \lVert z_i - z_s \rVert`.
+
+    The search runs on a pool of at most ``pool`` candidates drawn uniformly by the generator (all of
+    them when there are fewer). It starts from a pool row chosen by the generator, then repeatedly adds
+    the row farthest (Euclidean, in feature space) from everything chosen so far, keeping each row's
+    distance to its nearest chosen row up to date (a Numba kernel, O(size x pool x dims), O(pool)
+    memory). Undefined rows count as one point infinitely far from the rest, so one of them is chosen
+    (second) when the pool holds any. Ties go to the first row in index order.
+    Weights: 1. Refuses replacement: it selects distinct windows.
+    """
+    n = len(cand)
+    if weights_only:
+        return _result(cand, np.arange(n, dtype=np.int64))
+    if replace:
+        raise ValueError("coverage selects distinct windows; it cannot sample with replacement")
+    if n > pool:
+        if size > pool:
+            raise ValueError(f"coverage: size {size} is larger than pool={pool} candidates searched; "
+                             f"raise pool to at least {size}")
+        members = np.sort(rng.choice(n, pool, replace=False, shuffle=False)).astype(np.int64)
+    else:
+        members = np.arange(n, dtype=np.int64)
+    xt = np.ascontiguousarray(cand.z[members].T)
+    undefined = ~np.isfinite(xt).all(axis=0)
+    if undefined.any():
+        # One shared point far outside the data: farther from every defined row than any two defined
+        # rows are from each other, at distance 0 from the other undefined rows.
+        span = float(np.ptp(xt[:, ~undefined])) if (~undefined).any() else 0.0
+        xt[:, undefined] = float(np.max(xt[:, ~undefined], initial=0.0)) + 1e6 * (span + 1.0)
+    start = int(rng.integers(0, members.size))
+    chosen = _farthest_points(xt, start, int(size))
+    return _result(cand, np.sort(members[chosen]))
+
+
+# -- entry point -----------------------------------------------------------------------------------
+STRATEGIES: dict[str, Callable[..., Selection]] = {
+    "random": random_strategy,
+    "stratified": stratified,
+    "grid": grid,
+    "inverse": inverse,
+    "temperature": temperature,
+    "kmeans": kmeans,
+    "coverage": coverage,
+}
+
+
+def select(strategy: str, cand: Candidates, size: int | None, seed: int, replace: bool = False,
+           weights_only: bool = False, **params) -> Selection:
+    """Choose rows of ``cand`` with a strategy.
+
+    Parameters
+    ----------
+    strategy : str
+        One of :data:`STRATEGIES`.
+    cand : Candidates
+    size : int or None
+        Rows to select (with replacement it may exceed the candidates). ``None`` means as many as there
+        are candidates: all of them without replacement, a bootstrap of that size with replacement.
+        Ignored with ``weights_only``.
+    seed : int
+        Non-negative; the only source of randomness (``np.random.default_rng(seed)``).
+    replace : bool
+        Sample with replacement: a row can be selected more than once (it then appears once per draw).
+    weights_only : bool
+        Select nothing: return every candidate once, in order, with the strategy's sampling weight
+        normalized to mean 1 (see :class:`Selection`); ``kmeans`` still fits its clusters (seeded).
+    **params
+        The strategy's parameters (:data:`DEFAULT_PARAMS`; ``None`` values take the default).
+
+    Returns
+    -------
+    Selection
+
+    Raises
+    ------
+    ValueError
+        An unknown strategy (the valid ones are listed), an unknown or bad parameter, no candidates,
+        ``size < 1``, ``size`` larger than the candidates without replacement (both numbers), a
+        negative or non-integer seed, ``coverage`` with replacement or with ``size > pool``.
+    """
+    resolved = resolve_params(strategy, params)
+    if not isinstance(cand, Candidates):
+        raise ValueError(f"cand must be Candidates, got {type(cand).__name__}")
+    n = len(cand)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if n == 0:
+        raise ValueError("no candidate windows to select from")
+    if not weights_only:
+        if size is None:
+            size = n
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise ValueError(f"size must be an integer, got {size!r}")
+        size = int(size)
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        if size > n and not replace:
+            raise ValueError(f"size {size} is larger than the {n} candidate windows; "
+                             f"ask for at most {n} or sample with replacement")
+    rng = np.random.default_rng(int(seed))
+    return STRATEGIES[strategy](cand, size, rng, bool(replace), bool(weights_only), **resolved)

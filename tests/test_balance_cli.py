@@ -1,0 +1,268 @@
+"""``nw2 balance`` bad input (one-line errors, nothing written), the spec's ``balance:`` section and
+flags over it, atomic output (temporary directory, ``--overwrite``, fsspec URLs), NaN policy, splits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline.balance import corpus as corpus_module
+from pipeline.balance.stage import balance
+from pipeline.errors import Nw2Error, SpecError
+from pipeline.metrics.suite import METRICS
+from pipeline.spec import BalanceSpec, balance_from_dict, load_spec
+from tests.test_balance_corpus import DEMO, demo_store, read_corpus, tree_bytes
+
+runner = CliRunner()
+
+
+def nw2(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return demo_store(tmp_path_factory)
+
+
+def strip_metrics(store: Path, dest: Path, keep: tuple[str, ...] = ()) -> Path:
+    """A copy of ``store`` whose parts hold only the metric columns ``keep`` (none: as before nw2 metrics)."""
+    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.parquet", "metrics.json"))
+    for part in sorted((store / "data").glob("*.parquet")):
+        table = pq.read_table(part)
+        drop = [c for c in table.column_names if (c in METRICS and c not in keep)
+                or (c == "metrics_undefined" and not keep)]
+        pq.write_table(table.drop_columns(drop), dest / "data" / part.name)
+    if keep:
+        info = json.loads((store / "metrics.json").read_text())
+        info["names"] = list(keep)
+        info["fingerprints"] = {k: v for k, v in info["fingerprints"].items() if k in keep}
+        (dest / "metrics.json").write_text(json.dumps(info))
+    return dest
+
+
+def spec_file(tmp_path: Path, balance_section: dict) -> Path:
+    data = yaml.safe_load(DEMO.read_text())
+    data["balance"] = balance_section
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def assert_refused(result, out: Path, *needles: str) -> str:
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output, result.output
+    assert result.stdout == ""
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    return err
+
+
+def test_store_without_metrics(store, tmp_path):
+    bare = strip_metrics(store, tmp_path / "bare")
+    assert_refused(nw2("balance", bare, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+                   tmp_path / "c", f"run nw2 metrics {bare} first")
+
+
+def test_unknown_strategy_lists_the_valid_ones(store, tmp_path):
+    err = assert_refused(nw2("balance", store, "--strategy", "balanced", "--size", 10, "--out", tmp_path / "c"),
+                         tmp_path / "c", "'balanced'")
+    assert all(s in err for s in ("random", "stratified", "grid", "inverse", "temperature", "kmeans", "coverage"))
+
+
+def test_size_larger_than_available(store, tmp_path):
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 5000, "--out", tmp_path / "c"),
+                   tmp_path / "c", "5000", "1059", "--replace")
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 700, "--splits", "val,test",
+                       "--out", tmp_path / "c"), tmp_path / "c", "700", "108")
+
+
+def test_empty_store_and_no_store(store, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "data").mkdir(parents=True)
+    shutil.copy(store / "store.json", empty / "store.json")
+    assert_refused(nw2("balance", empty, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+                   tmp_path / "c", "empty store")
+    assert_refused(nw2("balance", tmp_path / "nowhere", "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+                   tmp_path / "c", "no such store")
+    assert_refused(nw2("balance", tmp_path, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+                   tmp_path / "c", "not a window store")
+
+
+def test_missing_metrics(store, tmp_path):
+    few = strip_metrics(store, tmp_path / "few", keep=("sample_entropy", "dfa"))
+    spec = spec_file(tmp_path, {"strategy": "grid", "size": 10})      # the default subset: lyapunov & co
+    assert_refused(nw2("balance", few, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
+                   "metric largest_lyapunov not in the store", "sample_entropy, dfa")
+    spec = spec_file(tmp_path, {"strategy": "grid", "size": 10, "metrics": ["sample_entropy", "lyapunov"]})
+    assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
+                   "metric lyapunov not in the store")
+    # the same store balances on the metrics it holds
+    result = nw2("balance", few, "--strategy", "grid", "--size", 10, "--metrics", "sample_entropy,dfa",
+                 "--out", tmp_path / "ok", "--no-report")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "ok" / "corpus.json").read_text())
+    assert info["metrics"] == ["sample_entropy", "dfa"] and info["dims"] == 2 and info["cells"] == 25
+
+
+def test_size_and_fraction(store, tmp_path):
+    out = tmp_path / "c"
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 10, "--fraction", 0.1, "--out", out),
+                   out, "--size or --fraction, not both")
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--out", out), out, "--size N or --fraction F")
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--fraction", 1.5, "--out", out), out,
+                   "balance.fraction")
+    assert_refused(nw2("balance", store, "--size", 10, "--out", out), out, "--strategy")
+    assert_refused(nw2("balance", store, "--strategy", "coverage", "--size", 10, "--replace", "--out", out), out,
+                   "coverage")
+
+
+def test_out_must_be_free(store, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    for extra in ((), ("--overwrite",)):
+        result = nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out, *extra)
+        assert result.exit_code == 1 and result.stderr.startswith("error: ")
+        assert (out / "mine.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
+    assert "--overwrite" in nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out).stderr
+    assert "not an nw2 corpus" in nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out,
+                                      "--overwrite").stderr
+    inside = store / "corpus"
+    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", inside), inside, "store")
+    # an empty directory is fine; a corpus is replaced with --overwrite
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", empty, "--no-report").exit_code == 0
+    assert nw2("balance", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report").exit_code == 1
+    result = nw2("balance", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((empty / "corpus.json").read_text())["size"] == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "taken"]
+
+
+def test_spec_section_and_flags_over_it(store, tmp_path):
+    spec = spec_file(tmp_path, {"strategy": "temperature", "size": 50, "seed": 3, "tau": 0.25, "bins": 4,
+                                "pca": 2, "splits": ["train"]})
+    assert load_spec(spec).balance == BalanceSpec(strategy="temperature", size=50, seed=3, tau=0.25, bins=4, pca=2)
+    out = tmp_path / "a"
+    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report")
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "corpus.json").read_text())
+    assert (info["strategy"], info["size"], info["seed"], info["params"], info["bins_per_dim"], info["pca"]) == \
+        ("temperature", 50, 3, {"tau": 0.25}, 4, 2)
+    out = tmp_path / "b"
+    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report", "--fraction", 0.1, "--tau", 1,
+                 "--pca", 0, "--strategy", "temperature")
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "corpus.json").read_text())
+    assert (info["size"], info["fraction"], info["params"], info["pca"], info["components"], info["dims"]) == \
+        (106, 0.1, {"tau": 1.0}, None, None, 6)
+    out = tmp_path / "w"
+    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report", "--weights-only")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "corpus.json").read_text())["size"] is None
+
+
+@pytest.mark.parametrize("section, field", [
+    ({"strategy": "best"}, "balance.strategy"), ({"size": 0}, "balance.size"), ({"tau": -1}, "balance.tau"),
+    ({"splits": ["train", "dev"]}, "balance.splits"), ({"nan_policy": "drop"}, "balance.nan_policy"),
+    ({"bins": 1}, "balance.bins"), ({"by": "subject"}, "balance.by"), ({"size": 5, "fraction": 0.5}, "balance"),
+    ({"weights_only": True, "size": 5}, "balance.weights_only"), ({"pca": 0}, "balance.pca"),
+    ({"k": 0}, "balance.k"), ({"seed": -1}, "balance.seed"), ({"sizes": 5}, "balance"),
+    ({"splits": "train"}, "balance.splits"), ({"metrics": []}, "balance.metrics")])
+def test_spec_validation_names_the_field(tmp_path, section, field):
+    with pytest.raises(SpecError, match=f"spec.yaml.*{field.replace('.', '[.]')}"):
+        load_spec(spec_file(tmp_path, section))
+    with pytest.raises(SpecError, match=field.replace(".", "[.]")):
+        balance_from_dict(section)
+
+
+def test_nothing_left_when_writing_fails(store, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(corpus_module, "hash_parts", broken)
+    with pytest.raises(Nw2Error, match="cannot write the corpus"):
+        balance(str(store), str(out), BalanceSpec(strategy="grid", size=10), report=False)
+    assert list(tmp_path.iterdir()) == []
+    # an earlier corpus survives a failed --overwrite untouched
+    monkeypatch.undo()
+    balance(str(store), str(out), BalanceSpec(strategy="grid", size=10), report=False)
+    before = tree_bytes(out)
+    monkeypatch.setattr(corpus_module, "write_corpus_json", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        balance(str(store), str(out), BalanceSpec(strategy="grid", size=20), overwrite=True, report=False)
+    assert tree_bytes(out) == before and [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_fsspec_url_written_in_place_with_corpus_json_last(store, tmp_path, monkeypatch):
+    mem = fsspec.filesystem("memory")
+    url = "memory://balance-test/corpus"
+    try:
+        result = nw2("balance", store, "--strategy", "inverse", "--size", 30, "--out", url)
+        assert result.exit_code == 0, result.output
+        info = json.loads(mem.cat("/balance-test/corpus/corpus.json"))
+        assert info["selected"] == 30 and "report/report.md" in info["report"]
+        assert mem.exists("/balance-test/corpus/report/report.md")
+        local = tmp_path / "local"
+        result = nw2("balance", store, "--strategy", "inverse", "--size", 30, "--out", local, "--no-report")
+        assert result.exit_code == 0, result.output
+        part = "data/part-00000.parquet"
+        assert mem.cat(f"/balance-test/corpus/{part}") == (local / part).read_bytes()
+        assert dict(info, report=[]) == json.loads((local / "corpus.json").read_text())
+        # an error on the way removes what was written
+        monkeypatch.setattr(corpus_module, "write_corpus_json", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O")))
+        with pytest.raises(Nw2Error, match="cannot write"):
+            balance(str(store), "memory://balance-test/broken", BalanceSpec(strategy="grid", size=10), report=False)
+        assert not mem.exists("/balance-test/broken")
+    finally:
+        if mem.exists("/balance-test"):
+            mem.rm("/balance-test", recursive=True)
+
+
+def test_nan_policy_and_balanced_splits(store, tmp_path):
+    out = tmp_path / "exclude"
+    result = nw2("balance", store, "--strategy", "grid", "--size", 100, "--nan-policy", "exclude",
+                 "--metrics", "correlation_dimension,sample_entropy,dfa", "--out", out, "--no-report")
+    assert result.exit_code == 0, result.output
+    table, info = read_corpus(out)
+    train = info["rows"]["train"]
+    assert train["excluded"] == train["undefined"] > 0 and info["candidates"] == 1059 - train["excluded"]
+    bins = np.asarray(table.column("bin_id").to_pylist())
+    split = np.asarray(table.column("split").to_pylist())
+    assert (bins[split == "train"] >= 0).all() and all(c["cell"] >= 0 for c in info["cell_counts"])
+    assert info["rows"]["test"]["after"] == info["rows"]["test"]["before"] == 88   # carried, undefined or not
+    out = tmp_path / "two"
+    result = nw2("balance", store, "--strategy", "grid", "--size", 500, "--splits", "train,val", "--out", out,
+                 "--no-report")
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["candidates"] == 1079 and info["balanced_splits"] == ["train", "val"]
+    assert info["rows"]["train"]["after"] + info["rows"]["val"]["after"] == 500
+    assert info["rows"]["test"] == {"before": 88, "after": 88, "balanced": False, "undefined": 15, "excluded": 0}
+
+
+def test_docs_list_every_balance_field():
+    import dataclasses
+
+    doc = (DEMO.parents[1] / "docs" / "corpus_format.md").read_text()
+    for f in dataclasses.fields(BalanceSpec):
+        assert f"  {f.name}:" in doc, f"docs/corpus_format.md does not document balance.{f.name}"
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    section = yaml.safe_load(block)["balance"]
+    assert balance_from_dict(section) == BalanceSpec(strategy="grid", size=50000)

@@ -1,0 +1,308 @@
+"""The seven selection strategies: determinism, sizes, quotas, replacement, weights, errors, and that
+the balancing strategies spread a corpus over more dynamical regimes than a random draw does, on a
+skewed synthetic candidate set and on the real demo store's train split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.balance.bins import balance_stats, fit_grid
+from pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+from pipeline.balance.strategies import (DEFAULT_PARAMS, STRATEGIES, Candidates, kmeans_labels, resolve_params,
+                                         select)
+from tests.test_balance_space import demo_store_path
+
+ALL = list(STRATEGIES)
+BALANCING = [("grid", {}), ("inverse", {}), ("temperature", {"tau": 0.0}), ("kmeans", {}), ("coverage", {})]
+SEEDS = range(6)
+
+
+def make_candidates(values: np.ndarray, dataset, modality, spec: FeatureSpec = FeatureSpec(metrics=tuple("abc"),
+                                                                                            pca=None, bins=4)):
+    """Through the real pipeline: quantile features, a quantile grid, cells (-1 undefined)."""
+    f = build_features(values, spec)
+    cells = fit_grid(f.z, f.defined, spec.bins).cells(f.z, f.defined)
+    return Candidates(f.z, cells, np.asarray(dataset, dtype=object), np.asarray(modality, dtype=object))
+
+
+@pytest.fixture(scope="module")
+def skewed() -> Candidates:
+    """3000 windows in three metrics: most of them in one tight correlated regime, a few spread out,
+    a few undefined; three datasets of very different sizes."""
+    rng = np.random.default_rng(42)
+    n = 3000
+    common = rng.normal(0, 0.05, (n, 1)) + rng.normal(0, 0.01, (n, 3))
+    rare = rng.random((n, 3)) * 4 - 2
+    values = np.where((rng.random(n) < 0.85)[:, None], common, rare)
+    values[rng.random(n) < 0.02, 1] = np.nan
+    dataset = rng.choice(["big", "mid", "tiny"], n, p=[0.8, 0.19, 0.01])
+    modality = rng.choice(["ecg", "eeg"], n, p=[0.7, 0.3])
+    return make_candidates(values, dataset, modality)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Candidates:
+    """The train split of the real demo store, as the stage builds it (default features, 5 bins)."""
+    store = demo_store_path(tmp_path_factory)
+    df = load_rows(str(store), DEFAULT_METRICS)
+    spec = FeatureSpec()
+    f = build_features(df.select(DEFAULT_METRICS).to_numpy(), spec)
+    cells = fit_grid(f.z, f.defined, spec.bins).cells(f.z, f.defined)
+    train = (df["split"] == "train").to_numpy()
+    return Candidates(f.z[train], cells[train], df["dataset"].to_numpy()[train], df["modality"].to_numpy()[train])
+
+
+def group_counts(labels: np.ndarray, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: candidates (capacity) and selected rows."""
+    groups, codes = np.unique(labels, return_inverse=True)
+    return np.bincount(codes, minlength=groups.size), np.bincount(codes[selected], minlength=groups.size)
+
+
+def assert_water_filled(capacity: np.ndarray, taken: np.ndarray):
+    """Equal quotas where capacity allows: groups not exhausted differ by at most one and hold at least
+    as many as any exhausted group; exhausted groups gave everything."""
+    assert np.all(taken <= capacity)
+    open_ = taken < capacity
+    if open_.any():
+        assert taken[open_].max() - taken[open_].min() <= 1
+        assert np.all(taken[~open_] <= taken[open_].min() + 1)
+
+
+# -- shared contract -------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ALL)
+def test_deterministic_per_seed_and_another_seed_differs(skewed, strategy):
+    a = select(strategy, skewed, 300, seed=7)
+    b = select(strategy, skewed, 300, seed=7)
+    c = select(strategy, skewed, 300, seed=8)
+    for field in ("index", "bin_id", "sample_weight"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.index, c.index)
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_size_is_honoured_with_distinct_sorted_rows(skewed, strategy):
+    for size in (1, 257, len(skewed)):
+        sel = select(strategy, skewed, size, seed=0)
+        assert len(sel) == size and sel.index.dtype == np.int64
+        assert np.all(np.diff(sel.index) > 0) and sel.index[0] >= 0 and sel.index[-1] < len(skewed)
+        assert np.array_equal(sel.sample_weight, np.ones(size))
+        if strategy != "kmeans":
+            assert np.array_equal(sel.bin_id, skewed.cells[sel.index])
+    assert len(select("grid", skewed, None, seed=0)) == len(skewed)
+
+
+@pytest.mark.parametrize("strategy", [s for s in ALL if s != "coverage"])
+def test_with_replacement_rows_repeat_and_size_may_exceed_the_candidates(skewed, strategy):
+    size = 2 * len(skewed)
+    sel = select(strategy, skewed, size, seed=3, replace=True)
+    assert len(sel) == size and np.all(np.diff(sel.index) >= 0)
+    assert np.unique(sel.index).size < size
+    again = select(strategy, skewed, size, seed=3, replace=True)
+    assert np.array_equal(sel.index, again.index)
+    assert np.array_equal(sel.sample_weight, np.ones(size))
+
+
+def test_coverage_refuses_replacement_and_a_size_above_its_pool(skewed):
+    with pytest.raises(ValueError, match="coverage selects distinct windows"):
+        select("coverage", skewed, 10, seed=0, replace=True)
+    with pytest.raises(ValueError, match=r"size 600 is larger than pool=500.*raise pool"):
+        select("coverage", skewed, 600, seed=0, pool=500)
+    small = select("coverage", skewed, 100, seed=0, pool=500)
+    assert len(small) == 100
+
+
+# -- quotas ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [40, 300, 1500])
+def test_grid_gives_equal_quotas_per_cell_with_water_filling(skewed, size):
+    sel = select("grid", skewed, size, seed=1)
+    capacity, taken = group_counts(skewed.cells, sel.index)
+    assert taken.sum() == size
+    assert_water_filled(capacity, taken)
+    if size >= 300:  # small cells (including the undefined one, -1) give everything
+        small = capacity < taken.max()
+        assert small.any() and np.array_equal(taken[small], capacity[small])
+        assert np.sum(sel.bin_id == -1) == min(np.sum(skewed.cells == -1), taken.max())
+
+
+def test_grid_with_replacement_gives_every_cell_the_same_quota(skewed):
+    sel = select("grid", skewed, 1000, seed=2, replace=True)
+    _, taken = group_counts(skewed.cells, sel.index)
+    assert taken.max() - taken.min() <= 1 and taken.sum() == 1000
+
+
+@pytest.mark.parametrize("by", ["dataset", "modality"])
+def test_stratified_gives_equal_shares_per_group(skewed, by):
+    labels = skewed.dataset if by == "dataset" else skewed.modality
+    for size in (3, 200, 1200):
+        sel = select("stratified", skewed, size, seed=4, by=by)
+        capacity, taken = group_counts(labels, sel.index)
+        assert taken.sum() == size
+        assert_water_filled(capacity, taken)
+    # Integer codes instead of names select the same rows.
+    codes = np.unique(labels, return_inverse=True)[1]
+    as_codes = Candidates(skewed.z, skewed.cells, codes if by == "dataset" else skewed.dataset,
+                          codes if by == "modality" else skewed.modality)
+    assert np.array_equal(select("stratified", as_codes, 500, seed=4, by=by).index,
+                          select("stratified", skewed, 500, seed=4, by=by).index)
+    # The tiny dataset gives all its windows; the leftover goes to the two others, evenly.
+    sel = select("stratified", skewed, 1200, seed=4)
+    capacity, taken = group_counts(skewed.dataset, sel.index)
+    assert taken[2] == capacity[2] and abs(int(taken[0]) - int(taken[1])) <= 1
+
+
+def test_kmeans_gives_equal_shares_per_cluster_and_labels_them(skewed):
+    sel = select("kmeans", skewed, 640, seed=5, k=16)
+    labels = kmeans_labels(skewed, np.random.default_rng(5), k=16)
+    assert np.array_equal(sel.bin_id, labels[sel.index])
+    assert set(np.unique(labels)) <= set(range(-1, 16)) and np.array_equal(labels == -1, ~skewed.defined)
+    capacity, taken = group_counts(labels, sel.index)
+    assert_water_filled(capacity, taken)
+    assert np.unique(labels[labels >= 0]).size == 16
+    # Fitted on a sample: still every defined row gets a cluster, and the same seed the same clusters.
+    a = kmeans_labels(skewed, np.random.default_rng(9), k=8, fit_sample=200)
+    assert np.array_equal(a, kmeans_labels(skewed, np.random.default_rng(9), k=8, fit_sample=200))
+    assert np.all(a[skewed.defined] >= 0)
+
+
+def test_kmeans_with_fewer_distinct_points_than_k():
+    z = np.repeat([[0.1, 0.1], [0.9, 0.9]], 20, axis=0)
+    cand = Candidates(z, np.repeat([0, 3], 20), ["d"] * 40, ["ecg"] * 40)
+    sel = select("kmeans", cand, 10, seed=0, k=5)
+    assert sorted(np.unique(sel.bin_id)) == [0, 1] and np.bincount(sel.bin_id).tolist() == [5, 5]
+
+
+def test_inverse_and_temperature_draw_cells_with_the_stated_probabilities():
+    """Two cells of 900 and 100 rows, many independent draws: P(small cell) = 100^tau / (900^tau + 100^tau)."""
+    cand = Candidates(np.zeros((1000, 1)), np.repeat([0, 1], [900, 100]), ["d"] * 1000, ["ecg"] * 1000)
+    for strategy, params, expected in [("inverse", {}, 0.5), ("temperature", {"tau": 0.5}, 0.25),
+                                       ("temperature", {"tau": 1.0}, 0.1), ("temperature", {"tau": 2.0}, 1 / 82)]:
+        small = [np.mean(select(strategy, cand, 20, seed=s, replace=True, **params).bin_id == 1) for s in range(300)]
+        assert np.mean(small) == pytest.approx(expected, abs=0.02), strategy
+    # Without replacement (Efraimidis-Spirakis) a small sample follows the same probabilities.
+    small = [np.mean(select("inverse", cand, 10, seed=s).bin_id == 1) for s in range(300)]
+    assert np.mean(small) == pytest.approx(0.5, abs=0.04)
+    # tau = 0 is inverse, draw for draw.
+    assert np.array_equal(select("inverse", cand, 50, seed=1).index,
+                          select("temperature", cand, 50, seed=1, tau=0.0).index)
+
+
+def test_coverage_spreads_out_and_keeps_one_undefined_window(skewed):
+    size = 60
+    sel = select("coverage", skewed, size, seed=0)
+    rand = select("random", skewed, size, seed=0)
+    defined = skewed.defined
+
+    def radius(index):
+        chosen = skewed.z[index][defined[index]]
+        d = np.sqrt(((skewed.z[defined][:, None, :] - chosen[None, :, :]) ** 2).sum(-1))
+        return d.min(axis=1).max()
+
+    assert radius(sel.index) < 0.6 * radius(rand.index)
+    assert np.sum(sel.bin_id == -1) == 1
+
+
+# -- weights ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ALL)
+def test_weights_only_returns_every_candidate_with_its_sampling_weight(skewed, strategy):
+    params = {"tau": 0.3} if strategy == "temperature" else {}
+    sel = select(strategy, skewed, None, seed=0, weights_only=True, **params)
+    n = len(skewed)
+    assert np.array_equal(sel.index, np.arange(n)) and sel.sample_weight.mean() == pytest.approx(1.0)
+    assert np.array_equal(sel.index, select(strategy, skewed, 10 * n, seed=1, weights_only=True, **params).index)
+    _, cell_codes, cell_counts = np.unique(skewed.cells, return_inverse=True, return_counts=True)
+    w = sel.sample_weight
+    if strategy in ("random", "coverage"):
+        assert np.all(w == 1.0)
+    elif strategy in ("grid", "inverse"):
+        np.testing.assert_allclose(w * cell_counts[cell_codes], (w * cell_counts[cell_codes])[0])
+    elif strategy == "temperature":
+        np.testing.assert_allclose(w / cell_counts[cell_codes] ** (0.3 - 1), (w / cell_counts[cell_codes] ** -0.7)[0])
+    elif strategy == "stratified":
+        _, codes, counts = np.unique(skewed.dataset, return_inverse=True, return_counts=True)
+        np.testing.assert_allclose(w * counts[codes], (w * counts[codes])[0])
+        # Each dataset carries the same total weight.
+        np.testing.assert_allclose(np.bincount(codes, weights=w), n / counts.size)
+    elif strategy == "kmeans":
+        assert np.array_equal(sel.bin_id, kmeans_labels(skewed, np.random.default_rng(0)))
+        _, codes, counts = np.unique(sel.bin_id, return_inverse=True, return_counts=True)
+        np.testing.assert_allclose(w * counts[codes], (w * counts[codes])[0])
+    if strategy != "kmeans":
+        assert np.array_equal(sel.bin_id, skewed.cells)
+    if strategy in ("grid", "inverse"):  # every cell carries the same weight: an even spread
+        assert balance_stats(sel.bin_id, skewed.cells, w)["normalized_entropy"] == pytest.approx(1.0)
+
+
+# -- balance ---------------------------------------------------------------------------------------
+def mean_stats(cand: Candidates, strategy: str, size: int, params: dict) -> tuple[float, float]:
+    stats = [balance_stats(cand.cells[select(strategy, cand, size, seed=s, **params).index], cand.cells)
+             for s in SEEDS]
+    return (float(np.mean([s["normalized_entropy"] for s in stats])),
+            float(np.mean([s["effective_regimes"] for s in stats])))
+
+
+@pytest.mark.parametrize("strategy,params", BALANCING, ids=[s for s, _ in BALANCING])
+def test_balancing_strategies_spread_a_skewed_set_over_more_regimes_than_random(skewed, strategy, params):
+    size = 300
+    base_h, base_e = mean_stats(skewed, "random", size, {})
+    h, e = mean_stats(skewed, strategy, size, params)
+    before = balance_stats(skewed.cells, skewed.cells)
+    assert base_h < 0.85 * before["normalized_entropy"] + 0.15  # random keeps the skew
+    # kmeans puts more centres where windows are dense, so it evens out less than grid or inverse.
+    assert h > base_h + 0.03 and e > 1.1 * base_e
+    if strategy in ("grid", "inverse", "temperature"):
+        assert h > 0.9 and e > 1.8 * base_e
+
+
+@pytest.mark.parametrize("strategy,params", BALANCING, ids=[s for s, _ in BALANCING])
+def test_balancing_strategies_beat_random_on_the_demo_train_split(demo, strategy, params):
+    assert len(demo) > 1000 and np.any(demo.cells == -1)
+    size = 200
+    base_h, base_e = mean_stats(demo, "random", size, {})
+    h, e = mean_stats(demo, strategy, size, params)
+    assert h > base_h + 0.01 and e > base_e + 3
+
+
+def test_stratified_balances_datasets_on_the_demo(demo):
+    sel = select("stratified", demo, 200, seed=0)
+    capacity, taken = group_counts(demo.dataset, sel.index)
+    assert_water_filled(capacity, taken)
+    assert taken.min() == min(capacity.min(), taken.max())  # pyhrv's 3 windows are all kept
+
+
+# -- bad requests ----------------------------------------------------------------------------------
+def test_bad_requests_are_refused_with_the_reason(skewed):
+    n = len(skewed)
+    with pytest.raises(ValueError, match="unknown strategy 'uniform'; valid strategies: random, stratified, grid, "
+                                         "inverse, temperature, kmeans, coverage"):
+        select("uniform", skewed, 10, seed=0)
+    with pytest.raises(ValueError, match=f"size {n + 1} is larger than the {n} candidate windows"):
+        select("grid", skewed, n + 1, seed=0)
+    cases = [({"strategy": "temperature", "tau": -0.5}, "tau must be a finite number >= 0"),
+             ({"strategy": "temperature", "tau": float("nan")}, "tau must be"),
+             ({"strategy": "kmeans", "k": 0}, "k must be a positive integer"),
+             ({"strategy": "kmeans", "fit_sample": 0}, "fit_sample must be a positive integer"),
+             ({"strategy": "coverage", "pool": 0}, "pool must be a positive integer"),
+             ({"strategy": "stratified", "by": "subject"}, "by must be 'dataset' or 'modality'"),
+             ({"strategy": "grid", "tau": 0.5}, "strategy grid does not take 'tau'; it takes: no parameters"),
+             ({"strategy": "kmeans", "kk": 3}, "it takes: k, fit_sample, batch, iterations")]
+    for kwargs, message in cases:
+        strategy = kwargs.pop("strategy")
+        with pytest.raises(ValueError, match=message):
+            select(strategy, skewed, 10, seed=0, **kwargs)
+    for size in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="size"):
+            select("random", skewed, size, seed=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        select("random", skewed, 10, seed=-1)
+    empty = Candidates(np.zeros((0, 3)), np.zeros(0, np.int64), [], [])
+    with pytest.raises(ValueError, match="no candidate windows"):
+        select("random", empty, 1, seed=0)
+    with pytest.raises(ValueError, match="dataset has 2 rows"):
+        Candidates(np.zeros((3, 2)), [0, 1, 2], ["a", "b"], ["x", "y", "z"])
+
+
+def test_resolved_parameters_fill_in_defaults():
+    assert resolve_params("temperature", {"tau": None}) == {"tau": 0.5}
+    assert resolve_params("kmeans", {"k": 8}) == {**DEFAULT_PARAMS["kmeans"], "k": 8}
+    assert resolve_params("random") == {}
