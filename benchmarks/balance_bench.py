@@ -192,9 +192,10 @@ def child_reference(store: str, size: int) -> dict:
 def child_strategy(store: str, strategy: str, size: int, head: int | None) -> dict:
     """One strategy's selection phase as ``pipeline.balance.stage.balance`` runs it (all rows candidates)."""
     from pipeline.balance import bins, space, strategies
+    from pipeline.balance.stage import SELECTION_COLUMNS, name_codes
 
     t0 = time.perf_counter()
-    frame = space.load_rows(store, list(METRICS))
+    frame = space.load_rows(store, list(METRICS), SELECTION_COLUMNS)  # the columns the stage reads
     if head is not None:
         frame = frame.head(head)
     load = time.perf_counter() - t0
@@ -202,15 +203,15 @@ def child_strategy(store: str, strategy: str, size: int, head: int | None) -> di
     t1 = time.perf_counter()
     values = frame.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in METRICS]).to_numpy()
     spec = space.FeatureSpec(metrics=METRICS)
-    feats = space.build_features(np.ascontiguousarray(values, dtype=np.float64), spec)
+    feats = space.build_features(values, spec)
     del values
     t2 = time.perf_counter()
     grid = bins.fit_grid(feats.z, feats.defined, spec.bins)
     cells = grid.cells(feats.z, feats.defined)
     t3 = time.perf_counter()
     cand = strategies.Candidates(z=feats.z, cells=cells,
-                                 dataset=frame.get_column("dataset").to_numpy().astype(object),
-                                 modality=frame.get_column("modality").to_numpy().astype(object))
+                                 dataset=name_codes(frame.get_column("dataset"))[0],
+                                 modality=name_codes(frame.get_column("modality"))[0])
     t4 = time.perf_counter()
     sel = strategies.select(strategy, cand, size, SEED)
     t5 = time.perf_counter()

@@ -129,7 +129,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     out_fs, out_root = _check_out(store, out, overwrite)
     metrics = tuple(spec.metrics or DEFAULT_METRICS)
     schema = C.part_schema(store, parts)
-    rows = load_rows(store.url, metrics)
+    rows = load_rows(store.url, metrics, columns=SELECTION_COLUMNS)
     if rows.height == 0:
         raise Nw2Error(f"{store_url}: empty store (its parts hold no rows)")
     known = {p: i for i, p in enumerate(parts)}
@@ -140,8 +140,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     # Features and grid.
     values = rows.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in metrics]).to_numpy()
     fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy)
-    feats = build_features(np.ascontiguousarray(values, dtype=np.float64), fspec)
-    split, split_names = _codes(rows.get_column("split"))
+    feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
+    split, split_names = name_codes(rows.get_column("split"))
     balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
     defined = np.asarray(feats.defined, bool)
     cand_mask = balanced & (defined | (spec.nan_policy == "own_bin"))
@@ -156,8 +156,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
 
     # Integer codes of the names (in name order) rather than ten million Python strings: a strategy
     # only tells the groups apart.
-    dataset, dataset_names = _codes(rows.get_column("dataset"))
-    modality, modality_names = _codes(rows.get_column("modality"))
+    dataset, dataset_names = name_codes(rows.get_column("dataset"))
+    modality, modality_names = name_codes(rows.get_column("modality"))
     cand = Candidates(z=feats.z[cand_idx], cells=cells[cand_idx], dataset=dataset[cand_idx],
                       modality=modality[cand_idx])
 
@@ -323,7 +323,11 @@ def _jsonable(d: dict) -> dict:
     return out
 
 
-def _codes(series: pl.Series) -> tuple[np.ndarray, list[str]]:
+#: The row columns selection and the report use: window ids, group ids and subjects are not read.
+SELECTION_COLUMNS = ("dataset", "modality", "split")
+
+
+def name_codes(series: pl.Series) -> tuple[np.ndarray, list[str]]:
     """``(codes, names)``: int64 codes of a string column, names sorted so ``names[codes]`` is the column."""
     names = sorted(series.drop_nulls().unique().to_list())
     codes = series.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
