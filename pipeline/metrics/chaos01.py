@@ -34,6 +34,24 @@ MIN_SAMPLES = 100
 RESYNC = 64
 
 
+@njit(float64(float64[::1], int64, float64), cache=True, nogil=True)
+def _growth_correlation(msd, ncut, lag_mean):
+    """``K_c``: the correlation of ``D_c(n)`` (``msd[1..ncut]``) with the lag ``n``; ``nan`` when
+    ``D_c`` is constant. Shared by the direct and the FFT kernels."""
+    d_mean = 0.0
+    for lag in range(1, ncut + 1):
+        d_mean += msd[lag]
+    d_mean /= ncut
+    sxy, sxx, syy = 0.0, 0.0, 0.0
+    for lag in range(1, ncut + 1):
+        u = lag - lag_mean
+        v = msd[lag] - d_mean
+        sxy += u * v
+        sxx += u * u
+        syy += v * v
+    return sxy / math.sqrt(sxx * syy) if syy > 0.0 else np.nan
+
+
 @njit(signatures(lambda a: float64[::1](a, F8, int64)), cache=True, nogil=True)
 def _k_per_c_direct(phi, cs, ncut):
     """``K_c`` for each ``c`` in ``cs``: the correlation of ``n = 1..ncut`` with
@@ -74,19 +92,9 @@ def _k_per_c_direct(phi, cs, ncut):
                 dp = p[j + lag] - pj
                 dq = q[j + lag] - qj
                 msd[lag] += dp * dp + dq * dq
-        d_mean = 0.0
         for lag in range(1, ncut + 1):
             msd[lag] = msd[lag] / (n - lag) - mean * mean * (1.0 - math.cos(lag * c)) / (1.0 - math.cos(c))
-            d_mean += msd[lag]
-        d_mean /= ncut
-        sxy, sxx, syy = 0.0, 0.0, 0.0
-        for lag in range(1, ncut + 1):
-            u = lag - lag_mean
-            v = msd[lag] - d_mean
-            sxy += u * v
-            sxx += u * u
-            syy += v * v
-        out[k] = sxy / math.sqrt(sxx * syy) if syy > 0.0 else np.nan
+        out[k] = _growth_correlation(msd, ncut, lag_mean)
     return out
 
 
@@ -159,20 +167,10 @@ def _k_from_products(phi, cs, ncut, lagged, energy):
     lag_mean = (ncut + 1) / 2.0
     for k in range(cs.size):
         c = cs[k]
-        d_mean = 0.0
         for lag in range(1, ncut + 1):
             m = (energy[k, n] - energy[k, lag] + energy[k, n - lag] - 2.0 * lagged[k, lag]) / (n - lag)
             msd[lag] = m - mean * mean * (1.0 - math.cos(lag * c)) / (1.0 - math.cos(c))
-            d_mean += msd[lag]
-        d_mean /= ncut
-        sxy, sxx, syy = 0.0, 0.0, 0.0
-        for lag in range(1, ncut + 1):
-            u = lag - lag_mean
-            v = msd[lag] - d_mean
-            sxy += u * v
-            sxx += u * u
-            syy += v * v
-        out[k] = sxy / math.sqrt(sxx * syy) if syy > 0.0 else np.nan
+        out[k] = _growth_correlation(msd, ncut, lag_mean)
     return out
 
 
