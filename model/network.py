@@ -1,0 +1,332 @@
+"""A NormWear-2-style world model: instance-normalised patch tokens, a causal transformer encoder with
+cross-channel fusion, a latent transition rolled forward in time, and a light decoder back to patches.
+
+Tensor layout inside: ``(B, C, N, D)`` = batch, channel, patch (time), feature. See ``docs/model.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .adapt import adapted_step
+from .config import ModelConfig
+
+#: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
+EPS = 1e-5
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the second-to-last axis through ``scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        S, L, D = x.shape
+        q, k, v = self.qkv(x).view(S, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (S, 1, 1, L): True = attend
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(S, L, D))
+
+
+def mlp(dim: int, ratio: float, dropout: float, out: int | None = None) -> nn.Sequential:
+    hidden = int(dim * ratio)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out or dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; ``forward`` takes sequences already laid out as (S, L, D)."""
+
+    def __init__(self, dim: int, heads: int, ratio: float, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.mlp = mlp(dim, ratio, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, causal=False, key_mask=None):
+        x = x + self.drop(self.attn(self.norm1(x), causal=causal, key_mask=key_mask))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+def across_channels(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, N, D) -> (B*N, C, D): one sequence of channels per time step."""
+    B, C, N, D = z.shape
+    return z.permute(0, 2, 1, 3).reshape(B * N, C, D)
+
+
+def from_channels(s: torch.Tensor, B: int, N: int) -> torch.Tensor:
+    BN, C, D = s.shape
+    return s.view(B, N, C, D).permute(0, 2, 1, 3)
+
+
+class Fusion(nn.Module):
+    """Cross-channel fusion at each time step; masked channels are never attended to or pooled.
+
+    Token level: a transformer block over the channels of one time step. Pooled: the mean over valid
+    channels of each time step, passed through an MLP and added to every token (one step cost per time,
+    not C^2). Both mix only within a time step, so causality over time is untouched.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.token_level = cfg.token_level_fuse
+        if self.token_level:
+            self.block = Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        else:
+            self.norm = nn.LayerNorm(cfg.embed_dim)
+            self.mix = mlp(cfg.embed_dim, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, C, N, D = z.shape
+        if self.token_level:
+            key_mask = mask[:, None, :].expand(B, N, C).reshape(B * N, C)
+            return from_channels(self.block(across_channels(z), key_mask=key_mask), B, N)
+        w = mask[:, :, None, None].to(z.dtype)
+        pooled = (self.norm(z) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, N, D)
+        return z + self.mix(pooled)[:, None]
+
+
+class Transition(nn.Module):
+    """The latent dynamics: a residual MLP block mapping the latent of patch t to that of patch t+1.
+
+    Residual so that "nothing changes" is the easy default; the final LayerNorm keeps repeated application
+    on the encoder's latent scale (the encoder ends with a LayerNorm too).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.mlp = mlp(cfg.embed_dim, cfg.mlp_ratio, cfg.dropout)
+        self.out = nn.LayerNorm(cfg.embed_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(z + self.mlp(self.norm(z)))
+
+
+class Decoder(nn.Module):
+    """Light decoder: latents of one time step (all channels) -> that step's signal patches.
+
+    Its attention runs across the channels of a time step, so decoding needs no temporal context and
+    a rolled-out latent decodes exactly as a teacher-forced one does.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.inp = nn.Linear(cfg.embed_dim, cfg.decoder_embed_dim)
+        self.blocks = nn.ModuleList(Block(cfg.decoder_embed_dim, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.dropout)
+                                    for _ in range(cfg.decoder_depth))
+        self.norm = nn.LayerNorm(cfg.decoder_embed_dim)
+        self.head = nn.Linear(cfg.decoder_embed_dim, cfg.patch_size)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, C, N, _ = z.shape
+        key_mask = mask[:, None, :].expand(B, N, C).reshape(B * N, C)
+        s = self.inp(across_channels(z))
+        for blk in self.blocks:
+            s = blk(s, key_mask=key_mask)
+        return from_channels(self.head(self.norm(s)), B, N)  # (B, C, N, P)
+
+
+class Model(nn.Module):
+    """The world model. ``forward`` returns the training losses; ``predict`` forecasts; ``embed`` encodes."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        cfg = self.config = config or ModelConfig()
+        D = cfg.embed_dim
+        self.patch_embed = nn.Linear(cfg.patch_size, D)  # shared by all channels
+        self.time_embed = nn.Parameter(torch.randn(cfg.num_patches, D) * 0.02)
+        self.channel_embed = nn.Parameter(torch.randn(cfg.nvar, D) * 0.02)
+        self.blocks = nn.ModuleList(Block(D, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        fuse_after = [i for i in range(cfg.depth) if cfg.fuse_freq and (i + 1) % cfg.fuse_freq == 0]
+        self.fuse_after = fuse_after
+        self.fusions = nn.ModuleDict({str(i): Fusion(cfg) for i in fuse_after})
+        self.norm = nn.LayerNorm(D)
+        self.transition = Transition(cfg)
+        self.decoder = Decoder(cfg)
+
+    # ---- input handling -------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if x.ndim != 3:
+            raise ValueError(f"expected input of shape (batch, length, channels), got {tuple(x.shape)}")
+        B, L, C = x.shape
+        if C > self.config.nvar:
+            raise ValueError(f"{C} channels exceed the model's nvar={self.config.nvar}")
+        if mask is None:
+            mask = torch.ones(B, C, dtype=torch.bool, device=x.device)
+        if mask.shape != (B, C):
+            raise ValueError(f"channel mask must have shape {(B, C)}, got {tuple(mask.shape)}")
+        mask = mask.to(device=x.device, dtype=torch.bool)
+        if not bool(mask.any(1).all()):
+            raise ValueError("every sample needs at least one valid channel in the mask")
+        return mask
+
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor):
+        """Per-sample, per-channel instance normalisation over time -> (xn, mean, std), stats (B, 1, C).
+
+        Padded channels are zeroed first, so whatever fills them (even NaN) never reaches the network.
+        """
+        x = torch.where(mask[:, None, :], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        mean = x.mean(1, keepdim=True)
+        std = x.std(1, keepdim=True, unbiased=False).clamp_min(EPS)
+        return (x - mean) / std, mean, std
+
+    def patches(self, xn: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) with L a multiple of the patch size -> (B, C, N, P)."""
+        B, L, C = xn.shape
+        P = self.config.patch_size
+        return xn.permute(0, 2, 1).reshape(B, C, L // P, P)
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None, stats=None):
+        """Latents ``z`` (B, C, N, D) of a window; ``stats=(mean, std)`` overrides the window's own
+        normalisation statistics (the causality test fixes them to isolate the attention). Returns
+        ``(z, patches, mean, std, mask)``."""
+        mask = self._check(x, mask)
+        B, L, C = x.shape
+        P, N_max = self.config.patch_size, self.config.num_patches
+        if L % P or L // P > N_max or L // P < 1:
+            raise ValueError(f"length {L} must be a positive multiple of patch_size={P} and at most "
+                             f"window_size={self.config.window_size}")
+        if stats is None:
+            xn, mean, std = self.normalize(x, mask)
+        else:
+            mean, std = stats
+            xn = (torch.where(mask[:, None, :], x, torch.zeros((), dtype=x.dtype, device=x.device)) - mean) / std
+        p = self.patches(xn)
+        N = p.shape[2]
+        z = self.patch_embed(p) + self.time_embed[:N] + self.channel_embed[:C, None, :]
+        for i, blk in enumerate(self.blocks):
+            z = blk(z.reshape(B * C, N, -1), causal=True).view(B, C, N, -1)
+            if i in self.fuse_after:
+                z = self.fusions[str(i)](z, mask)
+        return self.norm(z), p, mean, std, mask
+
+    # ---- training objective ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch ``x`` (B, L, C) with optional channel mask (B, C) (True = real channel).
+
+        forecast: MSE of decode(f(z_t)) vs patch t+1; rollout: the same for f applied j = 2..k times vs
+        patch t+j (mean over j); jepa: MSE of f^j(z_t) vs stop-grad z_{t+j}, j = 1..k. All in the normalised
+        signal space, all over valid channels only. ``loss`` = forecast + rollout + jepa_weight * jepa.
+        """
+        cfg = self.config
+        z, p, _, _, mask = self.encode(x, mask)
+        N = p.shape[2]
+        k = min(cfg.rollout_steps, N - 1)
+        if k < 1:
+            raise ValueError("need at least two patches per window to forecast")
+        w = mask[:, :, None].to(z.dtype)  # (B, C, 1)
+
+        def masked_mse(pred, target):  # mean over valid channels, time and features
+            err = (pred - target).pow(2).mean(-1)  # (B, C, n)
+            return (err * w).sum() / (w.sum() * err.shape[-1])
+
+        target = z.detach()
+        h, horizons, jepa = z, [], []
+        for j in range(1, k + 1):
+            h = self.transition(h[:, :, :-1])  # h[:, :, t] now predicts latent t + j
+            horizons.append(masked_mse(self.decoder(h, mask), p[:, :, j:]))
+            if cfg.jepa:
+                jepa.append(masked_mse(h, target[:, :, j:]))
+        zero = z.new_zeros(())
+        out = {"forecast": horizons[0],
+               "rollout": torch.stack(horizons[1:]).mean() if k > 1 else zero,
+               "jepa": torch.stack(jepa).mean() if jepa else zero}
+        out["loss"] = out["forecast"] + out["rollout"] + cfg.jepa_weight * out["jepa"]
+        return out
+
+    # ---- inference ------------------------------------------------------------------------------
+    def _context(self, x: torch.Tensor) -> torch.Tensor:
+        """The last whole patches of ``x`` that fit in one window (older samples are dropped)."""
+        P = self.config.patch_size
+        n = min(x.shape[1] // P * P, self.config.window_size)
+        if n < 2 * P:
+            raise ValueError(f"context of {x.shape[1]} samples is shorter than two patches ({2 * P})")
+        return x[:, x.shape[1] - n:]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, pred_length: int, adapt: bool = False,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Forecast the next ``pred_length`` samples of each channel from the context ``x`` (B, L, C),
+        in the input's physical scale. The last latent is rolled forward one patch per step (by the
+        learned transition, or with ``adapt`` the blend of ``model.adapt``) and each step is decoded.
+        Padded channels come back as zeros."""
+        if int(pred_length) < 1:
+            raise ValueError(f"pred_length must be >= 1, got {pred_length}")
+        x = self._context(x)
+        z, p, mean, std, mask = self.encode(x, mask)
+        B, C, N, D = z.shape
+        step = self.transition
+        if adapt:
+            if N < 4:
+                raise ValueError("adaptation needs a context of at least four patches")
+            def score(pred):  # forecast error of decoded one-step predictions, per (sample, channel)
+                decoded = self.decoder(pred.view(B, C, N - 1, D), mask)
+                return (decoded - p[:, :, 1:]).pow(2).mean((-1, -2)).reshape(B * C)
+
+            blended, _ = adapted_step(self.transition, z.reshape(B * C, N, D), score)
+            step = lambda h: blended(h.reshape(B * C, D)).view(B, C, D)  # noqa: E731
+        h, out = z[:, :, -1], []
+        for _ in range(math.ceil(pred_length / self.config.patch_size)):
+            h = step(h)
+            out.append(self.decoder(h[:, :, None], mask)[:, :, 0])  # (B, C, P)
+        y = torch.cat(out, -1)[:, :, :pred_length].transpose(1, 2)  # (B, H, C) normalised
+        y = y * std + mean
+        return torch.where(mask[:, None, :], y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, embed_dim): mean of the final latents over valid channels and all patches."""
+        z, _, _, _, mask = self.encode(self._context(x), mask)
+        w = mask[:, :, None, None].to(z.dtype)
+        return (z * w).sum((1, 2)) / (w.sum((1, 2)) * z.shape[2])
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory``, each atomically
+        (temporary file + rename), weights first so a config never points at missing weights."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        _atomic(d / WEIGHTS, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
+        _atomic(d / CONFIG, lambda path: Path(path).write_text(self.config.to_json()))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu") -> "Model":
+        """Load a model written by :meth:`save_pretrained` (no pickle involved)."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        for name in (WEIGHTS, CONFIG):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"{d / name} not found: not a saved nw2 model directory")
+        model = cls(ModelConfig.from_json((d / CONFIG).read_text()))
+        model.load_state_dict(load_file(str(d / WEIGHTS), device=map_location))
+        return model.eval()
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
