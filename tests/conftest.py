@@ -36,3 +36,14 @@ def real_windows():
     """``(name, samples, fs)`` for one 1024-sample window of each of ``REAL_WINDOW_SOURCES``, resampled
     to 100 Hz, cleaned of a linear trend and z-scored as ``nw2 ingest`` stores them (float64)."""
     return [(name, samples.sample_window(name, channel, t0), 100.0) for name, channel, t0 in REAL_WINDOW_SOURCES]
+
+
+def check_against_reference(x, cases, atol) -> None:
+    """Each ``(name, ours, theirs)`` of ``cases`` on ``x``: nw2's value is finite and within
+    ``atol[name]`` of the reference package's."""
+    import math
+
+    for name, ours, theirs in cases:
+        got, want = ours(x), float(theirs(x))
+        assert math.isfinite(got), name
+        assert abs(got - want) <= atol[name], (name, got, want)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline.metrics import systems
+from tests.conftest import check_against_reference
 from pipeline.metrics._common import Undefined
 from pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
 
@@ -54,11 +55,6 @@ ALL = [
 ]
 
 
-def _check_against_reference(x):
-    for name, ours, theirs in REFERENCE_CASES:
-        got, want = ours(x), float(theirs(x))
-        assert math.isfinite(got), name
-        assert abs(got - want) <= REFERENCE_ATOL[name], (name, got, want)
 
 
 # --------------------------------------------------------------------------- reference package
@@ -66,12 +62,12 @@ def _check_against_reference(x):
 def test_matches_antropy_on_real_windows(real_windows):
     for _name, x, fs in real_windows:
         assert fs == FS
-        _check_against_reference(x)
+        check_against_reference(x, REFERENCE_CASES, REFERENCE_ATOL)
 
 
 @pytest.mark.parametrize("name", sorted(SYNTHETIC))
 def test_matches_antropy_on_synthetic_systems(name):
-    _check_against_reference(SYNTHETIC[name])
+    check_against_reference(SYNTHETIC[name], REFERENCE_CASES, REFERENCE_ATOL)
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
