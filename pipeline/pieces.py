@@ -13,7 +13,6 @@ import math
 import traceback
 from datetime import timedelta, timezone
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -35,17 +35,17 @@ def _antropy():
     return antropy
 
 
-def _embedding(x, fs, p):
+def _embedding(x, fs, emb_dim, lag, min_tsep):
     from pipeline.metrics.embedding import resolve_embedding
 
-    return resolve_embedding(x, fs, p["emb_dim"], p["lag"], p["min_tsep"])
+    return resolve_embedding(x, fs, emb_dim, lag, min_tsep)
 
 
 def largest_lyapunov(x, fs, emb_dim=None, lag=None, min_tsep=None, trajectory_len=None):
     """nolds ``lyap_r`` (Rosenstein) with nw2's embedding, least-squares fit; per step times ``fs``."""
     from pipeline.metrics.dynamics import default_trajectory_len
 
-    emb = _embedding(x, fs, locals())
+    emb = _embedding(x, fs, emb_dim, lag, min_tsep)
     steps = trajectory_len if trajectory_len is not None else default_trajectory_len(x.size, emb)
     per_step = _nolds().lyap_r(x, emb_dim=emb.emb_dim, lag=emb.lag, min_tsep=emb.min_tsep,
                                trajectory_len=steps, fit="poly")
@@ -59,7 +59,7 @@ def correlation_dimension(x, fs, emb_dim=None, lag=None, min_tsep=None, rvals=No
     ``tests/test_metrics_dynamics.py`` shows the two agree to 1e-9 once both are undone."""
     from pipeline.metrics.dynamics import default_rvals
 
-    emb = _embedding(x, fs, locals())
+    emb = _embedding(x, fs, emb_dim, lag, min_tsep)
     radii = np.asarray(rvals, float) if rvals is not None else default_rvals(x, fs, emb)
     return _nolds().corr_dim(x, emb_dim=emb.emb_dim, lag=emb.lag, rvals=radii, fit="poly")
 
