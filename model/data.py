@@ -362,6 +362,37 @@ class CorpusLoader:
         """Units (row groups that may hold the split) of the whole corpus."""
         return len(self.corpus.units)
 
+    def expected_samples(self) -> float:
+        """Samples per epoch of the whole split (all ranks together), in expectation when weighted: what a
+        trainer divides by to place a step within its epoch (the learning-rate schedule). Reads only the
+        small ``group_id``, ``split`` and ``sample_weight`` columns; rows with non-finite values, which the
+        loader skips, are still counted."""
+        cfg = self.config
+        total = 0.0
+        cols = ["group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
+        files: dict[int, pq.ParquetFile] = {}
+        for p, g in self.corpus.units:
+            f = files.get(p) or files.setdefault(p, pq.ParquetFile(self.corpus.parts[p]))
+            t = f.read_row_group(g, columns=cols)
+            rows = np.flatnonzero(t.column("split").to_numpy(zero_copy_only=False) == cfg.split)
+            if rows.size == 0:
+                continue
+            gids = t.column("group_id").to_numpy(zero_copy_only=False)[rows]
+            _, inverse, counts = np.unique(gids, return_inverse=True, return_counts=True)
+            if not cfg.weighted:
+                total += float(np.ceil(counts / cfg.nvar).sum())
+                continue
+            # each group's rows in store order, cut into samples of nvar rows; a sample counts its mean weight
+            w = np.maximum(t.column("sample_weight").to_numpy()[rows].astype(np.float64), 0.0)
+            order = np.argsort(inverse, kind="stable")
+            pos = np.empty(rows.size, dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            pos[order] = np.arange(rows.size) - np.repeat(starts, counts)
+            sample_id = inverse * (int(counts.max()) // cfg.nvar + 1) + pos // cfg.nvar
+            _, sid, size = np.unique(sample_id, return_inverse=True, return_counts=True)
+            total += float((np.bincount(sid, weights=w) / size).sum())
+        return total
+
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning (like ``DistributedSampler.set_epoch``)."""
         self.epoch, self._next_worker, self._states = int(epoch), 0, [None] * self.workers
@@ -417,9 +448,19 @@ class CorpusLoader:
             if shard.done():
                 return
 
+    def epoch_done(self) -> bool:
+        """True when every batch of the current epoch has been handed out (the epoch has not advanced yet)."""
+        return all(_is_done(st, self._units_of(w)) for w, st in enumerate(self._states))
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if all(_is_done(st, self._units_of(w)) for w, st in enumerate(self._states)):
+        if self.epoch_done():
             self._advance()  # a state saved after an epoch's last batch
+        yield from self.epoch_batches()
+
+    def epoch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The rest of the current epoch only (nothing when it is done), then the epoch advances. A trainer
+        that keeps its own epoch counter uses this, so a state saved after an epoch's last batch resumes
+        into an empty rest of that epoch rather than into the next one."""
         if self.config.num_workers == 0:
             gens = [self._produce(w, self._states[w]) for w in range(self.workers)]
             yield from self._merge([lambda g=g: next(g, None) for g in gens])
