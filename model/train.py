@@ -432,7 +432,8 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
     steps_per_epoch = max(1, math.ceil(per_rank / (cfg.batch_size * cfg.accum_iter)))
 
     state = {"epoch": 0, "step": 0, "samples": 0, "epoch_step": 0, "epoch_loss": 0.0, "epoch_steps": 0,
-             "skipped_steps": 0, "skipped_batches": 0}
+             "skipped_steps": 0, "skipped_batches": 0, "windows": 0, "step_seconds": 0.0,
+             "last_loss": None, "val_loss": None}
     resumed_from = None
     ckpt_path = latest_checkpoint(run) if prepared.resume else None
     if ckpt_path is not None:
@@ -477,8 +478,6 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
                desc="pretrain", unit="step", disable=not (progress and compute.master), dynamic_ncols=True)
     t_start = time.perf_counter()
     t_log, windows_since = time.perf_counter(), 0
-    val_loss = None
-    last_train_loss = None
 
     def save(tag: str) -> None:
         loaders = all_gather(loader.state_dict())
@@ -500,6 +499,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
         batches_iter = loader.epoch_batches()
         ended = False
         while not ended:
+            t_step = time.perf_counter()  # a step's time includes waiting for its batches
             batches = list(itertools.islice(batches_iter, cfg.accum_iter))
             n = all_min(len(batches))
             if n == 0:
@@ -551,10 +551,12 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
             state["step"] += 1
             state["samples"] += g_samples
             state["epoch_step"] += 1
+            state["windows"] += g_windows
+            state["step_seconds"] += time.perf_counter() - t_step
             if step_loss is not None:
                 state["epoch_loss"] += step_loss
                 state["epoch_steps"] += 1
-                last_train_loss = step_loss
+                state["last_loss"] = step_loss
             windows_since += g_windows
             bar.update(1)
             if state["step"] % cfg.log_every == 0 or ended:
@@ -577,7 +579,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
         batches_iter.close()
         # the epoch ends for every rank when the first runs out (its extra batches are left for no one)
         train_loss = state["epoch_loss"] / state["epoch_steps"] if state["epoch_steps"] else None
-        val_loss = _val_loss(model, val_loader, device, amp)
+        val_loss = state["val_loss"] = _val_loss(model, val_loader, device, amp)
         skipped_rows = int(all_sum([loader.skipped])[0])
         logger.write({"event": "epoch", "epoch": epoch, "step": state["step"], "train_loss": train_loss,
                       "val_loss": val_loss, "steps": state["epoch_steps"], "skipped_rows": skipped_rows,
@@ -598,15 +600,17 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
         model.save_pretrained(run / "model")
         meta = json.loads((run / RUN_JSON).read_text())
         meta.update(status="finished", steps=state["step"], epochs_done=state["epoch"], param_digests=digests,
+                    windows=state["windows"], step_seconds=round(state["step_seconds"], 3),
                     skipped_steps=state["skipped_steps"], skipped_batches=state["skipped_batches"],
-                    skipped_rows=skipped_rows, val_loss=val_loss, train_loss=last_train_loss)
+                    skipped_rows=skipped_rows, val_loss=state["val_loss"], train_loss=state["last_loss"])
         _atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         logger.write({"event": "end", "step": state["step"], "param_digests": digests,
                       "seconds": round(seconds, 3)})
     logger.close()
     barrier()
     return TrainResult(run=run, model_dir=run / "model", world_size=world, epochs=state["epoch"],
-                       steps=state["step"], samples=state["samples"], train_loss=last_train_loss, val_loss=val_loss,
+                       steps=state["step"], samples=state["samples"], train_loss=state["last_loss"],
+                       val_loss=state["val_loss"],
                        skipped_steps=state["skipped_steps"], skipped_batches=state["skipped_batches"],
                        skipped_rows=skipped_rows, seconds=seconds, resumed_from=resumed_from)
 
