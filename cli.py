@@ -75,8 +75,9 @@ def ingest(
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Compute the chaos metrics at the end (the spec's metrics: section)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Read recordings into a Parquet window store, then compute chaos metrics per window; reruns
-    skip finished work."""
+    """Read recordings into a Parquet window store, then compute chaos metrics per window.
+
+    Reruns skip finished work."""
     import dataclasses
 
     from pipeline.ingest import ingest as run_ingest
@@ -121,8 +122,9 @@ def metrics(
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Add or refresh chaos-metric columns in every part of a store; parts already computed with the
-    same metrics, parameters and engine are skipped."""
+    """Add or refresh chaos-metric columns in every part of a store.
+
+    Parts already computed with the same metrics, parameters and engine are skipped."""
     from pipeline.metrics.stage import compute_metrics
     from pipeline.spec import MetricsSpec, load_spec
 
@@ -162,8 +164,9 @@ def balance(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus at --out."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the Markdown report with its plots into CORPUS/report."),
 ) -> None:
-    """Select windows of a store with a balancing strategy and write them, with corpus.json and a
-    report, as a corpus any trainer can read."""
+    """Select windows of a store with a balancing strategy and write them as a corpus.
+
+    The corpus is plain Parquet with corpus.json and a report, readable by any trainer."""
     from pipeline.balance.stage import balance as run_balance
     from pipeline.balance.stage import describe
     from pipeline.spec import BalanceSpec, balance_from_dict, load_spec
@@ -243,7 +246,8 @@ def pretrain(
     remark: Optional[str] = typer.Option(None, "--remark", help="A note kept in run.json and the logs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Pretrain the world model on a corpus, on one process, --nproc processes, or under torchrun;
+    """Pretrain the world model on a corpus (one process, --nproc processes, or under torchrun).
+
     --resume continues from the latest checkpoint."""
     import json as _json
 

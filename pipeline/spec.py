@@ -8,6 +8,7 @@ or ``sample`` (a real recording from ``nw2 samples list``, fetched on demand).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -178,6 +179,56 @@ class BalanceSpec:
 
 
 @dataclass(frozen=True)
+class ArmSpec:
+    """One corpus of ``nw2 experiment``: a strategy and a size, drawn from the store's train split."""
+
+    name: str
+    """How the arm is named in the report and in the output directories (letters, digits, ``_``, ``-``)."""
+    strategy: str
+    """A ``nw2 balance`` strategy (``random`` for the baseline)."""
+    size: int
+    """Train rows selected for the arm's corpus."""
+    balance: dict = field(default_factory=dict)
+    """Other ``balance:`` fields for this arm only (``tau``, ``bins``, ``k``, ...), over the spec's section."""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """``nw2 experiment``: corpora of several strategies from one store, pretrained with the same budget and
+    several seeds, evaluated on the same windows. Without ``arms``: NormWear-2's comparison, balanced(``size``)
+    with the balance section's strategy against random(2 x ``size``)."""
+
+    size: int | None = None
+    """N: rows of the balanced corpus (the random one gets 2N). Needed unless ``arms`` is given."""
+    arms: tuple[ArmSpec, ...] | None = None
+    """Any list of arms compared side by side, instead of balanced(N) against random(2N)."""
+    baseline: str | None = None
+    """The arm every other is compared with (default: the random 2N arm, or the last of ``arms``)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """One corpus draw and one training run per arm and seed (at least 3, for confidence intervals)."""
+    config: str = "tiny"
+    """Model preset (or JSON file) of every run."""
+    model: dict = field(default_factory=dict)
+    """``ModelConfig`` overrides of every run (``window_size``, ``embed_dim``, ...)."""
+    train: dict = field(default_factory=dict)
+    """``nw2 pretrain`` settings of every run (``blr``, ``batch_size``, ``warmup_epochs``, ...); ``epochs``
+    comes from ``steps``."""
+    steps: int = 100
+    """The training budget: optimizer steps per run, the same for every arm (a smaller corpus gets more
+    epochs; the epochs are rounded, so the steps each run took are reported)."""
+    eval_split: str = "test"
+    """Split(s) of the store every run is evaluated on (comma-separated, e.g. ``val,test``)."""
+    horizons: tuple[int, ...] | None = None
+    """Forecast horizons in samples (default: ``nw2 evaluate``'s)."""
+    max_windows: int | None = None
+    """Evaluate on at most this many windows of the split (the same ones for every run)."""
+    bootstrap: int = 2000
+    """Bootstrap resamples for the confidence intervals (over windows and seeds)."""
+    confidence: float = 0.95
+    """Coverage of the confidence intervals."""
+
+
+@dataclass(frozen=True)
 class IngestSpec:
     """A whole ``nw2 ingest`` run."""
 
@@ -189,6 +240,8 @@ class IngestSpec:
     metrics: MetricsSpec = MetricsSpec()
     balance: BalanceSpec = BalanceSpec()
     """``nw2 balance`` settings; ``nw2 ingest`` ignores them."""
+    experiment: ExperimentSpec = ExperimentSpec()
+    """``nw2 experiment`` settings; the other stages ignore them."""
     max_piece_samples: int = 4_000_000
     """Work unit size: a file with more samples (all channels) is split by channels and time so one
     huge file does not serialize the run."""
@@ -290,6 +343,62 @@ def _validate(spec: IngestSpec, where: str) -> None:
         raise SpecError(f"{where}.split.fixed: {bad[0]!r} is not one of train, val, test")
     validate_metrics(spec.metrics, f"{where}.metrics")
     validate_balance(spec.balance, f"{where}.balance")
+    validate_experiment(spec.experiment, f"{where}.experiment")
+
+
+def experiment_arms(e: ExperimentSpec, balance: BalanceSpec, where: str = "experiment") -> tuple[ArmSpec, ...]:
+    """The arms of an experiment: its ``arms``, or balanced(N) with the balance strategy and random(2N)."""
+    if e.arms:
+        return e.arms
+    if e.size is None:
+        raise SpecError(f"{where}: give size (N of balanced(N) against random(2N)) or a list of arms")
+    strategy = balance.strategy or "grid"
+    if strategy == "random":
+        raise SpecError(f"{where}: the balance section's strategy is random; balanced(N) needs another one")
+    return (ArmSpec(name="balanced", strategy=strategy, size=e.size), ArmSpec(name="random_2x", strategy="random",
+                                                                             size=2 * e.size))
+
+
+def experiment_baseline(e: ExperimentSpec, arms: tuple[ArmSpec, ...]) -> str:
+    return e.baseline or arms[-1].name
+
+
+def validate_experiment(e: ExperimentSpec, where: str = "experiment") -> None:
+    """Field by field checks of an experiment section (an empty section is valid: no experiment)."""
+    if e.size is not None and e.size < 1:
+        raise SpecError(f"{where}.size: must be a positive number of rows")
+    for i, arm in enumerate(e.arms or ()):
+        at = f"{where}.arms[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", arm.name):
+            raise SpecError(f"{at}.name: {arm.name!r} must be letters, digits, '_' or '-'")
+        if arm.strategy not in BALANCE_STRATEGIES:
+            raise SpecError(f"{at}.strategy: {arm.strategy!r} is not one of {', '.join(BALANCE_STRATEGIES)}")
+        if arm.size < 1:
+            raise SpecError(f"{at}.size: must be a positive number of rows")
+        bad = sorted(set(arm.balance) & {"strategy", "size", "fraction", "seed", "weights_only"})
+        if bad:
+            raise SpecError(f"{at}.balance: {bad[0]!r} is set by the experiment, not per arm")
+    names = [a.name for a in e.arms or ()]
+    if len(set(names)) != len(names):
+        raise SpecError(f"{where}.arms: two arms are named alike")
+    if e.arms is not None and len(e.arms) < 2:
+        raise SpecError(f"{where}.arms: compare at least two arms")
+    if e.baseline is not None and e.arms and e.baseline not in names:
+        raise SpecError(f"{where}.baseline: {e.baseline!r} is not the name of an arm ({', '.join(names)})")
+    if len(e.seeds) < 1 or len(set(e.seeds)) != len(e.seeds):
+        raise SpecError(f"{where}.seeds: give distinct seeds (3 or more for confidence intervals)")
+    if e.steps < 1:
+        raise SpecError(f"{where}.steps: must be a positive number of optimizer steps")
+    if "epochs" in e.train:
+        raise SpecError(f"{where}.train.epochs: the budget is set by steps, the same for every arm")
+    if e.bootstrap < 100:
+        raise SpecError(f"{where}.bootstrap: use at least 100 resamples")
+    if not 0.5 <= e.confidence < 1:
+        raise SpecError(f"{where}.confidence: must lie in [0.5, 1)")
+    if e.horizons is not None and (not e.horizons or min(e.horizons) < 1):
+        raise SpecError(f"{where}.horizons: give positive horizons in samples")
+    if e.max_windows is not None and e.max_windows < 1:
+        raise SpecError(f"{where}.max_windows: must be positive")
 
 
 def validate_metrics(metrics: MetricsSpec, where: str) -> None:
