@@ -20,13 +20,11 @@ WIDTH = "100"
 
 def _commands(group, path=()):
     """(path, command) for every command of the app, groups first, in the order they were added."""
-    import click
-
     for name, cmd in group.commands.items():
         if getattr(cmd, "hidden", False):
             continue
         yield (*path, name), cmd
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # a group (typer vendors its own click, so no isinstance)
             yield from _commands(cmd, (*path, name))
 
 
