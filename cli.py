@@ -279,6 +279,35 @@ def pretrain(
         typer.echo("skipped (non-finite): " + ", ".join(skipped))
 
 
+@app.command()
+def evaluate(
+    run: str = typer.Argument(..., help="Run directory written by nw2 pretrain (RUN/model is loaded)."),
+    data: str = typer.Option(..., "--data", "-d", help="Window store or corpus to evaluate on."),
+    split: str = typer.Option("test", "--split", help="Split(s) to evaluate, comma-separated (val,test)."),
+    horizons: Optional[str] = typer.Option(None, "--horizons", help="Forecast horizons in samples, comma-separated (default: one patch, two, four, ... up to half the model window)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report directory (default RUN/eval-<split>); an earlier report there is replaced."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Windows per model batch."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Evaluate a seeded uniform sample of this many windows."),
+    adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Also score the model with test-time adaptation."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Fit linear probes on frozen embeddings (train split -> evaluated split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --max-windows sample and the probes' train sample."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Score a trained model's forecasts against baselines on held-out windows, and fit linear probes.
+
+    Time, frequency and latent domains, by dataset, modality and dynamical regime; writes a report."""
+    from model.evaluate import describe
+    from model.evaluate import evaluate as run_evaluate
+
+    try:
+        result = run_evaluate(run, data, split=split, horizons=horizons, out=out, batch_size=batch_size,
+                              max_windows=max_windows, adapt=adapt, probe=probe, seed=seed, progress=progress,
+                              log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+    except Nw2Error as err:
+        _fail(str(err))
+    typer.echo(describe(result))
+
+
 def _report_metrics(result) -> None:
     for part in result.failed:
         typer.secho(f"{result.store}/{part['part']}: {part['error']}", fg=typer.colors.YELLOW, err=True)

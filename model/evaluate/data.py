@@ -1,0 +1,186 @@
+"""Reading a window store or a corpus for evaluation, one row group at a time.
+
+Evaluation keeps every row's metadata (dataset, modality, subject, scale, label, metric columns), so it reads
+the Parquet parts itself instead of through ``model.data.CorpusLoader``: :func:`open_source` checks the
+directory from its JSON marker and Parquet footers, :func:`read_meta` reads the small columns of the rows of
+some splits (never ``samples``), and :func:`stream_samples` reads ``samples`` of chosen rows row group by row
+group, cropped, in batches. One row (one channel of one window) is one evaluated sample (C = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.errors import Nw2Error
+
+__all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "OPTIONAL"]
+
+#: Columns an evaluated part must have.
+REQUIRED = ("samples", "split", "window_id", "dataset", "modality", "scale")
+#: Columns read when present.
+OPTIONAL = ("subject", "unit", "offset", "length", "label", "largest_lyapunov", "sample_entropy",
+            "correlation_dimension", "permutation_entropy", "dfa")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A store or corpus directory: its kind (``store``/``corpus``), parts and column names."""
+
+    root: Path
+    kind: str
+    parts: tuple[Path, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def open_source(data) -> Source:
+    """Check that ``data`` is a window store (``store.json``) or a corpus (``corpus.json``) with Parquet parts
+    holding the evaluated columns; raise :class:`Nw2Error` with a one-line reason otherwise."""
+    root = Path(data)
+    if not root.is_dir():
+        raise Nw2Error(f"{root}: no such directory (expected a window store or a corpus)")
+    if (root / "corpus.json").is_file():
+        kind = "corpus"
+    elif (root / "store.json").is_file():
+        kind = "store"
+    else:
+        raise Nw2Error(f"{root}: not a window store or corpus: no store.json or corpus.json")
+    parts = tuple(sorted((root / "data").glob("*.parquet")))
+    if not parts:
+        raise Nw2Error(f"{root}: no Parquet parts under data/ (an empty {kind})")
+    columns: list[str] | None = None
+    for path in parts:
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowException) as err:
+            raise Nw2Error(f"{path}: unreadable Parquet part ({err})") from None
+        missing = [c for c in REQUIRED if c not in names]
+        if missing:
+            raise Nw2Error(f"{path}: not an nw2 {kind} part: no column {', '.join(missing)}")
+        columns = names if columns is None else [c for c in columns if c in names]
+    return Source(root, kind, parts, tuple(columns or ()))
+
+
+def _may_hold(stats, values: set[str]) -> bool:
+    if stats is None or not stats.has_min_max:
+        return True
+    lo, hi = stats.min, stats.max
+    if isinstance(lo, bytes):
+        lo, hi = lo.decode(), hi.decode()
+    return any(lo <= v <= hi for v in values)
+
+
+def read_meta(source: Source, splits) -> pl.DataFrame:
+    """The rows of ``splits`` (in part, row group, row order) with the metadata columns the source has, plus
+    ``_part``, ``_rg``, ``_row`` (where the row lies) and ``length`` (computed from ``samples`` when the
+    column is missing). No ``samples`` are kept."""
+    wanted = set(splits)
+    cols = [c for c in REQUIRED if c != "samples"] + [c for c in OPTIONAL if c in source.columns]
+    frames = []
+    for p, path in enumerate(source.parts):
+        f = pq.ParquetFile(path)
+        split_i = f.schema_arrow.names.index("split")
+        for g in range(f.metadata.num_row_groups):
+            rg = f.metadata.row_group(g)
+            if rg.num_rows == 0 or not _may_hold(rg.column(split_i).statistics, wanted):
+                continue
+            read = cols if "length" in cols else cols + ["samples"]
+            t = f.read_row_group(g, columns=read)
+            keep = pc.is_in(t.column("split"), value_set=pa.array(sorted(wanted), type=pa.string()))
+            idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+            if idx.size == 0:
+                continue
+            t = t.take(pa.array(idx))
+            if "length" not in cols:
+                t = t.append_column("length", pc.list_value_length(t.column("samples")).cast(pa.int32()))
+                t = t.drop_columns(["samples"])
+            frame = pl.from_arrow(t)
+            frame = frame.with_columns(pl.lit(p, dtype=pl.Int32).alias("_part"), pl.lit(g, dtype=pl.Int32).alias("_rg"),
+                                       pl.Series("_row", idx.astype(np.int64)))
+            frames.append(frame)
+    if not frames:
+        return pl.DataFrame()
+    out = pl.concat(frames, how="vertical_relaxed")
+    for c in ("subject", "unit", "label"):
+        if c not in out.columns:
+            out = out.with_columns(pl.lit(None, dtype=pl.String).alias(c))
+    if "offset" not in out.columns:
+        out = out.with_columns(pl.lit(0.0).alias("offset"))
+    return out
+
+
+def stream_samples(source: Source, rows: pl.DataFrame, batch_size: int, need: int
+                   ) -> Iterator[tuple[pl.DataFrame, np.ndarray, np.ndarray]]:
+    """Yield ``(meta, x, finite)`` batches of at most ``batch_size`` of ``rows`` (a :func:`read_meta` frame,
+    in its order, which must be part/row-group order): ``x`` (B, need) float32 holds each row's first ``need``
+    samples (rows must be at least that long), ``finite`` (B,) marks rows whose crop is all finite (the others
+    are zero-filled). Reads one row group's ``samples`` at a time."""
+    buf_meta: list[pl.DataFrame] = []
+    buf_x: list[np.ndarray] = []
+    buf_ok: list[np.ndarray] = []
+    held = 0
+    files: dict[int, pq.ParquetFile] = {}
+    parts = rows.get_column("_part").to_numpy()
+    groups = rows.get_column("_rg").to_numpy()
+    cuts = np.flatnonzero((np.diff(parts) != 0) | (np.diff(groups) != 0)) + 1
+    bounds = np.concatenate([[0], cuts, [rows.height]]).astype(np.int64)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= lo:
+            continue
+        sub = rows.slice(int(lo), int(hi - lo))
+        p, g = int(parts[lo]), int(groups[lo])
+        f = files.get(p)
+        if f is None:
+            files.clear()
+            f = files[p] = pq.ParquetFile(source.parts[p])
+        arr = f.read_row_group(g, columns=["samples"]).column("samples").combine_chunks()
+        arr = arr.take(pa.array(sub.get_column("_row").to_numpy()))
+        x, ok = _crop(arr, need)
+        start = 0
+        while start < sub.height:
+            take = min(batch_size - held, sub.height - start)
+            buf_meta.append(sub.slice(start, take))
+            buf_x.append(x[start:start + take])
+            buf_ok.append(ok[start:start + take])
+            held += take
+            start += take
+            if held == batch_size:
+                yield pl.concat(buf_meta), np.concatenate(buf_x), np.concatenate(buf_ok)
+                buf_meta, buf_x, buf_ok, held = [], [], [], 0
+    if held:
+        yield pl.concat(buf_meta), np.concatenate(buf_x), np.concatenate(buf_ok)
+
+
+def _crop(arr, need: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, need) float32 of the first ``need`` values of each list, and which rows are complete and finite."""
+    n = len(arr)
+    out = np.zeros((n, need), dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out, ok
+    arr = arr.cast(pa.list_(pa.float32())) if not pa.types.is_list(arr.type) or arr.type.value_type != pa.float32() else arr
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy(zero_copy_only=False)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        if b - a < need:
+            continue
+        seg = values[a:a + need]
+        if np.all(np.isfinite(seg)):
+            out[i] = seg
+            ok[i] = True
+    return out, ok

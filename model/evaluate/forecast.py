@@ -1,0 +1,227 @@
+"""The forecasting protocol and the per-window scores of the model and the baselines.
+
+**Protocol** (:func:`plan`). Every evaluated row is one single-channel sample. With the model's window ``W``,
+patch ``P``, the longest horizon ``Hmax`` and the shortest evaluated row ``L`` (``L >= W`` is required):
+
+```
+origin  t0 = min(W, L - Hmax)              the forecast starts here, the same sample for every row
+context c  = floor(t0 / P) * P             the last whole patches before t0 (so at most W samples)
+context    = row[t0 - c : t0]
+truth      = row[t0 : t0 + Hmax]          every horizon H scores the first H samples of the forecast
+```
+
+One forecast of ``Hmax`` samples is made per method and window; since the model and every baseline forecast
+step by step, the forecast for ``H`` is the first ``H`` samples of it.
+
+**Scores** per window, method and horizon ``H`` (:class:`Scorer`), on the stored (normalised) samples:
+``mse``, ``mae``; ``mae_physical = mae * |scale|`` (the row's physical unit: ``physical = samples * scale +
+offset``, so the offset cancels); ``lsd`` and ``spectral_corr`` (:mod:`.spectra`); ``latent_distance`` =
+``1 - cos(embed(ctx ++ forecast[:H]), embed(ctx ++ truth[:H]))`` with the model's ``embed``, which keeps the
+last whole patches of the sequence that fit its window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pipeline.errors import Nw2Error
+
+from . import baselines, spectra
+
+__all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons", "plan", "Scorer"]
+
+#: Forecasters, in report order: the model, the model with test-time adaptation, then the baselines.
+METHODS = ("model", "adapted") + baselines.BASELINES
+#: Per-window scores.
+METRICS = ("mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    window_size: int
+    patch_size: int
+    horizons: tuple[int, ...]
+    min_length: int
+    origin: int
+    context: int
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.horizons)
+
+    @property
+    def need(self) -> int:
+        """Samples read per row: the context and the longest horizon, and at least one model window."""
+        return max(self.origin + self.max_horizon, self.window_size)
+
+    def to_dict(self) -> dict:
+        return {"window_size": self.window_size, "patch_size": self.patch_size, "horizons": list(self.horizons),
+                "min_window_length": self.min_length, "origin": self.origin, "context": self.context,
+                "context_start": self.origin - self.context}
+
+
+def default_horizons(window_size: int, patch_size: int) -> tuple[int, ...]:
+    """One patch, two patches, four, ... while at most half the window."""
+    out, h = [], patch_size
+    while h <= window_size // 2:
+        out.append(h)
+        h *= 2
+    return tuple(out) or (max(spectra.MIN_LENGTH, window_size // 2),)
+
+
+def parse_horizons(horizons, window_size: int, patch_size: int) -> tuple[int, ...]:
+    """``None`` (the defaults), a comma-separated string or a sequence of ints -> sorted unique horizons;
+    :class:`Nw2Error` for one that is not an integer, shorter than the spectra need, or longer than half the
+    model window."""
+    if horizons is None:
+        return default_horizons(window_size, patch_size)
+    items = [t.strip() for t in horizons.split(",") if t.strip()] if isinstance(horizons, str) else list(horizons)
+    if not items:
+        raise Nw2Error("--horizons names no horizon")
+    out = []
+    for item in items:
+        try:
+            h = int(item)
+            if isinstance(item, float) and h != item:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise Nw2Error(f"horizon {item!r} is not an integer number of samples") from None
+        if h < 1:
+            raise Nw2Error(f"horizon {h} must be positive")
+        if h < spectra.MIN_LENGTH:
+            raise Nw2Error(f"horizon {h} is shorter than {spectra.MIN_LENGTH} samples, too short for its spectrum")
+        if h > window_size // 2:
+            raise Nw2Error(f"horizon {h} is longer than half the model window ({window_size // 2} of {window_size} "
+                           f"samples)")
+        out.append(h)
+    return tuple(sorted(set(out)))
+
+
+def plan(window_size: int, patch_size: int, horizons: tuple[int, ...], min_length: int, adapt: bool,
+         where: str = "data") -> Protocol:
+    """The protocol for rows of at least ``min_length`` samples (see the module); :class:`Nw2Error` when the
+    rows are shorter than the model window or the context would be too short."""
+    W, P = window_size, patch_size
+    if min_length < W:
+        raise Nw2Error(f"{where}: windows of {min_length} samples are shorter than the model window ({W} samples)")
+    hmax = max(horizons)
+    if hmax > min_length - 2 * P:
+        raise Nw2Error(f"{where}: horizon {hmax} leaves less than two patches of context in windows of "
+                       f"{min_length} samples")
+    origin = min(W, min_length - hmax)
+    context = origin // P * P
+    if context < 2 * P:
+        raise Nw2Error(f"{where}: a context of {context} samples is shorter than two patches ({2 * P})")
+    if adapt and context < 4 * P:
+        raise Nw2Error(f"a context of {context} samples is too short for test-time adaptation (four patches, "
+                       f"{4 * P} samples); pass --no-adapt or shorter horizons")
+    return Protocol(W, P, tuple(horizons), int(min_length), int(origin), int(context))
+
+
+@dataclass
+class Scores:
+    """One batch's results: ``forecasts[method]`` (B, Hmax), ``scores[method][metric]`` (B, n_horizons),
+    ``fell_back`` (B,) (seasonal naive without a period), ``embedding`` (B, D) of the first window (or None)."""
+
+    forecasts: dict[str, np.ndarray]
+    scores: dict[str, dict[str, np.ndarray]]
+    fell_back: np.ndarray
+    embedding: np.ndarray | None
+
+
+@dataclass
+class Scorer:
+    """Scores batches of rows under a :class:`Protocol`; keeps the seconds spent per forecaster."""
+
+    model: torch.nn.Module
+    protocol: Protocol
+    adapt: bool = True
+    device: str = "cpu"
+    embed_windows: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(m for m in METHODS if self.adapt or m != "adapted")
+
+    def _tick(self, name: str, t0: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, :, None].to(self.device)
+
+    def __call__(self, x: np.ndarray, scale: np.ndarray) -> Scores:
+        pr = self.protocol
+        ctx = x[:, pr.origin - pr.context:pr.origin]
+        truth = x[:, pr.origin:pr.origin + pr.max_horizon].astype(np.float64)
+        H = pr.max_horizon
+        preds: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            preds["model"] = self.model.predict(self._tensor(ctx), H)[:, :, 0].double().cpu().numpy()
+            self._tick("model", t0)
+            if self.adapt:
+                t0 = time.perf_counter()
+                preds["adapted"] = self.model.predict(self._tensor(ctx), H, adapt=True)[:, :, 0].double().cpu().numpy()
+                self._tick("adapted", t0)
+        c64 = ctx.astype(np.float64)
+        t0 = time.perf_counter()
+        preds["last_value"] = baselines.last_value(c64, H)
+        self._tick("last_value", t0)
+        t0 = time.perf_counter()
+        preds["seasonal_naive"], fell_back = baselines.seasonal_naive(c64, H)
+        self._tick("seasonal_naive", t0)
+        t0 = time.perf_counter()
+        preds["mean"] = baselines.window_mean(c64, H)
+        self._tick("mean", t0)
+        t0 = time.perf_counter()
+        preds["ar"] = baselines.ar_forecast(c64, H)
+        self._tick("ar", t0)
+
+        t0 = time.perf_counter()
+        scale = np.abs(np.asarray(scale, dtype=np.float64))
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for m in self.methods:
+            cols: dict[str, list[np.ndarray]] = {k: [] for k in METRICS if k != "latent_distance"}
+            for h in pr.horizons:
+                err = preds[m][:, :h] - truth[:, :h]
+                mae = np.abs(err).mean(1)
+                cols["mse"].append((err * err).mean(1))
+                cols["mae"].append(mae)
+                cols["mae_physical"].append(mae * scale)
+                cols["lsd"].append(spectra.log_spectral_distance(preds[m][:, :h], truth[:, :h]))
+                cols["spectral_corr"].append(spectra.spectral_correlation(preds[m][:, :h], truth[:, :h]))
+            out[m] = {k: np.stack(v, axis=1) for k, v in cols.items()}
+        self._tick("scores", t0)
+
+        t0 = time.perf_counter()
+        B = x.shape[0]
+        with torch.no_grad():
+            dist = {m: [] for m in self.methods}
+            for h in pr.horizons:
+                seqs = np.concatenate([np.concatenate([c64, s[:, :h]], axis=1)
+                                       for s in [truth] + [preds[m] for m in self.methods]], axis=0)
+                e = self.model.embed(self._tensor(seqs)).double().cpu()
+                e = torch.nn.functional.normalize(e, dim=1, eps=1e-12)
+                et = e[:B]
+                for i, m in enumerate(self.methods):
+                    em = e[(i + 1) * B:(i + 2) * B]
+                    dist[m].append((1.0 - (em * et).sum(1)).clamp_min(0.0).numpy())
+            for m in self.methods:
+                out[m]["latent_distance"] = np.stack(dist[m], axis=1)
+            emb = None
+            if self.embed_windows:
+                emb = self.model.embed(self._tensor(x[:, :pr.window_size])).double().cpu().numpy()
+        self._tick("embed", t0)
+        return Scores(preds, out, fell_back, emb)
+
+
+def windows_per_second(windows: int, seconds: float) -> float | None:
+    if windows <= 0 or seconds <= 0 or not math.isfinite(seconds):
+        return None
+    return windows / seconds

@@ -1,0 +1,527 @@
+"""``nw2 evaluate``: the model against baselines on held-out windows, linear probes, and the report.
+
+:func:`evaluate` checks the run, the data, the split and the horizons before any work; reads the rows of the
+evaluated split(s) and streams them through the model and the baselines in batches (:mod:`.forecast`); embeds
+the train split for the probes (:mod:`.probe`); then writes ``metrics.json``, ``speed.json`` and the report
+(:mod:`.report`) into a temporary directory renamed to ``out`` at the end, so a failed run leaves nothing
+half-written. ``docs/evaluate.md`` describes every number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from pipeline import __version__
+from pipeline.errors import Nw2Error
+
+from . import baselines, spectra
+from .data import Source, open_source, read_meta, stream_samples
+from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
+from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
+
+__all__ = ["EvalResult", "evaluate", "higher_is_better", "SUMMARY_HIGHER_IS_BETTER", "REGIME_METRICS",
+           "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS", "load_run_model", "parse_splits"]
+
+FORMAT, VERSION = "nw2-eval", 1
+#: Chaos metrics whose terciles define the dynamical-regime bins (and the ridge probes' targets).
+REGIME_METRICS = ("largest_lyapunov", "sample_entropy")
+REGIME_BINS = ("low", "mid", "high")
+#: Most train-split windows embedded for the probes (a seeded uniform sample beyond that).
+PROBE_TRAIN_WINDOWS = 20000
+#: Forecast examples drawn in the report.
+EXAMPLES = 4
+#: Significant digits of the floats in metrics.json.
+DIGITS = 6
+
+#: Whether a larger value of a summary key is better (keys with suffixes follow their base; see
+#: :func:`higher_is_better`).
+SUMMARY_HIGHER_IS_BETTER: dict[str, bool] = {
+    "mse": False, "mae": False, "mae_physical": False, "lsd": False, "spectral_corr": True,
+    "latent_distance": False, "auroc": True, "balanced_accuracy": True, "r2": True, "pearson": True,
+}
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a summary key: ``mse``, ``mse_adapted`` ... by their metric; ``baseline_<name>_<metric>`` by
+    the metric; ``probe_<task>_<score>`` by the score (``auroc``, ``balanced_accuracy``, ``r2``, ``pearson``:
+    higher is better). Unknown keys raise ``KeyError``."""
+    if key in SUMMARY_HIGHER_IS_BETTER:
+        return SUMMARY_HIGHER_IS_BETTER[key]
+    if key.startswith("baseline_"):
+        for metric in sorted(METRICS, key=len, reverse=True):
+            if key.endswith("_" + metric):
+                return SUMMARY_HIGHER_IS_BETTER[metric]
+    if key.startswith("probe_"):
+        for score in ("balanced_accuracy", "auroc", "r2", "pearson"):
+            if key.endswith("_" + score):
+                return True
+    for metric in sorted(METRICS, key=len, reverse=True):
+        if key == metric or key.startswith(metric + "_"):
+            return SUMMARY_HIGHER_IS_BETTER[metric]
+    raise KeyError(f"unknown summary key {key!r}")
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` wrote and found.
+
+    ``out``: the report directory; ``metrics``: the dict written to ``metrics.json``; ``summary``: the model's
+    headline numbers (``metrics["summary"]``); ``per_window``: one row per evaluated window and horizon with
+    ``window_id``, ``split``, ``dataset``, ``modality``, ``subject``, ``horizon``, the model's ``mse``, ``mae``,
+    ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``, and the same for the other forecasters as
+    ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...); ``speed``: windows per second (``speed.json``)."""
+
+    out: Path
+    metrics: dict
+    summary: dict[str, float]
+    per_window: pl.DataFrame
+    speed: dict = field(default_factory=dict)
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+def parse_splits(split) -> tuple[str, ...]:
+    items = [s.strip() for s in split.split(",")] if isinstance(split, str) else [str(s).strip() for s in split]
+    items = [s for s in items if s]
+    if not items:
+        raise Nw2Error("--split names no split")
+    return tuple(dict.fromkeys(items))
+
+
+def load_run_model(run, device: str = "cpu"):
+    """``(model, run_dir, run_json)`` of a run directory written by ``nw2 pretrain``; :class:`Nw2Error` with a
+    one-line reason when it is not one."""
+    from model.network import Model
+
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise Nw2Error(f"{run_dir}: no such run directory")
+    model_dir = run_dir / "model"
+    if not model_dir.is_dir():
+        raise Nw2Error(f"{run_dir}: not a trained run: no model/ (did nw2 pretrain finish?)")
+    try:
+        model = Model.from_pretrained(model_dir).to(device).eval()
+    except Exception as err:  # corrupt weights or config: a user error, shown as one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise Nw2Error(f"{model_dir}: cannot load the model ({first})") from None
+    meta = {}
+    if (run_dir / "run.json").is_file():
+        try:
+            meta = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+    return model, run_dir, meta
+
+
+def _check_out(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise Nw2Error(f"{out}: exists and is not a directory")
+        if any(out.iterdir()) and not (out / "metrics.json").is_file():
+            raise Nw2Error(f"{out}: exists and is not an nw2 evaluation report; choose another --out")
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# -- the evaluation ---------------------------------------------------------------------------------
+def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int = 64, max_windows: int | None = None,
+             adapt: bool = True, probe: bool = True, seed: int = 0, progress: bool = True,
+             log: Callable[[str], None] | None = None, *, device: str = "cpu",
+             probe_train_windows: int = PROBE_TRAIN_WINDOWS) -> EvalResult:
+    """Evaluate the model of ``run`` (``RUN/model``) on the ``split`` rows (``"val,test"`` for several) of the
+    store or corpus ``data``: forecasts at ``horizons`` (default: one patch, two, four, ... up to half the
+    model window) against the truth and the baselines, with and without test-time adaptation (``adapt``), and
+    linear probes on frozen embeddings (``probe``). ``max_windows`` evaluates a seeded uniform sample of that
+    many rows. Writes the report into ``out`` (default ``RUN/eval-<split>``), replacing an earlier report
+    there. Raises :class:`Nw2Error` for unusable input."""
+    say = log or (lambda message: None)
+    started = time.perf_counter()
+    model, run_dir, run_meta = load_run_model(run, device)
+    cfg = model.config
+    splits = parse_splits(split)
+    hs = parse_horizons(horizons, cfg.window_size, cfg.patch_size)
+    if int(batch_size) < 1:
+        raise Nw2Error(f"--batch-size must be positive, got {batch_size}")
+    if max_windows is not None and int(max_windows) < 1:
+        raise Nw2Error(f"--max-windows must be positive, got {max_windows}")
+    source = open_source(data)
+    meta = read_meta(source, splits)
+    counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
+    for s in splits:
+        if not counts.get(s):
+            raise Nw2Error(f"no rows of split {s!r} in {source.root}")
+    proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), adapt,
+                 where=str(source.root))
+    out_dir = Path(out) if out is not None else run_dir / f"eval-{'-'.join(splits)}"
+    _check_out(out_dir)
+
+    available = meta.height
+    if max_windows is not None and available > int(max_windows):
+        idx = np.sort(np.random.default_rng(seed).choice(available, int(max_windows), replace=False))
+        rows = meta[idx]
+    else:
+        rows = meta
+
+    fc = _forecast_pass(model, proto, source, rows, int(batch_size), adapt, probe, device, progress)
+    if fc["n"] == 0:
+        raise Nw2Error(f"{source.root}: no evaluated window of split {', '.join(splits)} has finite samples")
+    if fc["skipped"]:
+        say(f"{fc['skipped']} windows with non-finite samples left out")
+    if fc["fallback"]:
+        say(f"seasonal naive: no period in {fc['fallback']} of {fc['n']} contexts; last value used there")
+
+    probe_section, probe_seconds, probe_windows = ({"skipped": "turned off (--no-probe)"}, 0.0, 0)
+    if probe:
+        probe_section, probe_seconds, probe_windows = _probe_pass(
+            model, proto, source, fc, splits, int(batch_size), seed, probe_train_windows, progress)
+        for task, info in probe_section.get("tasks", {}).items():
+            if "skipped" in info:
+                say(f"probe {task}: skipped ({info['skipped']})")
+        if "skipped" in probe_section:
+            say(f"probe: skipped ({probe_section['skipped']})")
+
+    metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, max_windows, proto,
+                                    adapt, seed, fc, probe_section)
+    elapsed = time.perf_counter() - started
+    speed = _speed(fc, probe_seconds, probe_windows, elapsed)
+
+    from .report import write_report
+
+    def write(tmp: Path) -> None:
+        files = write_report(tmp, metrics, fc["examples"], proto)
+        metrics["files"] = sorted(["metrics.json", "speed.json"] + files)
+        (tmp / "metrics.json").write_text(dumps(metrics))
+        (tmp / "speed.json").write_text(json.dumps(speed, indent=2, sort_keys=True) + "\n")
+
+    _write_atomic(out_dir, write)
+    return EvalResult(out_dir, metrics, dict(metrics["summary"]), per_window, speed)
+
+
+def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, batch_size: int, adapt: bool,
+                   probe: bool, device: str, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    scorer = Scorer(model, proto, adapt=adapt, device=device, embed_windows=probe)
+    methods = scorer.methods
+    n_rows = rows.height
+    k = min(EXAMPLES, n_rows)
+    wanted = set(np.unique(np.round(np.linspace(0, n_rows - 1, k)).astype(np.int64)).tolist()) if k else set()
+    scores = {m: {key: [] for key in METRICS} for m in methods}
+    metas, fell, embs, examples = [], [], [], []
+    position = skipped = processed = 0
+    bar = tqdm(total=math.ceil(n_rows / batch_size), desc="evaluate", unit="batch", disable=not progress,
+               leave=False)
+    try:
+        for meta, x, ok in stream_samples(source, rows, batch_size, proto.need):
+            scale = meta.get_column("scale").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+            res = scorer(x, scale)
+            processed += x.shape[0]
+            for i in range(x.shape[0]):
+                if position + i in wanted and ok[i]:
+                    examples.append(_example(meta, i, x[i], res, proto, methods))
+            position += x.shape[0]
+            skipped += int((~ok).sum())
+            sel = np.flatnonzero(ok)
+            metas.append(meta[sel])
+            fell.append(res.fell_back[sel])
+            for m in methods:
+                for key in METRICS:
+                    scores[m][key].append(res.scores[m][key][sel])
+            if res.embedding is not None:
+                embs.append(res.embedding[sel])
+            bar.update(1)
+    finally:
+        bar.close()
+    meta_all = pl.concat(metas) if metas else rows.clear()
+    nh = len(proto.horizons)
+    stacked = {m: {key: (np.concatenate(v) if v else np.zeros((0, nh))) for key, v in d.items()}
+               for m, d in scores.items()}
+    return {"n": meta_all.height, "meta": meta_all, "scores": stacked, "methods": methods,
+            "fallback": int(np.concatenate(fell).sum()) if fell else 0, "skipped": skipped,
+            "processed": processed, "seconds": dict(scorer.seconds), "examples": examples,
+            "embedding": np.concatenate(embs) if embs else None}
+
+
+def _example(meta: pl.DataFrame, i: int, x: np.ndarray, res, proto: Protocol, methods) -> dict:
+    show = min(proto.context, 2 * proto.max_horizon)
+    return {"window_id": meta.get_column("window_id")[i], "dataset": meta.get_column("dataset")[i],
+            "modality": meta.get_column("modality")[i],
+            "context": x[proto.origin - show:proto.origin].astype(np.float64),
+            "truth": x[proto.origin:proto.origin + proto.max_horizon].astype(np.float64),
+            "forecasts": {m: res.forecasts[m][i] for m in methods}}
+
+
+def _probe_pass(model, proto: Protocol, source: Source, fc: dict, splits, batch_size: int, seed: int,
+                cap: int, progress: bool) -> tuple[dict, float, int]:
+    """Embed the train split and run every probe task; returns (section, seconds embedding train, windows)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    ev_mask = fc["meta"].get_column("split").to_numpy() != "train"
+    if not ev_mask.any():
+        return {"skipped": "only the train split is evaluated, and it is the probes' training split; evaluate "
+                           "another split"}, 0.0, 0
+    train = read_meta(source, ["train"])
+    if train.height == 0:
+        return {"skipped": f"no train split in {source.name} to fit the probes on"}, 0.0, 0
+    available = train.height
+    if cap is not None and available > cap:
+        idx = np.sort(np.random.default_rng([seed, 1]).choice(available, int(cap), replace=False))
+        train = train[idx]
+    t0 = time.perf_counter()
+    metas, embs = [], []
+    W = proto.window_size
+    bar = tqdm(total=math.ceil(train.height / batch_size), desc="probe: embed train", unit="batch",
+               disable=not progress, leave=False)
+    short = int((train.get_column("length") < W).sum())
+    train = train.filter(pl.col("length") >= W)
+    try:
+        for meta, x, ok in stream_samples(source, train, batch_size, W):
+            sel = np.flatnonzero(ok)
+            if sel.size:
+                with torch.no_grad():
+                    e = model.embed(torch.from_numpy(np.ascontiguousarray(x[sel]))[:, :, None].to(
+                        next(model.parameters()).device)).double().cpu().numpy()
+                metas.append(meta[sel])
+                embs.append(e)
+            bar.update(1)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    tr_meta = pl.concat(metas) if metas else train.clear()
+    tr_emb = np.concatenate(embs) if embs else np.zeros((0, model.config.embed_dim))
+    ev_meta = fc["meta"].filter(pl.Series(ev_mask))
+    ev_emb = fc["embedding"][ev_mask]
+
+    tasks: dict[str, dict] = {}
+    tasks["modality"] = {"target": "modality", **run_classification(
+        tr_emb, tr_meta.get_column("modality").to_numpy(), ev_emb, ev_meta.get_column("modality").to_numpy())}
+    labelled = sorted(set(tr_meta.filter(pl.col("label").is_not_null()).get_column("dataset").to_list())
+                      | set(ev_meta.filter(pl.col("label").is_not_null()).get_column("dataset").to_list()))
+    for ds in labelled:
+        tm = (tr_meta.get_column("dataset") == ds) & tr_meta.get_column("label").is_not_null()
+        em = (ev_meta.get_column("dataset") == ds) & ev_meta.get_column("label").is_not_null()
+        tasks[f"label_{_slug(ds)}"] = {"target": f"label of {ds}", **run_classification(
+            tr_emb[tm.to_numpy()], tr_meta.filter(tm).get_column("label").to_numpy(),
+            ev_emb[em.to_numpy()], ev_meta.filter(em).get_column("label").to_numpy())}
+    for m in REGIME_METRICS:
+        if m in tr_meta.columns and m in ev_meta.columns:
+            tasks[m] = {"target": m, **run_regression(
+                tr_emb, tr_meta.get_column(m).cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+                ev_emb, ev_meta.get_column(m).cast(pl.Float64).fill_null(float("nan")).to_numpy())}
+    section = {"train_windows": int(tr_meta.height), "train_available": int(available),
+               "train_skipped": int(train.height - tr_meta.height + short),
+               "eval_windows": int(ev_meta.height), "embedding": "model.embed of each row's first window_size samples",
+               "logistic_l2": LOGISTIC_L2, "ridge_l2": RIDGE_L2, "tasks": tasks}
+    return section, seconds, int(tr_meta.height)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", str(text)).strip("_").lower() or "unnamed"
+
+
+# -- aggregation ------------------------------------------------------------------------------------
+def _means(scores: dict, mask: np.ndarray | None, methods) -> dict:
+    """{method: {metric: mean over horizons of the mean over the masked windows}}."""
+    out = {}
+    for m in methods:
+        out[m] = {}
+        for key in METRICS:
+            a = scores[m][key] if mask is None else scores[m][key][mask]
+            out[m][key] = _mean_over_horizons(a)
+    return out
+
+
+def _mean_over_horizons(a: np.ndarray) -> float | None:
+    """Mean over windows (undefined values left out) per horizon column, then over horizons; None if empty."""
+    if a.shape[0] == 0:
+        return None
+    finite = np.isfinite(a)
+    counts = finite.sum(0)
+    if (counts == 0).any():
+        return None
+    v = float(np.mean(np.where(finite, a, 0.0).sum(0) / counts))
+    return v if math.isfinite(v) else None
+
+
+def _by(meta: pl.DataFrame, col: str, scores: dict, methods) -> dict:
+    values = meta.get_column(col).cast(pl.String).fill_null("(none)").to_numpy()
+    units = meta.get_column("unit").cast(pl.String).fill_null("").to_numpy()
+    out = {}
+    for v in sorted(set(values.tolist())):
+        mask = values == v
+        out[v] = {"windows": int(mask.sum()), "units": sorted(set(units[mask].tolist())),
+                  "scores": _means(scores, mask, methods)}
+    return out
+
+
+def _regimes(meta: pl.DataFrame, source: Source, scores: dict, methods) -> dict:
+    out = {}
+    for m in REGIME_METRICS:
+        if m not in meta.columns:
+            out[m] = {"skipped": f"no {m} column in {source.name} (compute it with nw2 metrics)"}
+            continue
+        v = meta.get_column(m).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        defined = np.isfinite(v)
+        if defined.sum() < 3:
+            out[m] = {"skipped": f"{m} is defined on fewer than 3 evaluated windows ({int(defined.sum())})"}
+            continue
+        e1, e2 = (float(q) for q in np.quantile(v[defined], [1 / 3, 2 / 3]))
+        labels = np.full(v.shape, "undefined", dtype=object)
+        labels[defined & (v <= e1)] = "low"
+        labels[defined & (v > e1) & (v <= e2)] = "mid"
+        labels[defined & (v > e2)] = "high"
+        bins = {}
+        for name in REGIME_BINS + ("undefined",):
+            mask = labels == name
+            if not mask.any():
+                continue
+            entry = {"windows": int(mask.sum()), "scores": _means(scores, mask, methods)}
+            if name != "undefined":
+                entry["range"] = [float(v[mask].min()), float(v[mask].max())]
+            bins[name] = entry
+        out[m] = {"edges": [e1, e2], "bins": bins}
+    return out
+
+
+def _assemble(run_dir: Path, run_meta: dict, model, source: Source, splits, counts: dict, available: int,
+              max_windows, proto: Protocol, adapt: bool, seed: int, fc: dict, probe_section: dict
+              ) -> tuple[dict, pl.DataFrame]:
+    methods = fc["methods"]
+    scores, meta = fc["scores"], fc["meta"]
+    by_h = []
+    for j, h in enumerate(proto.horizons):
+        entry = {"horizon": int(h)}
+        for m in methods:
+            entry[m] = {key: _mean_over_horizons(scores[m][key][:, j:j + 1]) for key in METRICS}
+        by_h.append(entry)
+    overall = _means(scores, None, methods)
+    forecast = {
+        "methods": list(methods), "metrics": list(METRICS), "overall": overall, "by_horizon": by_h,
+        "by_dataset": _by(meta, "dataset", scores, methods), "by_modality": _by(meta, "modality", scores, methods),
+        "by_regime": _regimes(meta, source, scores, methods),
+        "seasonal_fallback_windows": fc["fallback"],
+    }
+    summary: dict[str, float] = {}
+    for key in METRICS:
+        if overall["model"][key] is not None:
+            summary[key] = overall["model"][key]
+        if adapt and overall["adapted"][key] is not None:
+            summary[f"{key}_adapted"] = overall["adapted"][key]
+    best = min(((overall[b]["mse"], b) for b in baselines.BASELINES if overall[b]["mse"] is not None),
+               default=(None, None))[1]
+    if best is not None:
+        summary[f"baseline_{best}_mse"] = overall[best]["mse"]  # the reference level the model should beat
+    for task, info in probe_section.get("tasks", {}).items():
+        for score in ("auroc", "balanced_accuracy", "r2"):
+            if info.get(score) is not None:
+                summary[f"probe_{task}_{score}"] = info[score]
+    evaluated_by_split = dict(sorted(meta.group_by("split").len().iter_rows())) if meta.height else {}
+    metrics = {
+        "format": FORMAT, "version": VERSION, "nw2_version": __version__,
+        "run": {"name": run_dir.resolve().name, "model_sha256": _digest(run_dir / "model" / "model.safetensors"),
+                "config": model.config.to_dict(), "steps": run_meta.get("steps"),
+                "epochs_done": run_meta.get("epochs_done")},
+        "data": {"name": source.root.resolve().name, "kind": source.kind, "splits": list(splits),
+                 "rows": {s: int(counts.get(s, 0)) for s in splits}, "available": int(available),
+                 "max_windows": max_windows, "evaluated": int(fc["n"]), "evaluated_by_split": evaluated_by_split,
+                 "skipped_nonfinite": int(fc["skipped"])},
+        "protocol": {**proto.to_dict(), "seed": int(seed), "adapt": bool(adapt), "channels_per_sample": 1,
+                     "ar_order": baselines.AR_ORDER, "lsd_floor": spectra.FLOOR,
+                     "regime_metrics": list(REGIME_METRICS)},
+        "forecast": forecast,
+        "best_baseline": best,
+        "probe": probe_section,
+        "summary": summary,
+    }
+    metrics = _clean(metrics)
+    return metrics, _per_window(meta, scores, methods, proto)
+
+
+def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol) -> pl.DataFrame:
+    n, nh = meta.height, len(proto.horizons)
+    rep = np.repeat(np.arange(n), nh)
+    base = meta.select("window_id", "split", "dataset", "modality", "subject")[rep]
+    cols = {"horizon": np.tile(np.asarray(proto.horizons, dtype=np.int64), n)}
+    for m in methods:
+        for key in METRICS:
+            name = key if m == "model" else f"{key}_{m}"
+            cols[name] = scores[m][key].reshape(-1)
+    return base.with_columns(**{k: pl.Series(k, v) for k, v in cols.items()})
+
+
+def _speed(fc: dict, probe_seconds: float, probe_windows: int, elapsed: float) -> dict:
+    sec, n = fc["seconds"], fc["processed"]
+    out = {"windows": n, "seconds_total": round(elapsed, 3)}
+    for name in ("model", "adapted", "embed") + baselines.BASELINES:
+        if name in sec:
+            out[f"{name}_windows_per_s"] = windows_per_second(n, sec[name])
+    out["baselines_windows_per_s"] = windows_per_second(n, sum(sec.get(b, 0.0) for b in baselines.BASELINES))
+    out["probe_train_windows_per_s"] = windows_per_second(probe_windows, probe_seconds)
+    return {k: (round(v, 1) if isinstance(v, float) and k != "seconds_total" else v) for k, v in out.items()}
+
+
+# -- output -----------------------------------------------------------------------------------------
+def _clean(obj):
+    """Floats to DIGITS significant digits, non-finite to None, numpy scalars to Python; tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None
+    return obj
+
+
+def dumps(metrics: dict) -> str:
+    """metrics.json's text: sorted keys, indent 2, a final newline."""
+    return json.dumps(_clean(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    target = Path(os.path.abspath(target))
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+    except OSError as err:
+        raise Nw2Error(f"{target}: cannot write the report ({err.strerror or err})") from None
+    try:
+        try:
+            write(tmp)
+            if target.exists():
+                old = parent / f".{target.name}.old-{uuid.uuid4().hex}"
+                os.rename(target, old)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        except OSError as err:
+            raise Nw2Error(f"{target}: cannot write the report ({err.strerror or err})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
