@@ -308,6 +308,53 @@ def evaluate(
     typer.echo(describe(result))
 
 
+@app.command()
+def experiment(
+    spec: Path = typer.Argument(..., help="A corpus spec with an experiment: section (corpus_specs/demo.yaml has one)."),
+    out: str = typer.Option(..., "--out", "-o", help="Experiment directory: corpora/, runs/, evals/, experiment.json, report.md."),
+    store: Optional[str] = typer.Option(None, "--store", help="An existing store of the spec, with metrics (default: ingest the spec into OUT/store)."),
+    scheduler: str = typer.Option("local", "--scheduler", help="Ingest's executor when the store is built: 'local', 'sync', or a scheduler address."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes per training run."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Balanced(N) against random(2N), or any strategies side by side, with confidence intervals.
+
+    Per arm and seed: draw the corpus, pretrain with the same step budget, evaluate on the same windows;
+    finished steps are skipped on a rerun."""
+    from model.experiment import run_experiment
+
+    try:
+        result = run_experiment(spec, out, store=store, scheduler=scheduler, nproc=nproc, progress=progress,
+                                log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+    except Nw2Error as err:
+        _fail(str(err))
+    typer.echo(result.headline())
+    typer.echo(f"report: {result.out / 'report.md'} (numbers in {result.out / 'experiment.json'})")
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("runs/demo", "--out", "-o", help="Where the store, corpus, run and report go."),
+    scheduler: str = typer.Option("local", "--scheduler", help="Ingest's executor: 'local', 'sync', or a scheduler address."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
+    epochs: int = typer.Option(20, "--epochs", help="Pretraining epochs of the tiny model."),
+    nproc: int = typer.Option(1, "--nproc", help="Training processes."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """The whole pipeline on the sample recordings: ingest, metrics, balance, pretrain, evaluate.
+
+    Uses corpus_specs/demo.yaml; a rerun skips or resumes what is finished."""
+    from model.demo import run_demo
+
+    try:
+        result = run_demo(out, scheduler=scheduler, workers=workers, epochs=epochs, nproc=nproc, progress=progress,
+                          log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+    except Nw2Error as err:
+        _fail(str(err))
+    for line in result.lines:
+        typer.echo(line)
+
+
 def _report_metrics(result) -> None:
     for part in result.failed:
         typer.secho(f"{result.store}/{part['part']}: {part['error']}", fg=typer.colors.YELLOW, err=True)

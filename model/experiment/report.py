@@ -1,0 +1,123 @@
+"""The experiment's report: ``report.md`` with the outcome per score, and two deterministic PNGs.
+
+``differences.png``: per arm and score, the difference to the baseline relative to the baseline's mean, with
+its bootstrap interval, coloured by outcome. ``scores.png``: each arm's mean per score with its interval.
+Figures are drawn as the balance report draws them (explicit Agg canvas, default style, no ``Software``
+metadata), so the same experiment gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+import matplotlib.style
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .stats import Comparison
+
+DPI = 100
+COLORS = {"beats": "#009E73", "matches": "#56B4E9", "worse": "#D55E00"}  # Okabe & Ito
+ARM_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig)
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _differences_figure(comparisons: dict[str, dict[str, Comparison]], baseline: str) -> Figure:
+    scores = sorted({s for c in comparisons.values() for s in c})
+    rows = [(arm, s) for s in scores for arm in comparisons if s in comparisons[arm]]
+    fig = Figure(figsize=(7.5, 0.9 + 0.32 * max(1, len(rows))))
+    ax = fig.add_subplot()
+    for y, (arm, s) in enumerate(rows):
+        c = comparisons[arm][s]
+        scale = abs(c.b.mean) or 1.0
+        mean, lo, hi = (100 * v / scale for v in (c.diff.mean, c.diff.lo, c.diff.hi))
+        ax.plot([lo, hi], [y, y], color=COLORS[c.outcome], lw=2.5)
+        ax.plot([mean], [y], "o", color=COLORS[c.outcome], ms=5)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(range(len(rows)), [f"{s} ({arm})" if len(comparisons) > 1 else s for arm, s in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference to {baseline}, % of {baseline}'s mean (interval: bootstrap)")
+    for outcome, color in COLORS.items():
+        ax.plot([], [], color=color, lw=2.5, label=outcome)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.set_title("each arm against the baseline (which side is better: see the table)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _scores_figure(doc: dict, comparisons: dict[str, dict[str, Comparison]], baseline: str) -> Figure:
+    scores = sorted({s for c in comparisons.values() for s in c})
+    arms = list(comparisons) + [baseline]
+    n = max(1, len(scores))
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(3.0 * cols, 2.4 * rows))
+    for k, score in enumerate(scores):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for i, arm in enumerate(arms):
+            if arm == baseline:
+                iv = next(c[score].b for c in comparisons.values() if score in c)
+            elif score in comparisons[arm]:
+                iv = comparisons[arm][score].a
+            else:
+                continue
+            ax.bar(i, iv.mean, color=ARM_COLORS[i % len(ARM_COLORS)], width=0.6)
+            ax.errorbar(i, iv.mean, yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], color="0.2", capsize=3, lw=1)
+        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=7)
+        ax.set_title(score, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparison]]) -> None:
+    baseline = doc["baseline"]
+    with matplotlib.style.context(["default"]):
+        _write(out / "differences.png", _png(_differences_figure(comparisons, baseline)))
+        _write(out / "scores.png", _png(_scores_figure(doc, comparisons, baseline)))
+    arms = doc["arms"]
+    lines = ["# Experiment report", "",
+             f"Spec `{doc['spec']}`, store `{doc['store']}`; every run trained for about {doc['budget_steps']} "
+             f"optimizer steps; seeds {', '.join(map(str, doc['seeds']))}; evaluated on the `{doc['eval_split']}` "
+             f"split; {int(doc['confidence'] * 100)}% bootstrap intervals from {doc['bootstrap']} resamples "
+             "(over windows and seeds for per-window scores, over seeds for the others).", "",
+             "## Outcome", ""]
+    lines += [f"- {line}" for line in doc["headline"].splitlines()]
+    lines += ["", "| arm | strategy | train rows | steps per run |", "|---|---|---:|---|"]
+    for name, arm in arms.items():
+        lines.append(f"| {name} | {arm['strategy']} | {arm['size']} | {', '.join(map(str, arm['steps']))} |")
+    for arm, scores in comparisons.items():
+        lines += ["", f"## {arm} against {baseline}", "",
+                  f"| score | better | {arm} | {baseline} | difference | outcome |", "|---|---|---|---|---|---|"]
+        from model.evaluate import higher_is_better
+
+        for score, c in scores.items():
+            better = "higher" if higher_is_better(score) else "lower"
+            lines.append(f"| {score} | {better} | {_fmt(c.a.mean)} [{_fmt(c.a.lo)}, {_fmt(c.a.hi)}] | "
+                         f"{_fmt(c.b.mean)} [{_fmt(c.b.lo)}, {_fmt(c.b.hi)}] | "
+                         f"{_fmt(c.diff.mean)} [{_fmt(c.diff.lo)}, {_fmt(c.diff.hi)}] | **{c.outcome}** |")
+    lines += ["", "`beats`: the whole interval of the difference lies on the better side of 0; `worse`: on the "
+              "other side; `matches`: it holds 0.", "", "![differences](differences.png)", "",
+              "![scores](scores.png)", ""]
+    _write(out / "report.md", "\n".join(lines))

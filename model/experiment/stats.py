@@ -1,0 +1,76 @@
+"""Bootstrap confidence intervals for comparing arms of an experiment.
+
+Every arm is run with several seeds and evaluated on the same windows, so a score is a matrix
+``(seeds, windows)`` per arm (or a vector ``(seeds,)`` for scores with no per-window value, such as a probe's
+AUROC). One bootstrap replicate draws the windows with replacement once (shared by the arms: the comparison
+is paired over windows) and, independently for each arm, its seeds with replacement; the statistic is the
+mean over the drawn seeds and windows. Intervals are percentile intervals of the replicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Interval", "Comparison", "compare", "outcome"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate (the mean over every seed and window) and its bootstrap interval."""
+
+    mean: float
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Arm ``a`` against arm ``b`` on one score: each arm's interval and that of the difference a - b."""
+
+    a: Interval
+    b: Interval
+    diff: Interval
+    outcome: str
+    """``beats``, ``matches`` (the interval of the difference holds 0) or ``worse``."""
+
+
+def _as_matrix(x) -> np.ndarray:
+    m = np.asarray(x, dtype=np.float64)
+    return m[:, None] if m.ndim == 1 else m
+
+
+def compare(a, b, higher_is_better: bool, n_boot: int = 2000, confidence: float = 0.95,
+            seed: int = 0) -> Comparison:
+    """Compare arm ``a`` with arm ``b`` on one score (``(seeds, windows)`` matrices with the same windows in
+    the same order, or ``(seeds,)`` vectors). Non-finite entries are not allowed: drop the windows first."""
+    A, B = _as_matrix(a), _as_matrix(b)
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"the arms were scored on different windows ({A.shape[1]} and {B.shape[1]})")
+    if not (np.isfinite(A).all() and np.isfinite(B).all()):
+        raise ValueError("scores must be finite")
+    rng = np.random.default_rng(seed)
+    W = A.shape[1]
+    # a replicate's window draw as counts per window, so the per-seed means are one matrix product
+    counts = np.stack([np.bincount(rng.integers(0, W, W), minlength=W) for _ in range(n_boot)]) / W  # (R, W)
+    per_seed_a, per_seed_b = counts @ A.T, counts @ B.T  # (R, S_a), (R, S_b)
+    sa = rng.integers(0, A.shape[0], (n_boot, A.shape[0]))
+    sb = rng.integers(0, B.shape[0], (n_boot, B.shape[0]))
+    rows = np.arange(n_boot)[:, None]
+    ra, rb = per_seed_a[rows, sa].mean(1), per_seed_b[rows, sb].mean(1)
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+
+    def interval(point: float, reps: np.ndarray) -> Interval:
+        lo, hi = np.quantile(reps, q)
+        return Interval(float(point), float(lo), float(hi))
+
+    diff = interval(A.mean() - B.mean(), ra - rb)
+    return Comparison(interval(A.mean(), ra), interval(B.mean(), rb), diff, outcome(diff, higher_is_better))
+
+
+def outcome(diff: Interval, higher_is_better: bool) -> str:
+    """``beats`` when the whole interval of a - b lies on the better side of 0, ``worse`` when it lies on
+    the other, else ``matches``."""
+    better_lo, better_hi = (diff.lo > 0, diff.hi < 0) if higher_is_better else (diff.hi < 0, diff.lo > 0)
+    return "beats" if better_lo else "worse" if better_hi else "matches"

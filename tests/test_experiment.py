@@ -1,0 +1,120 @@
+"""``nw2 experiment`` end to end on the demo store: three arms side by side, three seeds each, the same step
+budget, the same evaluated windows; the report states an outcome per score with intervals; a rerun skips
+everything and writes the same bytes; bad input fails with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.errors import SpecError
+from pipeline.spec import BalanceSpec, ExperimentSpec, experiment_arms, experiment_baseline, spec_from_dict
+from tests.test_balance_corpus import DEMO, demo_store
+from tests.test_train import nw2, ok
+
+MODEL = {"window_size": 256, "patch_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2,
+         "decoder_embed_dim": 16, "decoder_num_heads": 2, "nvar": 4, "rollout_steps": 2}
+
+
+def write_spec(tmp: Path, experiment: dict) -> Path:
+    data = yaml.safe_load(DEMO.read_text())
+    data["experiment"] = experiment
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("experiment")
+    spec = write_spec(tmp, {"arms": [{"name": "grid", "strategy": "grid", "size": 100},
+                                     {"name": "temp", "strategy": "temperature", "size": 100, "balance": {"tau": 0.3}},
+                                     {"name": "random", "strategy": "random", "size": 200}],
+                            "seeds": [0, 1, 2], "steps": 6, "model": MODEL, "train": {"batch_size": 16, "blr": 0.01},
+                            "eval_split": "val,test", "horizons": [32, 64], "max_windows": 40, "bootstrap": 300})
+    store = demo_store(tmp_path_factory)
+    out = tmp / "out"
+    result = ok("experiment", spec, "--store", store, "--out", out, "--no-progress")
+    return spec, store, out, result
+
+
+def test_every_arm_is_trained_with_the_same_budget_and_compared(done):
+    _, _, out, result = done
+    doc = json.loads((out / "experiment.json").read_text())
+    assert doc["baseline"] == "random" and set(doc["comparisons"]) == {"grid", "temp"}
+    for name, arm in doc["arms"].items():
+        assert len(arm["steps"]) == 3 and all(abs(s - 6) <= 3 for s in arm["steps"]), (name, arm["steps"])
+        for seed in (0, 1, 2):
+            assert (out / "runs" / f"{name}-seed{seed}" / "model" / "model.safetensors").is_file()
+            corpus = json.loads((out / "corpora" / f"{name}-seed{seed}" / "corpus.json").read_text())
+            assert corpus["strategy"] == arm["strategy"] if "strategy" in corpus else True
+    for arm, scores in doc["comparisons"].items():
+        assert {"mse", "lsd", "spectral_corr", "latent_distance", "probe_modality_auroc"} <= set(scores)
+        for c in scores.values():
+            assert c["outcome"] in ("beats", "matches", "worse")
+            assert c["diff"]["lo"] <= c["diff"]["mean"] <= c["diff"]["hi"]
+    report = (out / "report.md").read_text()
+    assert "## grid against random" in report and "## temp against random" in report
+    assert "matches or beats on" in result.output and (out / "differences.png").stat().st_size > 1000
+
+
+def test_the_arms_are_evaluated_on_the_same_windows(done):
+    import polars as pl
+
+    _, _, out, _ = done
+    ids = {p.parent.name: sorted(pl.read_parquet(p)["window_id"].unique().to_list())
+           for p in (out / "evals").glob("*/per_window.parquet")}
+    assert len(ids) == 9 and len({tuple(v) for v in ids.values()}) == 1 and len(next(iter(ids.values()))) == 40
+
+
+def test_rerun_skips_finished_work_and_writes_the_same_bytes(done):
+    spec, store, out, _ = done
+    before = {p: p.read_bytes() for p in (out / "experiment.json", out / "report.md", out / "differences.png",
+                                          out / "scores.png")}
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model/model.safetensors")}
+    result = ok("experiment", spec, "--store", store, "--out", out, "--no-progress")
+    assert "pretraining" not in result.output and "drawing" not in result.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_default_arms_are_balanced_n_against_random_2n():
+    arms = experiment_arms(ExperimentSpec(size=150), BalanceSpec(strategy="inverse"))
+    assert [(a.name, a.strategy, a.size) for a in arms] == [("balanced", "inverse", 150), ("random_2x", "random", 300)]
+    assert experiment_baseline(ExperimentSpec(size=150), arms) == "random_2x"
+    with pytest.raises(SpecError, match="give size"):
+        experiment_arms(ExperimentSpec(), BalanceSpec(strategy="grid"))
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"size": 10, "seeds": [1, 1]}, "distinct seeds"),
+    ({"arms": [{"name": "a b", "strategy": "grid", "size": 5}, {"name": "r", "strategy": "random", "size": 5}]},
+     "must be letters"),
+    ({"arms": [{"name": "a", "strategy": "nope", "size": 5}, {"name": "r", "strategy": "random", "size": 5}]},
+     "is not one of"),
+    ({"size": 10, "train": {"epochs": 3}}, "budget is set by steps"),
+    ({"size": 10, "baseline": "zzz", "arms": [{"name": "a", "strategy": "grid", "size": 5},
+                                              {"name": "r", "strategy": "random", "size": 5}]}, "not the name of an arm"),
+])
+def test_bad_sections_are_refused(section, message):
+    data = yaml.safe_load(DEMO.read_text())
+    data["experiment"] = section
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict(data, where="spec")
+
+
+def test_bad_input_is_one_line(tmp_path, done):
+    spec, store, _, _ = done
+    plain = tmp_path / "plain.yaml"
+    data = yaml.safe_load(DEMO.read_text())
+    data.pop("experiment", None)
+    plain.write_text(yaml.safe_dump(data))
+    for args, needle in [((plain, "--store", store), "give size"),
+                         ((spec, "--store", tmp_path / "nowhere"), "not a window store"),
+                         ((tmp_path / "missing.yaml", "--store", store), "cannot read")]:
+        result = nw2("experiment", *args, "--out", tmp_path / "x", "--no-progress")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.strip().splitlines()[-1].startswith("error:") and needle in result.output

@@ -1,0 +1,58 @@
+"""The experiment's bootstrap comparison: intervals that cover, pairing over windows, outcomes by direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.experiment.stats import Interval, compare, outcome
+
+
+def test_a_clear_difference_is_called_with_the_right_direction():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.5, (3, 300)), rng.normal(1.5, 0.5, (3, 300))
+    lower = compare(a, b, higher_is_better=False, n_boot=500)
+    assert lower.outcome == "beats" and lower.diff.hi < 0 < lower.b.mean - lower.a.mean
+    assert compare(a, b, higher_is_better=True, n_boot=500).outcome == "worse"
+    for iv in (lower.a, lower.b, lower.diff):
+        assert iv.lo <= iv.mean <= iv.hi
+
+
+def test_equal_arms_match():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, 400)
+    a = base + rng.normal(0, 0.05, (3, 400))
+    b = base + rng.normal(0, 0.05, (3, 400))
+    c = compare(a, b, higher_is_better=False, n_boot=1000)
+    assert c.outcome == "matches" and c.diff.lo < 0 < c.diff.hi
+
+
+def test_pairing_over_windows_narrows_the_interval():
+    """The same hard and easy windows for both arms: the window-to-window spread cancels in the difference."""
+    rng = np.random.default_rng(2)
+    difficulty = rng.gamma(1.0, 2.0, 500)
+    a = difficulty + 0.1 + rng.normal(0, 0.01, (3, 500))
+    b = difficulty + rng.normal(0, 0.01, (3, 500))
+    c = compare(a, b, higher_is_better=False, n_boot=1000)
+    assert c.outcome == "worse"
+    assert (c.diff.hi - c.diff.lo) < 0.2 * (c.a.hi - c.a.lo)
+
+
+def test_seed_only_scores_and_determinism():
+    c1 = compare([0.80, 0.82, 0.79], [0.70, 0.72, 0.71], higher_is_better=True, n_boot=500, seed=3)
+    c2 = compare([0.80, 0.82, 0.79], [0.70, 0.72, 0.71], higher_is_better=True, n_boot=500, seed=3)
+    assert c1 == c2 and c1.outcome == "beats"
+    assert c1.a.mean == pytest.approx(0.80333333) and 0.79 <= c1.a.lo <= c1.a.hi <= 0.82
+
+
+def test_bad_scores_are_refused():
+    with pytest.raises(ValueError, match="different windows"):
+        compare(np.zeros((3, 4)), np.zeros((3, 5)), True)
+    with pytest.raises(ValueError, match="finite"):
+        compare([1.0, np.nan, 2.0], [1.0, 1.0, 1.0], True)
+
+
+@pytest.mark.parametrize("lo,hi,higher,expected", [(0.1, 0.3, True, "beats"), (0.1, 0.3, False, "worse"),
+                                                   (-0.3, -0.1, False, "beats"), (-0.1, 0.1, True, "matches")])
+def test_outcome_rule(lo, hi, higher, expected):
+    assert outcome(Interval(0.0, lo, hi), higher) == expected
