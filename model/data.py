@@ -127,6 +127,9 @@ class _Corpus:
     """The corpus's parts and units, checked from the Parquet footers only (no data is read)."""
 
     def __init__(self, cfg: LoaderConfig) -> None:
+        if "://" in str(cfg.corpus):
+            raise _fail(cfg.corpus, "the trainer reads a local directory (or a mounted shared one), not a URL; "
+                                    "copy or mount the corpus first")
         root = Path(cfg.corpus)
         if not root.is_dir():
             raise _fail(root, "no such corpus directory")

@@ -16,7 +16,7 @@ from pipeline.executor import executor
 from pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from pipeline.readers.base import ReadOptions
 from pipeline.spec import IngestSpec, SourceSpec
-from pipeline.store import SCHEMA_VERSION, Store
+from pipeline.store import SCHEMA_VERSION, Store, check_reachable
 from pipeline.windows import DROP_REASONS
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
     ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
     executor (parts that already hold the spec's metrics are skipped)."""
+    check_reachable(out, scheduler)
     store = Store(out)
     _check_store(store, spec, overwrite)
     plan = None

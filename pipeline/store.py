@@ -22,6 +22,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import Nw2Error
+
 SCHEMA_VERSION = 1
 
 SCHEMA = pa.schema([
@@ -50,6 +52,14 @@ SCHEMA = pa.schema([
 
 #: Rows per Parquet row group: about 4 MB of float32 samples at 1024 samples per window.
 ROW_GROUP_SIZE = 1024
+
+
+def check_reachable(url: str, scheduler: str) -> None:
+    """Refuse a ``memory://`` store with worker processes: it lives in this process's memory, so what the
+    workers wrote would vanish with them (the run would report windows that no part holds)."""
+    if str(url).startswith("memory://") and (scheduler or "local") != "sync":
+        raise Nw2Error(f"{url}: a memory:// store lives in this process only and worker processes cannot "
+                       f"write to it; use --scheduler sync, or a path or shared URL")
 
 
 class Store:

@@ -100,3 +100,22 @@ def test_unknown_spec_field_names_field_and_file(tmp_path):
     assert result.exit_code == 1
     assert f"{spec}.windows: unknown field 'lenght'" in result.output
     assert not (tmp_path / "o").exists()  # nothing written on a spec error
+
+
+def test_memory_store_needs_the_sync_scheduler(tmp_path):
+    """A memory:// store lives in this process: worker processes would write parts nobody can read."""
+    result = runner.invoke(app, ["ingest", str(tmp_path), "--format", "numpy", "--fs", "100", "--out", "memory://nw2-x",
+                                 "--no-progress"])
+    assert result.exit_code == 1 and "use --scheduler sync" in result.output
+    result = runner.invoke(app, ["metrics", "memory://nw2-x", "--no-progress"])
+    assert result.exit_code == 1 and "use --scheduler sync" in result.output
+
+
+def test_trainer_and_evaluation_name_a_url_as_such(tmp_path):
+    from model.evaluate.data import open_source
+    from pipeline.errors import Nw2Error
+
+    result = runner.invoke(app, ["pretrain", "file:///tmp/corpus", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "file:///tmp/corpus: the trainer reads a local directory" in result.output
+    with pytest.raises(Nw2Error, match="s3://bucket/store: nw2 evaluate reads a local directory, not a URL"):
+        open_source("s3://bucket/store")

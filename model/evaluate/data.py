@@ -47,6 +47,8 @@ class Source:
 def open_source(data) -> Source:
     """Check that ``data`` is a window store (``store.json``) or a corpus (``corpus.json``) with Parquet parts
     holding the evaluated columns; raise :class:`Nw2Error` with a one-line reason otherwise."""
+    if "://" in str(data):
+        raise Nw2Error(f"{data}: nw2 evaluate reads a local directory, not a URL; copy or mount the data first")
     root = Path(data)
     if not root.is_dir():
         raise Nw2Error(f"{root}: no such directory (expected a window store or a corpus)")

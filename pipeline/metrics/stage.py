@@ -201,6 +201,9 @@ def _write_summary(store: Store, plan: MetricsPlan, results: list[dict]) -> None
 def compute_metrics(store_url: str, names=None, params=None, engine: str = "numba", scheduler: str = "local",
                     workers: int | None = None, progress: bool = True) -> MetricsResult:
     """``nw2 metrics``: add or refresh metric columns in every part of a store."""
+    from pipeline.store import check_reachable
+
+    check_reachable(store_url, scheduler)
     plan = MetricsPlan.build(names, params, engine)
     with executor(scheduler, workers, progress) as ex:
         return run_metrics(store_url, plan, ex)
