@@ -451,7 +451,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
         resumed_from = state["step"]
         if loader.epoch != state["epoch"]:
             raise Nw2Error(f"{ckpt_path}: the loader state is at epoch {loader.epoch}, the trainer at {state['epoch']}")
-        say(f"resuming {run} from {ckpt_path.name} ({state['epoch']} epochs done, step {state['step']})")
+        say(f"resuming {run} from {ckpt_path.name} ({state['epoch']} of {cfg.epochs} epochs done, step {state['step']})")
     elif prepared.resume:
         say(f"{run}: no checkpoint yet, starting from the beginning")
 
