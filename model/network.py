@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 
 from .adapt import adapted_step
 from .config import ModelConfig
+from .files import atomic_text, atomic_write
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
 EPS = 1e-5
@@ -303,8 +303,8 @@ class Model(nn.Module):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        _atomic(d / WEIGHTS, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-        _atomic(d / CONFIG, lambda path: Path(path).write_text(self.config.to_json()))
+        atomic_write(d / WEIGHTS, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
+        atomic_text(d / CONFIG, self.config.to_json())
         return d
 
     @classmethod
@@ -319,14 +319,3 @@ class Model(nn.Module):
         model = cls(ModelConfig.from_json((d / CONFIG).read_text()))
         model.load_state_dict(load_file(str(d / WEIGHTS), device=map_location))
         return model.eval()
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,6 +35,7 @@ from pipeline.errors import Nw2Error
 
 from .config import PRESETS, ModelConfig
 from .data import CorpusLoader, LoaderConfig
+from .files import atomic_text, atomic_torch_save
 from .distributed import (Compute, all_gather, all_min, all_sum, barrier, compute_cleanup, compute_init,
                           launch, under_launcher)
 from .network import Model
@@ -290,24 +290,6 @@ def latest_checkpoint(run: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _param_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -344,7 +326,7 @@ class _Logger:
             # a resumed run drops the lines its killed predecessor wrote after the checkpoint
             keep = [ln for ln in self.path.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= truncate_after]
-            _atomic_text(self.path, "".join(ln + "\n" for ln in keep))
+            atomic_text(self.path, "".join(ln + "\n" for ln in keep))
         elif truncate_after is None:
             self.path.unlink(missing_ok=True)
         from torch.utils.tensorboard import SummaryWriter
@@ -464,7 +446,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
                 "corpus": _corpus_fingerprint(cfg.corpus), "remark": cfg.remark, "status": "running",
                 "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
                 "precision": "bf16" if bf16 else "fp32", "torch": torch.__version__}
-        _atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     barrier()
     logger = _Logger(run, cfg, compute.master, resumed_from if prepared.resume else None)
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if compute.ddp else model
@@ -487,7 +469,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
                     "loader": loaders, "rng": rngs, "state": dict(state), "world_size": world,
                     "model_config": model_cfg.to_dict(), "tag": tag}
             path = _checkpoint_dir(run) / f"ckpt-{state['step']:09d}.pt"
-            _atomic_save(ckpt, path)
+            atomic_torch_save(ckpt, path)
             model.save_pretrained(run / "model")
             if cfg.keep_checkpoints:
                 for old in sorted(_checkpoint_dir(run).glob("ckpt-*.pt"))[:-cfg.keep_checkpoints]:
@@ -603,7 +585,7 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm)
                     windows=state["windows"], step_seconds=round(state["step_seconds"], 3),
                     skipped_steps=state["skipped_steps"], skipped_batches=state["skipped_batches"],
                     skipped_rows=skipped_rows, val_loss=state["val_loss"], train_loss=state["last_loss"])
-        _atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         logger.write({"event": "end", "step": state["step"], "param_digests": digests,
                       "seconds": round(seconds, 3)})
     logger.close()
@@ -628,7 +610,7 @@ def pretrain(prepared: Prepared, nproc: int = 1, progress: bool = True,
     run = Path(prepared.train.out)
     run.mkdir(parents=True, exist_ok=True)
     settings = run / ".launch.json"
-    _atomic_text(settings, json.dumps({"prepared": prepared.to_dict(), "progress": progress}))
+    atomic_text(settings, json.dumps({"prepared": prepared.to_dict(), "progress": progress}))
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:

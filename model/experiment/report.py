@@ -9,8 +9,6 @@ metadata), so the same experiment gives the same bytes.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +16,7 @@ import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..files import atomic_bytes, atomic_text
 from .stats import Comparison
 
 DPI = 100
@@ -30,13 +29,6 @@ def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
-
-
-def _write(path: Path, data: bytes | str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _fmt(x: float) -> str:
@@ -94,8 +86,8 @@ def _scores_figure(doc: dict, comparisons: dict[str, dict[str, Comparison]], bas
 def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparison]]) -> None:
     baseline = doc["baseline"]
     with matplotlib.style.context(["default"]):
-        _write(out / "differences.png", _png(_differences_figure(comparisons, baseline)))
-        _write(out / "scores.png", _png(_scores_figure(doc, comparisons, baseline)))
+        atomic_bytes(out / "differences.png", _png(_differences_figure(comparisons, baseline)))
+        atomic_bytes(out / "scores.png", _png(_scores_figure(doc, comparisons, baseline)))
     arms = doc["arms"]
     lines = ["# Experiment report", "",
              f"Spec `{doc['spec']}`, store `{doc['store']}`; every run trained for about {doc['budget_steps']} "
@@ -120,4 +112,4 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparis
     lines += ["", "`beats`: the whole interval of the difference lies on the better side of 0; `worse`: on the "
               "other side; `matches`: it holds 0.", "", "![differences](differences.png)", "",
               "![scores](scores.png)", ""]
-    _write(out / "report.md", "\n".join(lines))
+    atomic_text(out / "report.md", "\n".join(lines))

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,6 +33,7 @@ from pipeline.errors import Nw2Error
 from pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
                            experiment_baseline, load_spec)
 
+from ..files import atomic_text
 from .stats import Comparison, compare
 
 __all__ = ["ExperimentResult", "run_experiment"]
@@ -97,7 +97,7 @@ def _key_matches(d: Path, key: dict) -> bool:
 
 def _mark(d: Path, key: dict) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    _write_atomic(d / KEY, json.dumps(key, sort_keys=True))
+    atomic_text(d / KEY, json.dumps(key, sort_keys=True))
 
 
 def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, log) -> Path:
@@ -244,7 +244,7 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
            "comparisons": {arm: {score: dataclasses.asdict(c) for score, c in scores.items()}
                            for arm, scores in comparisons.items()},
            "headline": result.headline()}
-    _write_atomic(out / "experiment.json", json.dumps(_rounded(doc), indent=2, sort_keys=True) + "\n")
+    atomic_text(out / "experiment.json", json.dumps(_rounded(doc), indent=2, sort_keys=True) + "\n")
     write_report(out, doc, comparisons)
     return result
 
@@ -262,10 +262,3 @@ def _rounded(obj):
     if isinstance(obj, (list, tuple)):
         return [_rounded(v) for v in obj]
     return obj
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
