@@ -263,7 +263,10 @@ def prepare(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False) -> P
     if out.exists() and not out.is_dir():
         raise Nw2Error(f"{out}: --out exists and is not a directory")
     has_run = (out / RUN_JSON).is_file() or latest_checkpoint(out) is not None
-    if has_run and not resume:
+    # Under torchrun every rank runs this; only rank 0 judges the run directory, because rank 0 may
+    # already have written run.json by the time a slow rank gets here (no rank writes before all have
+    # joined the process group, so rank 0's check always sees the directory as the user left it).
+    if has_run and not resume and int(os.environ.get("RANK", "0")) == 0:
         raise Nw2Error(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     return Prepared(model_cfg, cfg, resume, weighted, has_val)
 
