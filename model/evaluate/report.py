@@ -9,28 +9,23 @@
 - ``model_vs_baselines.png`` every score, averaged over horizons, one bar per forecaster;
 - ``report.md``              the settings, the tables and the plots with a sentence each on how to read them.
 
-Deterministic as the balance report is: figures are drawn on ``matplotlib.figure.Figure`` with an explicit Agg
-canvas, under matplotlib's default style whatever the user's matplotlibrc says, at a fixed size and dpi, with no
-``Software`` entry in the PNG metadata; the Markdown holds no timestamps and no timings (those are in
-``speed.json``).
+Deterministic: figures are drawn and saved through ``pipeline.plots`` (explicit Agg canvas, fixed style, size
+and dpi, no ``Software`` metadata); the Markdown holds no timestamps and no timings (those are in ``speed.json``).
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-import matplotlib.style
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pipeline.plots import DPI, png_bytes, report_style
 
 __all__ = ["write_report", "describe", "best_baseline"]
 
-DPI = 100
 #: Okabe & Ito's colour-blind-safe palette, one colour per forecaster.
 COLORS = {"truth": "#000000", "model": "#0072B2", "adapted": "#D55E00", "last_value": "#999999",
           "seasonal_naive": "#009E73", "mean": "#CC79A7", "ar": "#E69F00"}
@@ -40,11 +35,6 @@ METRIC_LABELS = {"mse": "MSE (normalised)", "mae": "MAE (normalised)", "mae_phys
                  "lsd": "log-spectral distance (dB)", "spectral_corr": "spectral correlation",
                  "latent_distance": "latent distance (1 - cos)"}
 HIGHER = {"spectral_corr"}
-_STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-    "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.titlesize": 12,
-    "axes.spines.top": False, "axes.spines.right": False,
-}
 BASELINE_NAMES = ("last_value", "seasonal_naive", "mean", "ar")
 
 
@@ -64,24 +54,18 @@ def write_report(out_dir, metrics: dict, examples: list[dict], protocol) -> list
     files: dict[str, bytes] = {}
     fc = metrics["forecast"]
     regimes = {k: v for k, v in fc["by_regime"].items() if "bins" in v}
-    with matplotlib.style.context(["default", _STYLE]):
+    with report_style():
         if examples:
-            files["forecast_examples.png"] = _png(_examples_figure(examples, metrics, protocol))
-        files["error_vs_horizon.png"] = _png(_horizon_figure(metrics))
+            files["forecast_examples.png"] = png_bytes(_examples_figure(examples, metrics, protocol))
+        files["error_vs_horizon.png"] = png_bytes(_horizon_figure(metrics))
         if regimes:
-            files["error_by_regime.png"] = _png(_regime_figure(metrics, regimes))
-        files["model_vs_baselines.png"] = _png(_bars_figure(metrics))
+            files["error_by_regime.png"] = png_bytes(_regime_figure(metrics, regimes))
+        files["model_vs_baselines.png"] = png_bytes(_bars_figure(metrics))
     files["report.md"] = _markdown(metrics, files, examples).encode()
     for name, data in files.items():
         (out / name).write_bytes(data)
     return sorted(files)
 
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
 
 
 # -- figures --------------------------------------------------------------------------------------

@@ -2,33 +2,24 @@
 
 ``differences.png``: per arm and score, the difference to the baseline relative to the baseline's mean, with
 its bootstrap interval, coloured by outcome. ``scores.png``: each arm's mean per score with its interval.
-Figures are drawn as the balance report draws them (explicit Agg canvas, default style, no ``Software``
-metadata), so the same experiment gives the same bytes.
+Figures are drawn through ``pipeline.plots`` as every report's are, so the same experiment gives the same
+bytes.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
-import matplotlib.style
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pipeline.plots import png_bytes, report_style
 
 from ..files import atomic_bytes, atomic_text
 from .stats import Comparison
 
-DPI = 100
 COLORS = {"beats": "#009E73", "matches": "#56B4E9", "worse": "#D55E00"}  # Okabe & Ito
 ARM_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
 
 
 def _fmt(x: float) -> str:
@@ -85,9 +76,9 @@ def _scores_figure(doc: dict, comparisons: dict[str, dict[str, Comparison]], bas
 
 def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparison]]) -> None:
     baseline = doc["baseline"]
-    with matplotlib.style.context(["default"]):
-        atomic_bytes(out / "differences.png", _png(_differences_figure(comparisons, baseline)))
-        atomic_bytes(out / "scores.png", _png(_scores_figure(doc, comparisons, baseline)))
+    with report_style():
+        atomic_bytes(out / "differences.png", png_bytes(_differences_figure(comparisons, baseline)))
+        atomic_bytes(out / "scores.png", png_bytes(_scores_figure(doc, comparisons, baseline)))
     arms = doc["arms"]
     lines = ["# Experiment report", "",
              f"Spec `{doc['spec']}`, store `{doc['store']}`; every run trained for about {doc['budget_steps']} "

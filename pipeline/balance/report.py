@@ -22,40 +22,31 @@ an undefined metric under ``nan_policy: exclude``), after: the corpus rows of th
 ``sample_weight`` (all 1 in a subsampled corpus, so weighted and plain counts agree; with ``--weights-only`` the
 sampling weights, i.e. what a trainer drawing by them sees). Carried-through splits appear in the rows-per-split table.
 
-The PNGs are byte-identical across runs: figures are drawn on ``matplotlib.figure.Figure`` with an explicit Agg
-canvas (no pyplot, no global backend switch), under matplotlib's default style whatever the user's matplotlibrc
-says, at a fixed size and dpi, with no ``Software`` entry in the PNG metadata.
+The PNGs are byte-identical across runs: figures are drawn and saved through ``pipeline.plots`` (explicit Agg
+canvas, fixed style, size and dpi, no ``Software`` metadata).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import posixpath
 from collections.abc import Sequence
 
 import fsspec
-import matplotlib
-import matplotlib.style
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pipeline.plots import DPI, png_bytes, report_style
 
 #: Okabe & Ito's colour-blind-safe palette: before, after, and the rest.
 BEFORE_COLOR = "#0072B2"   # blue
 AFTER_COLOR = "#E69F00"    # orange
 HEATMAP_CMAP = "cividis"   # perceptually uniform and readable with any colour-vision deficiency
-DPI = 100
 HIST_BINS = 40
 #: Percentiles of the candidates' defined values that bound the histogram range (outliers go to the end bins).
 CLIP_PERCENTILES = (0.5, 99.5)
 
-_STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-    "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.titlesize": 12,
-    "axes.spines.top": False, "axes.spines.right": False,
-}
 
 #: The statistics of ``info["balance_stats"]``, in table order, with which direction is better.
 STATS = [
@@ -87,11 +78,11 @@ def write_report(out_dir: str, before: pl.DataFrame, after: pl.DataFrame, info: 
     occupancy = _occupancy(b, a, info, metrics)
     # Drawn and saved under matplotlib's default style plus ours, whatever the user's matplotlibrc says;
     # the context restores the caller's rcParams afterwards.
-    with matplotlib.style.context(["default", _STYLE]):
+    with report_style():
         files = {
-            "metrics.png": _png(_metrics_figure(b, a, metrics, info)),
-            "occupancy.png": _png(_occupancy_figure(occupancy, info)),
-            "mix.png": _png(_mix_figure(b, a)),
+            "metrics.png": png_bytes(_metrics_figure(b, a, metrics, info)),
+            "occupancy.png": png_bytes(_occupancy_figure(occupancy, info)),
+            "mix.png": png_bytes(_mix_figure(b, a)),
         }
     files["report.md"] = _markdown(before, after, b, a, splits, info, metrics, occupancy).encode()
 
@@ -230,12 +221,6 @@ def _count2d(cells: np.ndarray, w: np.ndarray, bins: int, k: int) -> dict:
 
 
 # -- figures ----------------------------------------------------------------------------------------
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
-
 
 def _fmt_n(x: float) -> str:
     return f"{int(round(x)):,}" if abs(x - round(x)) < 1e-9 else f"{x:,.1f}"
