@@ -10,6 +10,7 @@ an earlier run already finished: samples -> ingest (with the chaos metrics) -> b
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -65,8 +66,6 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
 
     say(f"[4/4] evaluate on the {DEMO_SPLIT} windows of {store}")
     result = evaluate(run, store, split=DEMO_SPLIT, out=None, progress=progress, log=say)
-
-    import json
 
     meta = json.loads((run / "run.json").read_text())
     s = result.summary

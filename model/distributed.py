@@ -98,8 +98,8 @@ def all_min(value: int) -> int:
 
 
 def all_sum(values: list[float]) -> list[float]:
-    """Element-wise sum over ranks of a short list of numbers (float64 on CPU; gloo reduces it, and NCCL
-    runs that hold a gloo-capable default group also work because the tensor is moved as needed)."""
+    """Element-wise sum over ranks of a short list of numbers (float64; on the current GPU under NCCL,
+    which reduces only CUDA tensors, on the CPU under gloo)."""
     if not _ready():
         return [float(v) for v in values]
     backend = dist.get_backend()

@@ -37,7 +37,7 @@ from .config import PRESETS, ModelConfig
 from .data import CorpusLoader, LoaderConfig
 from .files import atomic_text, atomic_torch_save
 from .distributed import (Compute, all_gather, all_min, all_sum, barrier, compute_cleanup, compute_init,
-                          launch, under_launcher)
+                          launch, print0, under_launcher)
 from .network import Model
 
 __all__ = ["TrainConfig", "TrainResult", "resolve", "prepare", "pretrain", "train", "lr_at",
@@ -302,17 +302,17 @@ def _param_digest(model: torch.nn.Module) -> str:
 
 
 def _corpus_fingerprint(corpus: str) -> dict:
+    """Where the data came from: a corpus's ``content_sha256`` (docs/corpus_format.md); a store has none, so
+    the hash of its ``store.json`` (its settings) stands in."""
     root = Path(corpus)
-    for name in ("corpus.json", "store.json"):
-        p = root / name
-        if p.is_file():
-            try:
-                meta = json.loads(p.read_text())
-            except ValueError:
-                meta = {}
-            return {"path": str(root.resolve()), "kind": name.split(".")[0],
-                    "content_hash": meta.get("content_hash") or hashlib.sha256(p.read_bytes()).hexdigest()[:16]}
-    return {"path": str(root.resolve())}
+    if (root / "corpus.json").is_file():
+        try:
+            content = json.loads((root / "corpus.json").read_text()).get("content_sha256")
+        except ValueError:
+            content = None
+        return {"path": str(root.resolve()), "kind": "corpus", "content_sha256": content}
+    return {"path": str(root.resolve()), "kind": "store",
+            "store_json_sha256": hashlib.sha256((root / "store.json").read_bytes()).hexdigest()}
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
@@ -383,18 +383,18 @@ def _val_loss(model: Model, loader: CorpusLoader | None, device: torch.device, a
 
 def train(prepared: Prepared, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
     """Train in this process: alone, or as one rank of a launched run (``torchrun``, ``--nproc``)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm.auto import tqdm
-
     compute = compute_init(prepared.train.device)
-    say = (log or (lambda m: print(m, file=sys.stderr, flush=True))) if compute.master else (lambda m: None)
+    say = (log or (lambda m: print0(m, file=sys.stderr))) if compute.master else (lambda m: None)
     try:
-        return _train(prepared, compute, progress, say, DDP, tqdm)
+        return _train(prepared, compute, progress, say)
     finally:
         compute_cleanup()
 
 
-def _train(prepared: Prepared, compute: Compute, progress: bool, say, DDP, tqdm) -> TrainResult:
+def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainResult:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from tqdm.auto import tqdm
+
     model_cfg, cfg = prepared.model, prepared.train
     run = Path(cfg.out)
     device, world, rank = compute.device, compute.world_size, compute.rank

@@ -50,7 +50,9 @@ def test_every_arm_is_trained_with_the_same_budget_and_compared(done):
         for seed in (0, 1, 2):
             assert (out / "runs" / f"{name}-seed{seed}" / "model" / "model.safetensors").is_file()
             corpus = json.loads((out / "corpora" / f"{name}-seed{seed}" / "corpus.json").read_text())
-            assert corpus["strategy"] == arm["strategy"] if "strategy" in corpus else True
+            assert (corpus["strategy"], corpus["size"], corpus["seed"]) == (arm["strategy"], arm["size"], seed)
+            run = json.loads((out / "runs" / f"{name}-seed{seed}" / "run.json").read_text())
+            assert run["corpus"]["content_sha256"] == corpus["content_sha256"]
     for arm, scores in doc["comparisons"].items():
         assert {"mse", "lsd", "spectral_corr", "latent_distance", "probe_modality_auroc"} <= set(scores)
         for c in scores.values():

@@ -127,7 +127,7 @@ def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bo
     # the budget is a number of optimizer steps: a corpus half the size gets twice the epochs
     per_epoch = max(1, math.ceil(samples / nproc / (cfg.batch_size * cfg.accum_iter)))
     epochs = max(1, round(exp.steps / per_epoch))
-    key = {"corpus": json.loads((corpus / "corpus.json").read_text()).get("content_hash"), "config": exp.config,
+    key = {"corpus": json.loads((corpus / "corpus.json").read_text())["content_sha256"], "config": exp.config,
            "overrides": {**overrides, "epochs": epochs}, "nproc": nproc}
     meta_path = run / "run.json"
     if _key_matches(run, key):
