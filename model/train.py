@@ -496,33 +496,32 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainRe
             lr = lr_at(epoch + frac, peak_lr, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            sums = [0.0, 0.0, 0.0, 0.0]  # loss, forecast, rollout, jepa (sample-weighted)
-            bad_batches, samples, windows, bad_loss = 0, 0, 0, 0
+            # the step's totals stay on the device and are read back once: loss, forecast, rollout, jepa
+            # (sample-weighted), samples, windows, non-finite batches, non-finite losses
+            acc = torch.zeros(8, dtype=torch.float64, device=device)
             for i, (x, mask) in enumerate(batches):
                 x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-                weight = 1.0
-                if not bool(torch.isfinite(x).all()):
-                    # still run forward/backward (DDP needs every rank's gradients), with no effect
-                    x, weight = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), 0.0
-                    bad_batches += 1
+                # a batch with a non-finite value still runs forward and backward (DDP needs every rank's
+                # gradients), zeroed and with its loss weighted by 0
+                finite = torch.isfinite(x).all()
+                x = torch.where(finite, x, torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+                weight = finite.to(torch.float64)
                 sync = contextlib.nullcontext() if (not compute.ddp or i == n - 1) else net.no_sync()
                 with sync:
                     with amp():
                         out = net(x, mask)
                     loss = out["loss"].float()
-                    if not bool(torch.isfinite(loss)):
-                        bad_loss = 1
-                    (loss * (weight / n)).backward()
-                if weight:
-                    b = x.shape[0]
-                    samples += b
-                    windows += int(mask.sum())
-                    for k, key in enumerate(("loss", "forecast", "rollout", "jepa")):
-                        sums[k] += float(out[key].detach().float()) * b
+                    (loss * (weight.float() / n)).backward()
+                terms = torch.stack([out[k].detach().double() for k in ("loss", "forecast", "rollout", "jepa")])
+                acc[:4] += torch.where(finite, terms * x.shape[0], torch.zeros_like(terms))
+                acc[4] += weight * x.shape[0]
+                acc[5] += weight * mask.sum()
+                acc[6] += 1.0 - weight
+                acc[7] += (~torch.isfinite(loss)).double()
             # gradients are now identical on every rank, so is their norm; a non-finite one skips the step
             clip = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            tot = all_sum([*sums, samples, windows, bad_batches, bad_loss])
+            tot = all_sum(acc.tolist())
             g_samples, g_windows = int(tot[4]), int(tot[5])
             if tot[7] > 0 or not math.isfinite(grad_norm):
                 optimizer.zero_grad(set_to_none=True)
