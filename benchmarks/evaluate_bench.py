@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -36,7 +35,7 @@ def bare_predict_rate(run: Path, data: Path, split: str, batch: int, horizon: in
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from model import Model
+    from nw2.model import Model
 
     model = Model.from_pretrained(run / "model")
     W = model.config.window_size
@@ -77,12 +76,12 @@ def main() -> None:
             corpus = build_demo(work)
             data = data or work / "store"
             if run is None:
-                from model.train import prepare, pretrain, resolve
+                from nw2.model.train import prepare, pretrain, resolve
 
                 run = Path(tmp) / "run"
                 m, c = resolve(corpus, run, "tiny", {"epochs": args.epochs})
                 pretrain(prepare(m, c), progress=False, log=lambda s: None)
-        from model.evaluate import evaluate
+        from nw2.model.evaluate import evaluate
 
         evaluate(run, data, split=args.split, out=Path(tmp) / "warm", batch_size=args.batch_size, progress=False,
                  max_windows=64)  # warm-up: imports, first model calls

@@ -64,13 +64,12 @@ except ImportError:  # a test extra of the package
     sys.exit("ingest_bench needs psutil: pip install psutil (or pip install -e '.[test]')")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline import executor as executor_mod  # noqa: E402
-from pipeline import samples  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
-from pipeline.spec import spec_from_dict  # noqa: E402
-from pipeline.store import ROW_GROUP_SIZE, Store  # noqa: E402
+from nw2.pipeline import executor as executor_mod  # noqa: E402
+from nw2.pipeline import samples  # noqa: E402
+from nw2.pipeline.ingest import ingest  # noqa: E402
+from nw2.pipeline.spec import spec_from_dict  # noqa: E402
+from nw2.pipeline.store import ROW_GROUP_SIZE, Store  # noqa: E402
 
 #: (format tag, registry sample, file extension) in the order files cycle through them.
 FORMATS = (

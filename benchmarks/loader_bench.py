@@ -24,13 +24,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # model/ from a checkout
 
 
 def build_demo(work: Path) -> Path:
     from typer.testing import CliRunner
 
-    from cli import app
+    from nw2.cli import app
 
     store, corpus = work / "store", work / "corpus"
     runner = CliRunner()
@@ -46,7 +45,7 @@ def build_demo(work: Path) -> Path:
 
 
 def run(corpus: Path, epochs: int, **kw) -> dict:
-    from model.data import CorpusLoader, LoaderConfig
+    from nw2.model.data import CorpusLoader, LoaderConfig
 
     loader = CorpusLoader(LoaderConfig(corpus=corpus, **kw))
     for _ in loader:  # warm-up epoch, not counted: first imports (pyarrow's pandas shims), file opening

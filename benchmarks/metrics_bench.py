@@ -40,11 +40,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline import samples  # noqa: E402
-from pipeline.metrics import reference, suite, systems  # noqa: E402
-from pipeline.metrics.dynamics import lyapunov_and_dimension  # noqa: E402
+from nw2.pipeline import samples  # noqa: E402
+from nw2.pipeline.metrics import reference, suite, systems  # noqa: E402
+from nw2.pipeline.metrics.dynamics import lyapunov_and_dimension  # noqa: E402
 
 #: Real recordings at least 4096 samples long at 100 Hz: (sample, channel, start s).
 REAL = [("mitbih_208", 0, 10.0), ("eegmmi_s001r02", 0, 5.0), ("resp_opensignals", 0, 5.0),
@@ -131,7 +130,7 @@ def hwm():  # peak RSS of this process in MiB; unlike ru_maxrss, it does not inh
             return int(line.split()[1]) / 1024
 
 import numpy as np
-from pipeline.metrics import compute_all
+from nw2.pipeline.metrics import compute_all
 t1 = time.perf_counter()
 x = np.random.default_rng(0).standard_normal({n}) if {white} else np.load({path!r})
 base = hwm()
@@ -171,10 +170,10 @@ def section_memory_and_start() -> None:
 
 def section_stage() -> None:
     print("\n== 5. nw2 metrics over a store of real recordings (all metrics, local Dask cluster) ==")
-    from pipeline.executor import executor
-    from pipeline.ingest import ingest
-    from pipeline.metrics.stage import MetricsPlan, run_metrics
-    from pipeline.spec import spec_from_dict
+    from nw2.pipeline.executor import executor
+    from nw2.pipeline.ingest import ingest
+    from nw2.pipeline.metrics.stage import MetricsPlan, run_metrics
+    from nw2.pipeline.spec import spec_from_dict
 
     scratch = Path(tempfile.mkdtemp(prefix="nw2-metrics-bench-"))
     try:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # model/ from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Dense bf16 tensor-core peak (FLOP/s) by device-name substring, from NVIDIA's data sheets (SXM parts).
@@ -39,7 +38,7 @@ PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 
 
 def train_rate(corpus: Path, out: Path, nproc: int, epochs: int, batch_size: int) -> dict:
-    from model.train import prepare, pretrain, resolve
+    from nw2.model.train import prepare, pretrain, resolve
 
     model_cfg, cfg = resolve(corpus, out, "tiny", {"epochs": epochs, "batch_size": batch_size, "log_every": 50,
                                                    "save_every_epoch": epochs, "val_split": None})
@@ -53,7 +52,7 @@ def train_rate(corpus: Path, out: Path, nproc: int, epochs: int, batch_size: int
 
 
 def loader_rate(corpus: Path, epochs: int, batch_size: int, window_size: int, nvar: int) -> dict:
-    from model.data import CorpusLoader, LoaderConfig
+    from nw2.model.data import CorpusLoader, LoaderConfig
 
     loader = CorpusLoader(LoaderConfig(corpus=corpus, batch_size=batch_size, window_size=window_size, nvar=nvar,
                                        weighted=True))
@@ -71,7 +70,7 @@ def loader_rate(corpus: Path, epochs: int, batch_size: int, window_size: int, nv
 def base_rate(device: str, batch: int, steps: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from model import Model, from_preset
+    from nw2.model import Model, from_preset
 
     dev = torch.device(device)
     cfg = from_preset("base")

@@ -31,7 +31,7 @@ def _commands(group, path=()):
 def _help(args: list[str]) -> str:
     from typer.testing import CliRunner
 
-    from cli import app
+    from nw2.cli import app
 
     result = CliRunner().invoke(app, [*args, "--help"], prog_name="nw2",
                                 env={"COLUMNS": WIDTH, "TERM": "dumb", "NO_COLOR": "1"})
@@ -43,7 +43,7 @@ def _help(args: list[str]) -> str:
 def render() -> str:
     import typer
 
-    from cli import app
+    from nw2.cli import app
 
     group = typer.main.get_command(app)
     parts = ["# Command-line reference", "",
@@ -56,7 +56,6 @@ def render() -> str:
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT))
     text = render()
     if "--check" in sys.argv[1:]:
         if not PAGE.exists() or PAGE.read_text() != text:

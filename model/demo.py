@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.errors import Nw2Error
+from nw2.pipeline.errors import Nw2Error
 
 __all__ = ["DemoResult", "run_demo", "DEMO_SPEC", "DEMO_EPOCHS", "DEMO_BLR", "DEMO_SPLIT"]
 
@@ -40,11 +40,11 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
              workers: int | None = None, epochs: int = DEMO_EPOCHS, blr: float = DEMO_BLR, nproc: int = 1,
              progress: bool = True, log: Callable[[str], None] | None = None) -> DemoResult:
     """Run (or finish) the demo pipeline into ``out``."""
-    from model.evaluate import evaluate
-    from model.train import prepare, pretrain, resolve
-    from pipeline.balance.stage import balance
-    from pipeline.ingest import ingest
-    from pipeline.spec import load_spec
+    from nw2.model.evaluate import evaluate
+    from nw2.model.train import prepare, pretrain, resolve
+    from nw2.pipeline.balance.stage import balance
+    from nw2.pipeline.ingest import ingest
+    from nw2.pipeline.spec import load_spec
 
     say = log or (lambda m: None)
     out = Path(out)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from pipeline.errors import Nw2Error
+from nw2.pipeline.errors import Nw2Error
 
 from .config import PRESETS, ModelConfig
 from .data import CorpusLoader, LoaderConfig
@@ -616,7 +616,7 @@ def pretrain(prepared: Prepared, nproc: int = 1, progress: bool = True,
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
-        launch(nproc, "model.train", [str(settings)])
+        launch(nproc, "nw2.model.train", [str(settings)])
     except ChildFailedError as exc:
         first = next(iter(exc.failures.values()), None)
         detail = ""
@@ -633,7 +633,7 @@ def pretrain(prepared: Prepared, nproc: int = 1, progress: bool = True,
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m model.train SETTINGS.json``: one rank of a run started by :func:`pretrain`."""
+    """``python -m nw2.model.train SETTINGS.json``: one rank of a run started by :func:`pretrain`."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
     data = json.loads(Path(argv[0]).read_text())

@@ -10,22 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import __version__, samples
-from pipeline.errors import Nw2Error
-from pipeline.executor import executor
-from pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
-from pipeline.readers.base import ReadOptions
-from pipeline.spec import IngestSpec, SourceSpec
-from pipeline.store import SCHEMA_VERSION, Store, check_reachable
-from pipeline.windows import DROP_REASONS
+from nw2.pipeline import __version__, samples
+from nw2.pipeline.errors import Nw2Error
+from nw2.pipeline.executor import executor
+from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
+from nw2.pipeline.readers.base import ReadOptions
+from nw2.pipeline.spec import IngestSpec, SourceSpec
+from nw2.pipeline.store import SCHEMA_VERSION, Store, check_reachable
+from nw2.pipeline.windows import DROP_REASONS
 
 if TYPE_CHECKING:
-    from pipeline.metrics.stage import MetricsResult
+    from nw2.pipeline.metrics.stage import MetricsResult
 
 _GLOB = re.compile(r"[*?\[]")
 #: What local-cluster workers import while the cluster starts: the steps (SciPy signal/ndimage,
 #: pyarrow, the readers' package) and pandas, which pyarrow imports on a worker's first ``pa.array``.
-WORKER_IMPORTS = ("pipeline.pieces", "pandas")
+WORKER_IMPORTS = ("nw2.pipeline.pieces", "pandas")
 #: Files that a WFDB header brings along: taken through the header, never read on their own.
 _WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ecg", ".xws", ".ann")
 
@@ -160,7 +160,7 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
     plan = None
     if metrics and spec.metrics.enabled:  # checked before any work, so a bad section costs nothing
         # Imported here: the metrics package loads Numba (about 110 MB), which ingest alone never needs.
-        from pipeline.metrics.stage import MetricsPlan, run_metrics
+        from nw2.pipeline.metrics.stage import MetricsPlan, run_metrics
 
         plan = MetricsPlan.build(spec.metrics.names, spec.metrics.params, spec.metrics.engine)
     store.write_json("store.json", {

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from pipeline import preprocess as pp
-from pipeline import windows as win
-from pipeline.errors import InputError, Nw2Error
-from pipeline.readers import detect_format, reader_for
-from pipeline.readers.base import ReadOptions
-from pipeline.spec import IngestSpec
-from pipeline.store import SCHEMA, Store
+from nw2.pipeline import preprocess as pp
+from nw2.pipeline import windows as win
+from nw2.pipeline.errors import InputError, Nw2Error
+from nw2.pipeline.readers import detect_format, reader_for
+from nw2.pipeline.readers.base import ReadOptions
+from nw2.pipeline.spec import IngestSpec
+from nw2.pipeline.store import SCHEMA, Store
 
 #: Seconds read beyond a piece's windows on each side, so filters and resamplers settle before the
 #: first window and the windows of a split file match those of an unsplit one.

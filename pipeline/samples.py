@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import Nw2Error
+from nw2.pipeline.errors import Nw2Error
 
 _BSN = "biosignalsnotebooks/notebook_files/osf_files/signal_samples/"
 
@@ -210,9 +210,9 @@ def sample_window(name: str, channel: int = 0, start_s: float = 0.0, length: int
     Tests and benchmarks use it to run the metrics on real signals."""
     import numpy as np
 
-    from pipeline import preprocess as pp
-    from pipeline.readers import reader_for
-    from pipeline.readers.base import ReadOptions
+    from nw2.pipeline import preprocess as pp
+    from nw2.pipeline.readers import reader_for
+    from nw2.pipeline.readers.base import ReadOptions
 
     entry = lookup(name)
     opts = dict(entry.options)

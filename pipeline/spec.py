@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import SpecError
-from pipeline.readers import FORMATS
-from pipeline.records import MODALITIES
+from nw2.pipeline.errors import SpecError
+from nw2.pipeline.readers import FORMATS
+from nw2.pipeline.records import MODALITIES
 
 
 @dataclass(frozen=True)
@@ -405,7 +405,7 @@ def validate_metrics(metrics: MetricsSpec, where: str) -> None:
     """Metric names, engine and parameters checked against the metric functions' signatures."""
     if metrics.names is None and not metrics.params and metrics.engine in ("numba", "reference"):
         return  # the defaults: nothing to check, and no reason to load the kernels to read a spec
-    from pipeline.metrics.suite import check_selection
+    from nw2.pipeline.metrics.suite import check_selection
 
     try:
         check_selection(metrics.names, metrics.params, metrics.engine)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline.spec import SplitSpec, WindowSpec
+from nw2.pipeline.spec import SplitSpec, WindowSpec
 
 #: Why a window was dropped; the manifest counts each.
 DROP_REASONS = ("missing", "flat", "clipped")

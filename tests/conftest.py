@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import samples
+from nw2.pipeline import samples
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
-from pipeline.balance import corpus as corpus_module
-from pipeline.balance.stage import balance
-from pipeline.errors import Nw2Error, SpecError
-from pipeline.metrics.suite import METRICS
-from pipeline.spec import BalanceSpec, balance_from_dict, load_spec
+from nw2.cli import app
+from nw2.pipeline.balance import corpus as corpus_module
+from nw2.pipeline.balance.stage import balance
+from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.pipeline.metrics.suite import METRICS
+from nw2.pipeline.spec import BalanceSpec, balance_from_dict, load_spec
 from tests.test_balance_corpus import DEMO, demo_store, read_corpus, tree_bytes
 
 runner = CliRunner()

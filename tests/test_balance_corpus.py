@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from nw2.cli import app
 from tests.test_ingest import tree_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,9 +304,9 @@ def test_read_without_nw2(corpora, tmp_path):
 def test_parts_split_at_rows_per_part(store, tmp_path, monkeypatch):
     """The streaming copy cuts parts at ROWS_PER_PART rows whatever the store's parts and row groups are;
     the rows are those of a one-part corpus."""
-    from pipeline.balance import corpus as corpus_module
-    from pipeline.balance.stage import balance
-    from pipeline.spec import BalanceSpec
+    from nw2.pipeline.balance import corpus as corpus_module
+    from nw2.pipeline.balance.stage import balance
+    from nw2.pipeline.spec import BalanceSpec
 
     spec = BalanceSpec(strategy="inverse", size=1500, replace=True, seed=4)
     whole = balance(str(store), str(tmp_path / "whole"), spec, report=False)

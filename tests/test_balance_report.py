@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from pipeline.balance import report as R
-from pipeline.balance.bins import balance_stats, fit_grid
-from pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
-from pipeline.balance.strategies import Candidates, select
+from nw2.cli import app
+from nw2.pipeline.balance import report as R
+from nw2.pipeline.balance.bins import balance_stats, fit_grid
+from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+from nw2.pipeline.balance.strategies import Candidates, select
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "corpus_specs" / "demo.yaml"
@@ -236,8 +236,8 @@ def test_without_a_grid_the_occupancy_says_it_uses_metric_bins(rows, tmp_path):
 
 
 def test_the_stage_writes_the_report(store, tmp_path):
-    from pipeline.balance.stage import balance
-    from pipeline.spec import BalanceSpec
+    from nw2.pipeline.balance.stage import balance
+    from nw2.pipeline.spec import BalanceSpec
 
     result = balance(str(store), str(tmp_path / "corpus"), BalanceSpec(strategy="temperature", size=SIZE, seed=1))
     report = tmp_path / "corpus" / "report"

@@ -18,10 +18,10 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.balance.bins import Grid, balance_stats, fit_grid
-from pipeline.balance.space import (DEFAULT_METRICS, ROW_COLUMNS, FeatureSpec, build_features, load_rows,
+from nw2.pipeline.balance.bins import Grid, balance_stats, fit_grid
+from nw2.pipeline.balance.space import (DEFAULT_METRICS, ROW_COLUMNS, FeatureSpec, build_features, load_rows,
                                     quantile_transform, scan_rows)
-from pipeline.errors import Nw2Error
+from nw2.pipeline.errors import Nw2Error
 from tests.test_ingest import DEMO, nw2
 
 

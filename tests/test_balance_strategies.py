@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.balance.bins import balance_stats, fit_grid
-from pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
-from pipeline.balance.strategies import (DEFAULT_PARAMS, STRATEGIES, Candidates, kmeans_labels, resolve_params,
+from nw2.pipeline.balance.bins import balance_stats, fit_grid
+from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+from nw2.pipeline.balance.strategies import (DEFAULT_PARAMS, STRATEGIES, Candidates, kmeans_labels, resolve_params,
                                          select)
 from tests.test_balance_space import demo_store_path
 

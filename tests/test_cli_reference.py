@@ -25,7 +25,7 @@ def test_cli_reference_matches_the_help():
 def test_every_command_is_documented():
     import typer
 
-    from cli import app
+    from nw2.cli import app
 
     gen = _generator()
     page = (ROOT / "docs" / "cli.md").read_text()

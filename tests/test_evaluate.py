@@ -17,12 +17,12 @@ import pytest
 
 from tests.test_train import SMALL as TRAIN_SMALL
 from tests.test_train import nw2, ok
-from model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ar_forecast, auroc, auroc_ovr, balanced_accuracy,
+from nw2.model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ar_forecast, auroc, auroc_ovr, balanced_accuracy,
                             default_horizons, evaluate, fit_logistic, higher_is_better, last_value,
                             log_spectral_distance, parse_horizons, seasonal_naive, seasonal_period,
                             spectral_correlation, window_mean)
-from model.evaluate.probe import run_classification, run_regression
-from pipeline.errors import Nw2Error
+from nw2.model.evaluate.probe import run_classification, run_regression
+from nw2.pipeline.errors import Nw2Error
 from tests.test_balance_corpus import demo_store
 
 
@@ -193,7 +193,7 @@ def test_known_answers_end_to_end_on_sines(run, tmp_path):
 
 
 def test_a_failed_write_leaves_nothing(run, store, tmp_path, monkeypatch):
-    import model.evaluate.report as report_module
+    import nw2.model.evaluate.report as report_module
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")

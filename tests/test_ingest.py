@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from pipeline.spec import load_spec
+from nw2.cli import app
+from nw2.pipeline.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "corpus_specs" / "demo.yaml"
@@ -61,7 +61,7 @@ def test_demo_spec_builds_a_store_from_four_formats(demo_store):
     lengths = {len(s) for s in table["samples"].to_pylist()[:50]}
     assert lengths == {spec.windows.length}
     # Ingest ends with the metrics stage: every metric has a column, mostly filled.
-    from pipeline.metrics import METRICS
+    from nw2.pipeline.metrics import METRICS
 
     summary = json.loads((demo_store / "metrics.json").read_text())
     assert summary["names"] == list(METRICS) and summary["rows"] == table.num_rows
@@ -185,8 +185,8 @@ def test_output_to_fsspec_urls(sample, tmp_path):
     """`--out` takes fsspec URLs: a file:// URL and an in-memory file system give the same parts."""
     import fsspec
 
-    from pipeline.ingest import ingest
-    from pipeline.spec import spec_from_dict
+    from nw2.pipeline.ingest import ingest
+    from nw2.pipeline.spec import spec_from_dict
 
     spec = spec_from_dict({"name": "url", "sources": [{"dataset": "mitbih", "sample": "mitbih_208"}]})
     local = ingest(spec, f"file://{tmp_path}/url", scheduler="sync", progress=False)
@@ -206,10 +206,10 @@ def test_map_then_returns_results_in_input_order(scheduler):
     import the modules they are told to while they start."""
     import time
 
-    from pipeline.executor import Executor
+    from nw2.pipeline.executor import Executor
 
     items = [[3.14, 1.52, 2.25], [], [9.87], [5.55, 4.44, 7.77, 6.66]]
-    with Executor(scheduler, workers=2, progress=False, imports=("pipeline.pieces",)) as ex:
+    with Executor(scheduler, workers=2, progress=False, imports=("nw2.pipeline.pieces",)) as ex:
         firsts, seconds = ex.map_then(sorted, items, round, lambda r: r, desc="a", then_desc="b",
                                       size=lambda v: int(v), fn_kwargs={"reverse": True},
                                       then_kwargs={"ndigits": 1})
@@ -220,7 +220,7 @@ def test_map_then_returns_results_in_input_order(scheduler):
             polars_threads = ex._client.run(lambda: __import__("os").environ.get("POLARS_MAX_THREADS"))
             assert set(polars_threads.values()) == {"1"}
             deadline = time.monotonic() + 60
-            while not all(ex._client.run(lambda: "pipeline.pieces" in __import__("sys").modules).values()):
+            while not all(ex._client.run(lambda: "nw2.pipeline.pieces" in __import__("sys").modules).values()):
                 assert time.monotonic() < deadline, "workers did not import pipeline.pieces"
                 time.sleep(0.2)
     assert "NW2_WORKER_IMPORTS" not in os.environ

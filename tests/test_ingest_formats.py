@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from cli import app
+from nw2.cli import app
 from make_pamap2 import build_pamap2_dat
 from make_wesad import build_wesad_pickle
 from make_wfdb import build_wfdb_record

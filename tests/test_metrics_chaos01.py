@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import systems
-from pipeline.metrics._common import Undefined
-from pipeline.metrics.chaos01 import (C_HIGH, C_LOW, DIRECT_MAX_NCUT, MIN_SAMPLES, _k_per_c, _k_per_c_direct,
+from nw2.pipeline.metrics import systems
+from nw2.pipeline.metrics._common import Undefined
+from nw2.pipeline.metrics.chaos01 import (C_HIGH, C_LOW, DIRECT_MAX_NCUT, MIN_SAMPLES, _k_per_c, _k_per_c_direct,
                                       _k_per_c_fft, auto_downsample, chaos_01, chaos_01_numpy, mean_period)
 
 FS = 100.0

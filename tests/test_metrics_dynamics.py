@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import systems
-from pipeline.metrics._common import Undefined
-from pipeline.metrics.dynamics import (correlation_dimension, default_rvals, default_trajectory_len,
+from nw2.pipeline.metrics import systems
+from nw2.pipeline.metrics._common import Undefined
+from nw2.pipeline.metrics.dynamics import (correlation_dimension, default_rvals, default_trajectory_len,
                                        largest_lyapunov, lyapunov_and_dimension, radius_grid)
-from pipeline.metrics.embedding import (DEFAULT_EMB_DIM, MIN_VECTORS, Embedding, autocorrelation,
+from nw2.pipeline.metrics.embedding import (DEFAULT_EMB_DIM, MIN_VECTORS, Embedding, autocorrelation,
                                         autocorrelation_lag, mean_period, mutual_information,
                                         mutual_information_lag, resolve_embedding)
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.metrics import systems
+from nw2.pipeline.metrics import systems
 from tests.conftest import check_against_reference
-from pipeline.metrics._common import Undefined
-from pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
+from nw2.pipeline.metrics._common import Undefined
+from nw2.pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
                                       svd_entropy)
 
 with warnings.catch_warnings():  # nolds 0.6.2 imports pkg_resources, which warns

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.metrics import systems
+from nw2.pipeline.metrics import systems
 from tests.conftest import check_against_reference
-from pipeline.metrics._common import Undefined
-from pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
+from nw2.pipeline.metrics._common import Undefined
+from nw2.pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
 
 FS = 100.0
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import systems
-from pipeline.metrics._common import Undefined
-from pipeline.metrics.scaling import (_linear_residual, _orthonormal_polynomials, _polynomial_residual,
+from nw2.pipeline.metrics import systems
+from nw2.pipeline.metrics._common import Undefined
+from nw2.pipeline.metrics.scaling import (_linear_residual, _orthonormal_polynomials, _polynomial_residual,
                                       default_dfa_nvals, dfa, hurst_rs, logarithmic_n, logmid_n)
 
 with warnings.catch_warnings():

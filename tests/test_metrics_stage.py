@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.metrics import compute_all
-from pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, MetricsPlan, process_part
-from pipeline.metrics.suite import METRICS
-from pipeline.store import Store
+from nw2.pipeline.metrics import compute_all
+from nw2.pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, MetricsPlan, process_part
+from nw2.pipeline.metrics.suite import METRICS
+from nw2.pipeline.store import Store
 from tests.test_ingest import nw2, tree_bytes
 
 #: A few metrics keep these tests quick; the suite as a whole is covered in test_metrics_suite.py.

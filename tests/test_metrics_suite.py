@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pipeline.metrics as pm
-from pipeline.metrics import compute_all, measure, reference, systems
-from pipeline.metrics.suite import METRICS, check_selection, defaults
+import nw2.pipeline.metrics as pm
+from nw2.pipeline.metrics import compute_all, measure, reference, systems
+from nw2.pipeline.metrics.suite import METRICS, check_selection, defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 

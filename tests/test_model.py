@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from model import Model, ModelConfig, PRESETS, from_preset
+from nw2.model import Model, ModelConfig, PRESETS, from_preset
 
 #: Small enough to train a few hundred steps in seconds on 2 cores: 16 patches of 16 samples, 2 channels.
 SMALL = dict(window_size=256, patch_size=16, nvar=2)

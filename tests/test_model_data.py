@@ -18,9 +18,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
-from model.data import CorpusLoader, LoaderConfig
-from pipeline.errors import Nw2Error
+from nw2.cli import app
+from nw2.model.data import CorpusLoader, LoaderConfig
+from nw2.pipeline.errors import Nw2Error
 from tests.test_balance_corpus import DEMO, demo_store
 
 runner = CliRunner()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from pipeline import preprocess as pp
-from pipeline import windows as win
-from pipeline.spec import SplitSpec, WindowSpec
+from nw2.pipeline import preprocess as pp
+from nw2.pipeline import windows as win
+from nw2.pipeline.spec import SplitSpec, WindowSpec
 
 
 def dominant_hz(x, fs):
@@ -106,9 +106,9 @@ SOURCE_CHANNELS = [("mitbih_208", 0), ("eda_slow", 0), ("sync_acc", 0), ("heartp
 
 
 def read_channel(sample, name, channel, seconds=120.0):
-    from pipeline import samples
-    from pipeline.readers import reader_for
-    from pipeline.readers.base import ReadOptions
+    from nw2.pipeline import samples
+    from nw2.pipeline.readers import reader_for
+    from nw2.pipeline.readers.base import ReadOptions
 
     entry = samples.lookup(name)
     opts = dict(entry.options)

@@ -6,10 +6,10 @@ import io
 import numpy as np
 import pytest
 
-from pipeline import samples
-from pipeline.errors import InputError
-from pipeline.readers import csv, detect_format, opensignals
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline import samples
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import csv, detect_format, opensignals
+from nw2.pipeline.readers.base import ReadOptions
 
 
 def opts_of(name: str, **more) -> ReadOptions:

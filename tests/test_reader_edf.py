@@ -7,9 +7,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.readers import edf
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import edf
+from nw2.pipeline.readers.base import ReadOptions
 
 
 def _reference(path, chn):
@@ -111,7 +111,7 @@ def test_bdf_plus_from_real_ecg(sample, tmp_path):
     assert fast.subject == "P_07"
     assert fast.annotations == [(1.5, 0.0, "beat")]
 
-    from pipeline.readers import detect_format
+    from nw2.pipeline.readers import detect_format
 
     assert detect_format(path) == "edf"
 
@@ -136,6 +136,6 @@ def test_sniff_and_detect(eeg):
     assert edf.sniff(eeg, head)
     assert edf.sniff("x.bin", b"\xffBIOSEMI" + b" " * 100)
     assert not edf.sniff("x.edf", b"PAR1....")
-    from pipeline.readers import detect_format
+    from nw2.pipeline.readers import detect_format
 
     assert detect_format(eeg) == "edf"

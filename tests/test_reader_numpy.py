@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.readers import numpy_reader
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import numpy_reader
+from nw2.pipeline.readers.base import ReadOptions
 
 FS = 360.0
 
@@ -24,7 +24,7 @@ def ecg(npz):
 
 def _detect(path):
     """``detect_format``, skipped while readers that come earlier in its order are not written yet."""
-    from pipeline.readers import detect_format
+    from nw2.pipeline.readers import detect_format
 
     try:
         return detect_format(path)

@@ -10,9 +10,9 @@ import pytest
 from scipy import signal as sps
 
 from make_pamap2 import DROPOUTS, HR_GAP_S, TRANSIENT_S, build_pamap2_dat
-from pipeline.errors import InputError
-from pipeline.readers import pamap2
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import pamap2
+from nw2.pipeline.readers.base import ReadOptions
 
 IMUS = ("hand", "chest", "ankle")
 SOURCE = {"hand": "leg", "chest": "trunk", "ankle": "ankle"}
@@ -207,7 +207,7 @@ def test_sniff(dat, sample, tmp_path):
 
 def test_detect_format(dat):
     try:
-        from pipeline.readers import detect_format
+        from nw2.pipeline.readers import detect_format
 
         fmt = detect_format(dat)
     except ImportError as err:  # other readers not written yet

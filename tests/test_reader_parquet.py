@@ -10,9 +10,9 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.readers import parquet
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import parquet
+from nw2.pipeline.readers.base import ReadOptions
 
 AXES = ["ankle_horiz_fwd", "ankle_vert", "ankle_horiz_lateral", "leg_horiz_fwd", "leg_vert",
         "leg_horiz_lateral", "trunk_horiz_fwd", "trunk_vert", "trunk_horiz_lateral"]
@@ -20,7 +20,7 @@ DAPHNET = ReadOptions(time_column="timestamp", label_column="is_anomaly", unit="
 
 
 def _detect(path):
-    from pipeline.readers import detect_format
+    from nw2.pipeline.readers import detect_format
 
     try:
         return detect_format(path)

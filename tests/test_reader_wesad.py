@@ -13,9 +13,9 @@ import pytest
 from scipy import signal as sps
 
 from make_wesad import build_wesad_pickle, dumps_py2
-from pipeline.errors import InputError
-from pipeline.readers import wesad
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import wesad
+from nw2.pipeline.readers.base import ReadOptions
 
 CHANNELS = ["chest_ACC_x", "chest_ACC_y", "chest_ACC_z", "chest_ECG", "chest_EDA", "chest_Resp",
             "wrist_ACC_x", "wrist_ACC_y", "wrist_ACC_z", "wrist_BVP", "wrist_EDA"]
@@ -258,7 +258,7 @@ def test_sniff(pkl, tmp_path):
 
 def test_detect_format(pkl):
     try:
-        from pipeline.readers import detect_format
+        from nw2.pipeline.readers import detect_format
 
         fmt = detect_format(pkl)
     except ImportError as err:  # other readers not written yet

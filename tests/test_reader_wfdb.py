@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from make_wfdb import build_wfdb_record
-from pipeline.errors import InputError
-from pipeline.readers import wfdb_reader
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers import wfdb_reader
+from nw2.pipeline.readers.base import ReadOptions
 
 FS = 360.0
 
@@ -130,6 +130,6 @@ def test_sniff_and_detect(hea):
     assert wfdb_reader.sniff("x.hea", b"# comment\n100/2 2 360 650000\n")
     assert not wfdb_reader.sniff("x.txt", head)
     assert not wfdb_reader.sniff("x.hea", b"time,value\n0,1\n")
-    from pipeline.readers import detect_format
+    from nw2.pipeline.readers import detect_format
 
     assert detect_format(hea) == "wfdb"

@@ -6,10 +6,10 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from pipeline import samples
-from pipeline.errors import Nw2Error, SpecError
-from pipeline.spec import load_spec, spec_from_dict
+from nw2.cli import app
+from nw2.pipeline import samples
+from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.pipeline.spec import load_spec, spec_from_dict
 
 runner = CliRunner()
 
@@ -68,8 +68,8 @@ def test_unknown_sample_lists_how_to_find_them():
 
 
 def test_registry_rates_and_durations_match_the_files(sample):
-    from pipeline.readers import reader_for
-    from pipeline.readers.base import ReadOptions
+    from nw2.pipeline.readers import reader_for
+    from nw2.pipeline.readers.base import ReadOptions
 
     for entry in samples.REGISTRY.values():
         info = reader_for(entry.format).probe(sample(entry.name), ReadOptions(**entry.options))
@@ -88,7 +88,7 @@ def test_docs_ingest_lists_every_spec_field():
     import dataclasses
     from pathlib import Path
 
-    from pipeline.spec import PreprocessSpec, SourceSpec, WindowSpec
+    from nw2.pipeline.spec import PreprocessSpec, SourceSpec, WindowSpec
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "ingest.md").read_text()
     for cls in (SourceSpec, PreprocessSpec, WindowSpec):

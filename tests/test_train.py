@@ -19,11 +19,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
-from model import Model
-from model.config import ModelConfig
-from model.data import CorpusLoader, LoaderConfig
-from model.train import TrainConfig, latest_checkpoint, lr_at
+from nw2.cli import app
+from nw2.model import Model
+from nw2.model.config import ModelConfig
+from nw2.model.data import CorpusLoader, LoaderConfig
+from nw2.model.train import TrainConfig, latest_checkpoint, lr_at
 from tests.test_balance_corpus import DEMO, demo_store
 from tests.test_model_data import read_all, rewrite
 

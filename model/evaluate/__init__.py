@@ -1,7 +1,7 @@
 """``nw2 evaluate``: forecasts of a trained world model against baselines, and linear probes, with a report.
 
 ```python
-from model.evaluate import evaluate, higher_is_better
+from nw2.model.evaluate import evaluate, higher_is_better
 result = evaluate("runs/r1", "runs/demo/store", split="val,test")
 result.summary          # {"mse": ..., "lsd": ..., "probe_modality_auroc": ..., ...}
 result.per_window       # polars: one row per window and horizon (for bootstrap intervals over windows)

@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from pipeline import __version__
-from pipeline.errors import Nw2Error
+from nw2.pipeline import __version__
+from nw2.pipeline.errors import Nw2Error
 
 from . import baselines, spectra
 from .data import Source, open_source, read_meta, stream_samples
@@ -103,7 +103,7 @@ def parse_splits(split) -> tuple[str, ...]:
 def load_run_model(run, device: str = "cpu"):
     """``(model, run_dir, run_json)`` of a run directory written by ``nw2 pretrain``; :class:`Nw2Error` with a
     one-line reason when it is not one."""
-    from model.network import Model
+    from nw2.model.network import Model
 
     run_dir = Path(run)
     if not run_dir.is_dir():

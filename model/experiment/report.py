@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from pipeline.plots import png_bytes, report_style
+from nw2.pipeline.plots import png_bytes, report_style
 
 from ..files import atomic_bytes, atomic_text
 from .stats import Comparison
@@ -93,7 +93,7 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparis
     for arm, scores in comparisons.items():
         lines += ["", f"## {arm} against {baseline}", "",
                   f"| score | better | {arm} | {baseline} | difference | outcome |", "|---|---|---|---|---|---|"]
-        from model.evaluate import higher_is_better
+        from nw2.model.evaluate import higher_is_better
 
         for score, c in scores.items():
             better = "higher" if higher_is_better(score) else "lower"

@@ -29,8 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.errors import Nw2Error
-from pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
+from nw2.pipeline.errors import Nw2Error
+from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
                            experiment_baseline, load_spec)
 
 from ..files import atomic_text
@@ -73,7 +73,7 @@ def _store_for(spec: IngestSpec, out: Path, store: str | None, scheduler: str, p
         if not (path / "metrics.json").is_file():
             raise Nw2Error(f"{path}: the store has no chaos metrics; run nw2 metrics on it first")
         return path
-    from pipeline.ingest import ingest
+    from nw2.pipeline.ingest import ingest
 
     path = out / "store"
     if not (path / "metrics.json").is_file():
@@ -101,7 +101,7 @@ def _mark(d: Path, key: dict) -> None:
 
 
 def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, log) -> Path:
-    from pipeline.balance.stage import balance
+    from nw2.pipeline.balance.stage import balance
 
     chosen = balance_from_dict({**arm.balance, "strategy": arm.strategy, "size": arm.size, "fraction": None,
                                 "seed": seed, "weights_only": False}, where=f"experiment arm {arm.name}",
@@ -117,8 +117,8 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
 
 
 def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bool, nproc: int, log) -> dict:
-    from model.data import CorpusLoader
-    from model.train import _has_weights, _loader_config, prepare, pretrain, resolve
+    from nw2.model.data import CorpusLoader
+    from nw2.model.train import _has_weights, _loader_config, prepare, pretrain, resolve
 
     overrides = {**exp.model, **exp.train, "seed": seed, "val_split": None}
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": 1})
@@ -146,7 +146,7 @@ def _evaluate(run: Path, meta: dict, store: Path, exp: ExperimentSpec, dest: Pat
     """``(summary, per-window frame)`` of a run on the experiment's windows, reused when already made."""
     import polars as pl
 
-    from model.evaluate import evaluate
+    from nw2.model.evaluate import evaluate
 
     key = {"params": meta["param_digests"][0], "split": exp.eval_split,
            "horizons": list(exp.horizons) if exp.horizons else None, "max_windows": exp.max_windows}
@@ -183,7 +183,7 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
                    scheduler: str = "local", nproc: int = 1, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """Run (or finish) the experiment of the spec's ``experiment:`` section into ``out``."""
-    from model.evaluate import higher_is_better
+    from nw2.model.evaluate import higher_is_better
 
     from .report import write_report
 

@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import Nw2Error
-from pipeline.store import Store
+from nw2.pipeline.errors import Nw2Error
+from nw2.pipeline.store import Store
 
 FORMAT = "nw2-corpus"
 VERSION = 1

@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from pipeline.plots import DPI, png_bytes, report_style
+from nw2.pipeline.plots import DPI, png_bytes, report_style
 
 #: Okabe & Ito's colour-blind-safe palette: before, after, and the rest.
 BEFORE_COLOR = "#0072B2"   # blue
@@ -523,7 +523,7 @@ def _before_stats(b: pl.DataFrame, occ: dict) -> dict:
     if occ.get("source") != "grid" or b.height == 0:
         return {}
     try:
-        from pipeline.balance.bins import balance_stats
+        from nw2.pipeline.balance.bins import balance_stats
     except ImportError:
         return {}
     cells = b.get_column("bin_id").to_numpy().astype(np.int64)

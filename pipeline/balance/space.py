@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.errors import Nw2Error
-from pipeline.store import Store
+from nw2.pipeline.errors import Nw2Error
+from nw2.pipeline.store import Store
 
 #: Metrics used for balancing unless the spec or ``--metrics`` says otherwise: divergence rate,
 #: attractor dimension, two entropies (regularity, ordinal diversity), scaling and roughness.
@@ -41,7 +41,7 @@ _CHUNK = 1 << 20
 
 # -- reading ---------------------------------------------------------------------------------------
 def _known_metrics() -> tuple[str, ...]:
-    from pipeline.metrics.suite import METRICS
+    from nw2.pipeline.metrics.suite import METRICS
 
     return tuple(METRICS)
 

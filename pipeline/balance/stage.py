@@ -30,11 +30,11 @@ import numpy as np
 import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline import __version__
-from pipeline.balance import corpus as C
-from pipeline.errors import Nw2Error, SpecError
-from pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
-from pipeline.store import Store
+from nw2.pipeline import __version__
+from nw2.pipeline.balance import corpus as C
+from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
+from nw2.pipeline.store import Store
 
 #: Parameters each strategy takes from the balance section.
 STRATEGY_PARAMS = {"random": (), "stratified": ("by",), "grid": (), "inverse": (), "temperature": ("tau",),
@@ -119,9 +119,9 @@ def _check_store(store: Store, url: str) -> tuple[list[str], dict]:
 def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False, report: bool = True,
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
-    from pipeline.balance.bins import balance_stats, fit_grid
-    from pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
-    from pipeline.balance.strategies import Candidates, resolve_params, select
+    from nw2.pipeline.balance.bins import balance_stats, fit_grid
+    from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+    from nw2.pipeline.balance.strategies import Candidates, resolve_params, select
 
     spec = _resolve(spec)
     store = Store(store_url)
@@ -251,7 +251,7 @@ def _write_all(store, parts, selected, dest: Store, schema, info, before, after,
 
 def _write_report(dest: Store, before, after, info, log) -> list[str]:
     try:
-        from pipeline.balance.report import write_report
+        from nw2.pipeline.balance.report import write_report
     except ImportError:  # pragma: no cover - the report module ships with the stage
         if log:
             log("report: pipeline.balance.report is missing; no report written")

@@ -5,13 +5,13 @@ Every function is ``f(x, fs, **params) -> float``; an undefined value is ``nan``
 ``docs/metrics.md`` says what each metric tells about a signal's dynamics.
 """
 
-from pipeline.metrics.chaos01 import chaos_01
-from pipeline.metrics.dynamics import correlation_dimension, largest_lyapunov, lyapunov_and_dimension
-from pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
+from nw2.pipeline.metrics.chaos01 import chaos_01
+from nw2.pipeline.metrics.dynamics import correlation_dimension, largest_lyapunov, lyapunov_and_dimension
+from nw2.pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
                                       svd_entropy)
-from pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
-from pipeline.metrics.scaling import dfa, hurst_rs
-from pipeline.metrics.suite import METRICS, Measurement, compute_all, measure
+from nw2.pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
+from nw2.pipeline.metrics.scaling import dfa, hurst_rs
+from nw2.pipeline.metrics.suite import METRICS, Measurement, compute_all, measure
 
 __all__ = ["METRICS", "Measurement", "chaos_01", "compute_all", "correlation_dimension", "dfa", "higuchi_fd",
            "hurst_rs", "katz_fd", "largest_lyapunov", "lempel_ziv", "lyapunov_and_dimension", "measure",

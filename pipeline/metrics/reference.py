@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from pipeline.metrics._common import as_signal, check_fs
-from pipeline.metrics.suite import Measurement, check_selection, resolved_params
+from nw2.pipeline.metrics._common import as_signal, check_fs
+from nw2.pipeline.metrics.suite import Measurement, check_selection, resolved_params
 
 
 def _nolds():
@@ -36,14 +36,14 @@ def _antropy():
 
 
 def _embedding(x, fs, emb_dim, lag, min_tsep):
-    from pipeline.metrics.embedding import resolve_embedding
+    from nw2.pipeline.metrics.embedding import resolve_embedding
 
     return resolve_embedding(x, fs, emb_dim, lag, min_tsep)
 
 
 def largest_lyapunov(x, fs, emb_dim=None, lag=None, min_tsep=None, trajectory_len=None):
     """nolds ``lyap_r`` (Rosenstein) with nw2's embedding, least-squares fit; per step times ``fs``."""
-    from pipeline.metrics.dynamics import default_trajectory_len
+    from nw2.pipeline.metrics.dynamics import default_trajectory_len
 
     emb = _embedding(x, fs, emb_dim, lag, min_tsep)
     steps = trajectory_len if trajectory_len is not None else default_trajectory_len(x.size, emb)
@@ -57,7 +57,7 @@ def correlation_dimension(x, fs, emb_dim=None, lag=None, min_tsep=None, rvals=No
     Theiler window (it counts temporally close pairs too) and counts each vector as its own
     neighbour (its correlation sum is nw2's plus ``1/(M-1)``), so its slope is flatter than nw2's;
     ``tests/test_metrics_dynamics.py`` shows the two agree to 1e-9 once both are undone."""
-    from pipeline.metrics.dynamics import default_rvals
+    from nw2.pipeline.metrics.dynamics import default_rvals
 
     emb = _embedding(x, fs, emb_dim, lag, min_tsep)
     radii = np.asarray(rvals, float) if rvals is not None else default_rvals(x, fs, emb)
@@ -109,7 +109,7 @@ def petrosian_fd(x, fs):
 def chaos_01(x, fs, **params):
     """No reference package implements the 0-1 test: a plain-NumPy implementation of the same
     formula (:func:`pipeline.metrics.chaos01.chaos_01_numpy`) stands in."""
-    from pipeline.metrics.chaos01 import chaos_01_numpy
+    from nw2.pipeline.metrics.chaos01 import chaos_01_numpy
 
     return chaos_01_numpy(x, fs, **params)
 

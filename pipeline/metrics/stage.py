@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import Nw2Error
-from pipeline.executor import Executor, executor
-from pipeline.store import Store
-from pipeline.windows import content_id
+from nw2.pipeline.errors import Nw2Error
+from nw2.pipeline.executor import Executor, executor
+from nw2.pipeline.store import Store
+from nw2.pipeline.windows import content_id
 
 #: Parquet metadata key of a part holding ``{metric: fingerprint}`` and the engine.
 METADATA_KEY = b"nw2.metrics"
@@ -40,7 +40,7 @@ class MetricsPlan:
 
     @classmethod
     def build(cls, names=None, params=None, engine: str = "numba") -> "MetricsPlan":
-        from pipeline.metrics.suite import check_selection, resolved_params
+        from nw2.pipeline.metrics.suite import check_selection, resolved_params
 
         try:
             chosen = check_selection(names, params, engine)
@@ -73,9 +73,9 @@ def _format_reasons(reasons: dict[str, str], order: list[str]) -> str | None:
 
 def _measure_fn(engine: str):
     if engine == "reference":
-        from pipeline.metrics.reference import measure
+        from nw2.pipeline.metrics.reference import measure
     else:
-        from pipeline.metrics.suite import measure
+        from nw2.pipeline.metrics.suite import measure
     return measure
 
 
@@ -98,7 +98,7 @@ def _tally(table: pa.Table, names: list[str]) -> dict:
 def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
     """Compute the plan's metrics that a part lacks (or holds with other parameters) and rewrite it.
     Returns what the part holds afterwards (``defined``/``undefined`` counts) and what this call did."""
-    from pipeline.metrics.suite import METRICS
+    from nw2.pipeline.metrics.suite import METRICS
 
     store = Store(store_url)
     stats = {"part": rel, "rows": 0, "computed": [], "seconds": 0.0, "error": None,
@@ -201,7 +201,7 @@ def _write_summary(store: Store, plan: MetricsPlan, results: list[dict]) -> None
 def compute_metrics(store_url: str, names=None, params=None, engine: str = "numba", scheduler: str = "local",
                     workers: int | None = None, progress: bool = True) -> MetricsResult:
     """``nw2 metrics``: add or refresh metric columns in every part of a store."""
-    from pipeline.store import check_reachable
+    from nw2.pipeline.store import check_reachable
 
     check_reachable(store_url, scheduler)
     plan = MetricsPlan.build(names, params, engine)

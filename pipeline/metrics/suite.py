@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.metrics._common import Undefined, as_signal, check_fs
-from pipeline.metrics.chaos01 import chaos_01
-from pipeline.metrics.dynamics import correlation_dimension, largest_lyapunov, lyapunov_and_dimension
-from pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
+from nw2.pipeline.metrics._common import Undefined, as_signal, check_fs
+from nw2.pipeline.metrics.chaos01 import chaos_01
+from nw2.pipeline.metrics.dynamics import correlation_dimension, largest_lyapunov, lyapunov_and_dimension
+from nw2.pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
                                       svd_entropy)
-from pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
-from pipeline.metrics.scaling import dfa, hurst_rs
+from nw2.pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
+from nw2.pipeline.metrics.scaling import dfa, hurst_rs
 
 #: Every metric, in the order of the store's columns.
 METRICS: dict[str, Callable[..., float]] = {f.__name__: f for f in (

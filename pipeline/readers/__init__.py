@@ -9,8 +9,8 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.errors import InputError
-from pipeline.readers.base import ReadOptions
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers.base import ReadOptions
 
 #: format name -> module name, in the order ``auto`` detection tries content sniffing.
 _MODULES = {
@@ -30,7 +30,7 @@ def reader_for(fmt: str) -> ModuleType:
     """The reader module of a format name."""
     if fmt not in _MODULES:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    return importlib.import_module(f"pipeline.readers.{_MODULES[fmt]}")
+    return importlib.import_module(f"nw2.pipeline.readers.{_MODULES[fmt]}")
 
 
 def detect_format(path: str | Path) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.records import ChannelInfo, Record
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.records import ChannelInfo, Record
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import InputError
-from pipeline.readers.base import ReadOptions
-from pipeline.readers.table import Table
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers.base import ReadOptions
+from nw2.pipeline.readers.table import Table
 
 FORMAT = "csv"
 EXTENSIONS = (".csv", ".tsv", ".csv.bz2", ".tsv.bz2", ".txt.bz2", ".csv.gz", ".tsv.gz", ".txt.gz", ".csv.xz")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
                                    time_slice)
-from pipeline.records import guess_modality
+from nw2.pipeline.records import guess_modality
 
 FORMAT = "edf"
 EXTENSIONS = (".edf", ".bdf", ".rec")

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.errors import InputError
-from pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, time_slice
-from pipeline.records import guess_modality
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, time_slice
+from nw2.pipeline.records import guess_modality
 
 FORMAT = "opensignals"
 EXTENSIONS = ()  # .txt says nothing: claimed by content only

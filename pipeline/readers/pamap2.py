@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.errors import InputError
-from pipeline.readers.base import ReadOptions, file_stem, select, time_slice
-from pipeline.records import ChannelInfo, Record
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers.base import ReadOptions, file_stem, select, time_slice
+from nw2.pipeline.records import ChannelInfo, Record
 
 FORMAT = "pamap2"
 EXTENSIONS = (".dat",)

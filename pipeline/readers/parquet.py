@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
                                    time_slice)
-from pipeline.readers.table import TIME_NAMES, rate_from_time
-from pipeline.records import guess_modality
+from nw2.pipeline.readers.table import TIME_NAMES, rate_from_time
+from nw2.pipeline.records import guess_modality
 
 FORMAT = "parquet"
 EXTENSIONS = (".parquet", ".pq", ".arrow", ".feather", ".ipc")

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.readers.base import ReadOptions, as_float, file_stem, select, time_slice
-from pipeline.records import ChannelInfo, Record
+from nw2.pipeline.errors import InputError
+from nw2.pipeline.readers.base import ReadOptions, as_float, file_stem, select, time_slice
+from nw2.pipeline.records import ChannelInfo, Record
 
 FORMAT = "wesad"
 EXTENSIONS = (".pkl", ".pickle")
