@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 app = typer.Typer(help="nw2: curate physiological signals into a chaos-balanced corpus for world models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -321,7 +321,7 @@ def experiment(
 
     Per arm and seed: draw the corpus, pretrain with the same step budget, evaluate on the same windows;
     finished steps are skipped on a rerun."""
-    from nw2.model.experiment import run_experiment
+    from nw2.workflows.experiment import run_experiment
 
     try:
         result = run_experiment(spec, out, store=store, scheduler=scheduler, nproc=nproc, progress=progress,
@@ -344,7 +344,7 @@ def demo(
     """The whole pipeline on the sample recordings: ingest, metrics, balance, pretrain, evaluate.
 
     Uses corpus_specs/demo.yaml; a rerun skips or resumes what is finished."""
-    from nw2.model.demo import run_demo
+    from nw2.workflows.demo import run_demo
 
     try:
         result = run_demo(out, scheduler=scheduler, workers=workers, epochs=epochs, nproc=nproc, progress=progress,

@@ -64,7 +64,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 __all__ = ["LoaderConfig", "CorpusLoader", "STATE_VERSION"]
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from .adapt import adapted_step
 from .config import ModelConfig
-from .files import atomic_text, atomic_write
+from nw2.core.files import atomic_text, atomic_write
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
 EPS = 1e-5

@@ -31,11 +31,11 @@ from typing import Any, Callable
 
 import torch
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 from .config import PRESETS, ModelConfig
 from .data import CorpusLoader, LoaderConfig
-from .files import atomic_text, atomic_torch_save
+from nw2.core.files import atomic_text, atomic_torch_save
 from .distributed import (Compute, all_gather, all_min, all_sum, barrier, compute_cleanup, compute_init,
                           launch, print0, under_launcher)
 from .network import Model

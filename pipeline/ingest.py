@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nw2.pipeline import __version__, samples
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import executor
 from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from nw2.pipeline.readers.base import ReadOptions

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from nw2.pipeline import preprocess as pp
 from nw2.pipeline import windows as win
-from nw2.pipeline.errors import InputError, Nw2Error
+from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec

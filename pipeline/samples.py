@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 _BSN = "biosignalsnotebooks/notebook_files/osf_files/signal_samples/"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from nw2.pipeline.errors import SpecError
+from nw2.core.errors import SpecError
 from nw2.pipeline.readers import FORMATS
 from nw2.pipeline.records import MODALITIES
 

@@ -22,7 +22,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 SCHEMA_VERSION = 1
 

@@ -113,7 +113,7 @@ def test_memory_store_needs_the_sync_scheduler(tmp_path):
 
 def test_trainer_and_evaluation_name_a_url_as_such(tmp_path):
     from nw2.model.evaluate.data import open_source
-    from nw2.pipeline.errors import Nw2Error
+    from nw2.core.errors import Nw2Error
 
     result = runner.invoke(app, ["pretrain", "file:///tmp/corpus", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "file:///tmp/corpus: the trainer reads a local directory" in result.output

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from nw2.cli import app
 from nw2.pipeline.balance import corpus as corpus_module
 from nw2.pipeline.balance.stage import balance
-from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.metrics.suite import METRICS
 from nw2.pipeline.spec import BalanceSpec, balance_from_dict, load_spec
 from tests.test_balance_corpus import DEMO, demo_store, read_corpus, tree_bytes

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nw2.pipeline.balance.bins import Grid, balance_stats, fit_grid
 from nw2.pipeline.balance.space import (DEFAULT_METRICS, ROW_COLUMNS, FeatureSpec, build_features, load_rows,
                                     quantile_transform, scan_rows)
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from tests.test_ingest import DEMO, nw2
 
 

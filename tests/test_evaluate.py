@@ -22,7 +22,7 @@ from nw2.model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ar_forecas
                             log_spectral_distance, parse_horizons, seasonal_naive, seasonal_period,
                             spectral_correlation, window_mean)
 from nw2.model.evaluate.probe import run_classification, run_regression
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from tests.test_balance_corpus import demo_store
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nw2.pipeline.errors import SpecError
+from nw2.core.errors import SpecError
 from nw2.pipeline.spec import BalanceSpec, ExperimentSpec, experiment_arms, experiment_baseline, spec_from_dict
 from tests.test_balance_corpus import DEMO, demo_store
 from tests.test_train import nw2, ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nw2.model.experiment.stats import Interval, compare, outcome
+from nw2.workflows.experiment.stats import Interval, compare, outcome
 
 
 def test_a_clear_difference_is_called_with_the_right_direction():

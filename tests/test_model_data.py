@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from nw2.cli import app
 from nw2.model.data import CorpusLoader, LoaderConfig
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from tests.test_balance_corpus import DEMO, demo_store
 
 runner = CliRunner()

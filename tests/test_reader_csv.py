@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nw2.pipeline import samples
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import csv, detect_format, opensignals
 from nw2.pipeline.readers.base import ReadOptions
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import edf
 from nw2.pipeline.readers.base import ReadOptions
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import signal as sps
 
 from make_pamap2 import DROPOUTS, HR_GAP_S, TRANSIENT_S, build_pamap2_dat
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import pamap2
 from nw2.pipeline.readers.base import ReadOptions
 

@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import parquet
 from nw2.pipeline.readers.base import ReadOptions
 

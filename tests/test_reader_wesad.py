@@ -13,7 +13,7 @@ import pytest
 from scipy import signal as sps
 
 from make_wesad import build_wesad_pickle, dumps_py2
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import wesad
 from nw2.pipeline.readers.base import ReadOptions
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from make_wfdb import build_wfdb_record
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers import wfdb_reader
 from nw2.pipeline.readers.base import ReadOptions
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from nw2.cli import app
 from nw2.pipeline import samples
-from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import load_spec, spec_from_dict
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 __all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "OPTIONAL"]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 from . import baselines, spectra
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from nw2.pipeline.plots import DPI, png_bytes, report_style
+from nw2.core.plots import DPI, png_bytes, report_style
 
 __all__ = ["write_report", "describe", "best_baseline"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from nw2.pipeline import __version__
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 from . import baselines, spectra
 from .data import Source, open_source, read_meta, stream_samples

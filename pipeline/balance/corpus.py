@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from nw2.pipeline.store import Store
 
 FORMAT = "nw2-corpus"

@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from nw2.pipeline.plots import DPI, png_bytes, report_style
+from nw2.core.plots import DPI, png_bytes, report_style
 
 #: Okabe & Ito's colour-blind-safe palette: before, after, and the rest.
 BEFORE_COLOR = "#0072B2"   # blue

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from nw2.pipeline.store import Store
 
 #: Metrics used for balancing unless the spec or ``--metrics`` says otherwise: divergence rate,

@@ -32,7 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from nw2.pipeline import __version__
 from nw2.pipeline.balance import corpus as C
-from nw2.pipeline.errors import Nw2Error, SpecError
+from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
 from nw2.pipeline.store import Store
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import Executor, executor
 from nw2.pipeline.store import Store
 from nw2.pipeline.windows import content_id

@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers.base import ReadOptions
 
 #: format name -> module name, in the order ``auto`` detection tries content sniffing.

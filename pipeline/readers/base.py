@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.records import ChannelInfo, Record
 
 

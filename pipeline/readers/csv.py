@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.readers.table import Table
 

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers.base import ReadOptions, file_stem, select, time_slice
 from nw2.pipeline.records import ChannelInfo, Record
 

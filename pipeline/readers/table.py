@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, time_slice
 from nw2.pipeline.records import guess_modality
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.errors import InputError
+from nw2.core.errors import InputError
 from nw2.pipeline.readers.base import ReadOptions, as_float, file_stem, select, time_slice
 from nw2.pipeline.records import ChannelInfo, Record
 

@@ -29,11 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
                            experiment_baseline, load_spec)
 
-from ..files import atomic_text
+from nw2.core.files import atomic_text
 from .stats import Comparison, compare
 
 __all__ = ["ExperimentResult", "run_experiment"]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from nw2.pipeline.plots import png_bytes, report_style
+from nw2.core.plots import png_bytes, report_style
 
-from ..files import atomic_bytes, atomic_text
+from nw2.core.files import atomic_bytes, atomic_text
 from .stats import Comparison
 
 COLORS = {"beats": "#009E73", "matches": "#56B4E9", "worse": "#D55E00"}  # Okabe & Ito

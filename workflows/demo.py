@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nw2.pipeline.errors import Nw2Error
+from nw2.core.errors import Nw2Error
 
 __all__ = ["DemoResult", "run_demo", "DEMO_SPEC", "DEMO_EPOCHS", "DEMO_BLR", "DEMO_SPLIT"]
 
