@@ -1,6 +1,13 @@
-"""Errors a user can act on. Their message is one line that names the file and the problem."""
+"""Errors a user can act on. Their message is one line that names the file and the problem.
+
+Code tells errors apart by their type and attributes, never by their wording: a caller that must treat
+"this split is empty" differently from "this corpus is broken" catches :class:`EmptySplitError`.
+"""
 
 from __future__ import annotations
+
+__all__ = ["Nw2Error", "InputError", "SpecError", "ArtifactError", "NotAnArtifactError", "OverwriteRefusedError",
+           "EmptySplitError"]
 
 
 class Nw2Error(Exception):
@@ -18,3 +25,36 @@ class InputError(Nw2Error):
 
 class SpecError(Nw2Error):
     """A corpus spec with an unknown field, a wrong type or a missing value."""
+
+
+class ArtifactError(Nw2Error):
+    """A window store, corpus or run that cannot be used as it is: missing, incomplete, or with metadata
+    that does not describe it. ``url`` is the artifact's location, ``reason`` the rest of the message."""
+
+    def __init__(self, url: object, reason: str) -> None:
+        self.url = str(url)
+        self.reason = reason
+        super().__init__(f"{self.url}: {reason}")
+
+
+class NotAnArtifactError(ArtifactError):
+    """A location that holds no artifact of the kind asked for (no ``store.json``, ``corpus.json`` or
+    ``run.json``), or nothing at all (``missing``)."""
+
+    def __init__(self, url: object, reason: str, missing: bool = False) -> None:
+        self.missing = missing
+        super().__init__(url, reason)
+
+
+class OverwriteRefusedError(ArtifactError):
+    """nw2 was asked to write where something already is, and cannot prove it wrote what is there (or was
+    not told it may replace it). Nothing was deleted."""
+
+
+class EmptySplitError(Nw2Error):
+    """A corpus or store that has no rows of the split asked for."""
+
+    def __init__(self, url: object, split: str, reason: str | None = None) -> None:
+        self.url = str(url)
+        self.split = split
+        super().__init__(f"{self.url}: {reason or f'no rows of split {split!r}'}")
