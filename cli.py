@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from nw2.core.errors import Nw2Error
+from nw2.model.cli_options import PRETRAIN_FLAGS, with_config_options
 
 app = typer.Typer(help="nw2: curate physiological signals into a chaos-balanced corpus for world models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -140,11 +141,27 @@ def metrics(
         raise typer.Exit(1)
 
 
+def _strategies_help() -> str:
+    """``--strategy``: the names of the strategy registry, ``a, b or c.``"""
+    from nw2.pipeline.balance.strategies import STRATEGIES
+
+    names = list(STRATEGIES)
+    return f"{', '.join(names[:-1])} or {names[-1]}."
+
+
+def _strategy_param_help(name: str) -> str:
+    """A strategy parameter's flag: ``<strategy>: <its documentation> (default <its default>).``, from the registry."""
+    from nw2.pipeline.balance.strategies import spec_params
+
+    strategy, f, _ = spec_params()[name]
+    return f"{strategy}: {f.metadata['doc']} (default {f.default})."
+
+
 @app.command()
 def balance(
     store: str = typer.Argument(..., help="Window store with metrics (nw2 ingest, nw2 metrics): directory or fsspec URL."),
     out: str = typer.Option(..., "--out", "-o", help="Corpus directory or fsspec URL to write (docs/corpus_format.md)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="random, stratified, grid, inverse, temperature, kmeans or coverage."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help=_strategies_help()),
     size: Optional[int] = typer.Option(None, "--size", "-n", help="Rows to select from the balanced splits."),
     fraction: Optional[float] = typer.Option(None, "--fraction", help="Rows to select as a fraction of the candidate rows (instead of --size)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
@@ -156,11 +173,11 @@ def balance(
     bins: Optional[int] = typer.Option(None, "--bins", help="Quantile bins per dimension of the grid (default 5)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits to balance (default train); the others are carried through."),
     nan_policy: Optional[str] = typer.Option(None, "--nan-policy", help="Rows with an undefined chosen metric: own_bin (default) or exclude."),
-    by: Optional[str] = typer.Option(None, "--by", help="stratified: dataset (default) or modality."),
-    tau: Optional[float] = typer.Option(None, "--tau", help="temperature: cells drawn in proportion to count**tau (default 0.5)."),
-    k: Optional[int] = typer.Option(None, "--k", help="kmeans: number of clusters (default 32)."),
-    fit_sample: Optional[int] = typer.Option(None, "--fit-sample", help="kmeans: rows sampled to fit the clusters (default 100000)."),
-    pool: Optional[int] = typer.Option(None, "--pool", help="coverage: candidates sampled before the greedy selection (default 200000)."),
+    by: Optional[str] = typer.Option(None, "--by", help=_strategy_param_help("by")),
+    tau: Optional[float] = typer.Option(None, "--tau", help=_strategy_param_help("tau")),
+    k: Optional[int] = typer.Option(None, "--k", help=_strategy_param_help("k")),
+    fit_sample: Optional[int] = typer.Option(None, "--fit-sample", help=_strategy_param_help("fit_sample")),
+    pool: Optional[int] = typer.Option(None, "--pool", help=_strategy_param_help("pool")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus at --out."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the Markdown report with its plots into CORPUS/report."),
 ) -> None:
@@ -203,61 +220,25 @@ def balance(
 
 
 @app.command()
+@with_config_options(PRETRAIN_FLAGS, before="progress")  # the ModelConfig and TrainConfig flags
 def pretrain(
     corpus: str = typer.Argument(..., help="Corpus directory (nw2 balance output; a window store also works)."),
     out: str = typer.Option(..., "--out", "-o", help="Run directory: run.json, log.jsonl, tensorboard/, checkpoints/, model/."),
     config: str = typer.Option("tiny", "--config", help="Model preset (tiny, base) or a JSON file of ModelConfig fields."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine, started through torch's launcher (gloo on CPU, NCCL on GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Encoder width."),
-    depth: Optional[int] = typer.Option(None, "--depth", help="Encoder layers."),
-    num_heads: Optional[int] = typer.Option(None, "--num-heads", help="Encoder attention heads."),
-    fuse_freq: Optional[int] = typer.Option(None, "--fuse-freq", help="A cross-channel fusion layer after every n-th encoder layer (0: none)."),
-    decoder_embed_dim: Optional[int] = typer.Option(None, "--decoder-embed-dim", help="Decoder width."),
-    decoder_depth: Optional[int] = typer.Option(None, "--decoder-depth", help="Decoder layers."),
-    decoder_num_heads: Optional[int] = typer.Option(None, "--decoder-num-heads", help="Decoder attention heads."),
-    window_size: Optional[int] = typer.Option(None, "--window-size", help="Samples per channel (corpus windows are cropped to it)."),
-    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Samples per patch token."),
-    nvar: Optional[int] = typer.Option(None, "--nvar", help="Most channels per sample."),
-    causal: Optional[bool] = typer.Option(None, "--causal/--no-causal", help="Causal attention over time (must stay on; see docs/model.md)."),
-    token_level_fuse: Optional[bool] = typer.Option(None, "--token-level-fuse/--pooled-fuse", help="Token-level or pooled cross-channel fusion."),
-    jepa: Optional[bool] = typer.Option(None, "--jepa/--no-jepa", help="Add the latent-prediction (JEPA) term."),
-    rollout_steps: Optional[int] = typer.Option(None, "--rollout-steps", help="k of the k-step latent rollout."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per process per micro-step (default 32)."),
-    accum_iter: Optional[int] = typer.Option(None, "--accum-iter", help="Micro-steps per optimizer step (default 1)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training split (default 10)."),
-    warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear warm-up before the cosine decay (default 1)."),
-    save_every_epoch: Optional[int] = typer.Option(None, "--save-every-epoch", help="Checkpoint every n epochs, and after the last (default 1)."),
-    save_every_steps: Optional[int] = typer.Option(None, "--save-every-steps", help="Also checkpoint every n optimizer steps (default 0: off)."),
-    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", help="Newest checkpoints kept (default 2; 0 keeps all)."),
-    blr: Optional[float] = typer.Option(None, "--blr", help="Base learning rate; lr = blr x total batch / 256 (default 1e-3)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Absolute learning rate (overrides --blr)."),
-    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Floor of the cosine decay (default 1e-6)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.05)."),
-    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm (default 1.0)."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Loader threads per process (default 0)."),
-    shuffle_buffer: Optional[int] = typer.Option(None, "--shuffle-buffer", help="Samples in each loader worker's shuffle buffer (default 1024)."),
-    weighted: Optional[bool] = typer.Option(None, "--weighted/--unweighted", help="Sample by sample_weight (default: when the corpus has it)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the initialisation and the loader (default 0)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when available), cpu or cuda."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
-    log_dir: Optional[str] = typer.Option(None, "--log-dir", help="TensorBoard directory (default RUN/tensorboard)."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps between log lines (default 10)."),
-    remark: Optional[str] = typer.Option(None, "--remark", help="A note kept in run.json and the logs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    **overrides: Any,
 ) -> None:
     """Pretrain the world model on a corpus (one process, --nproc processes, or under torchrun).
 
     --resume continues from the latest checkpoint."""
-    import json as _json
-
+    from nw2.artifacts.run import Run
     from nw2.model.train import pretrain as run_pretrain
     from nw2.model.train import prepare, resolve
 
-    given = {k: v for k, v in locals().items() if v is not None and k not in (
-        "corpus", "out", "config", "nproc", "resume", "progress", "run_pretrain", "prepare", "resolve", "_json")}
     try:
-        model_cfg, train_cfg = resolve(corpus, out, config, given, resume=resume)
+        model_cfg, train_cfg = resolve(corpus, out, config, overrides, resume=resume)
         prepared = prepare(model_cfg, train_cfg, resume=resume)
         result = run_pretrain(prepared, nproc=nproc, progress=progress,
                               log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
@@ -265,16 +246,16 @@ def pretrain(
         _fail(str(err))
     if result is not None and int(os.environ.get("RANK", "0")) != 0:
         return  # one rank of a torchrun job: rank 0 reports
-    run_dir = Path(out)
-    meta = _json.loads((run_dir / "run.json").read_text())
-    loss = meta.get("train_loss")
-    val = meta.get("val_loss")
-    typer.echo(f"trained {meta['parameters']:,} parameters for {meta.get('epochs_done')} epochs, {meta.get('steps')} "
-               f"steps on {meta['world_size']} process(es): last train loss "
+    run_dir = Run(out)
+    meta = run_dir.require_info()
+    loss, val = meta.get("train_loss"), meta.get("val_loss")
+    typer.echo(f"trained {meta.parameters:,} parameters for {meta.get('epochs_done')} epochs, {meta.get('steps')} "
+               f"steps on {meta.world_size} process(es): last train loss "
                f"{'n/a' if loss is None else f'{loss:.4f}'}"
                + ("" if val is None else f", val loss {val:.4f}")
-               + f"; model in {run_dir / 'model'} (Model.from_pretrained)")
-    skipped = [f"{meta[k]} {k.split('_')[1]}" for k in ("skipped_steps", "skipped_batches", "skipped_rows") if meta.get(k)]
+               + f"; model in {run_dir.model_dir} (Model.from_pretrained)")
+    counts = {what: meta.get(f"skipped_{what}") for what in ("steps", "batches", "rows")}
+    skipped = [f"{n} {what}" for what, n in counts.items() if n]
     if skipped:
         typer.echo("skipped (non-finite): " + ", ".join(skipped))
 
@@ -358,10 +339,10 @@ def demo(
 def _report_metrics(result) -> None:
     for part in result.failed:
         typer.secho(f"{result.store}/{part['part']}: {part['error']}", fg=typer.colors.YELLOW, err=True)
-    undefined = {}
+    undefined = {}  # per metric, windows undefined this run (undefined_now is {metric: {kind: n}})
     for part in result.parts:
-        for name, n in part["undefined_now"].items():
-            undefined[name] = undefined.get(name, 0) + n
+        for name, kinds in part["undefined_now"].items():
+            undefined[name] = undefined.get(name, 0) + sum(kinds.values())
     typer.echo(f"{len(result.plan.names)} metrics ({result.plan.engine}) for {result.rows} windows in "
                f"{len(result.parts)} parts of {result.store}: {result.computed_parts} computed, "
                f"{len(result.parts) - result.computed_parts - len(result.failed)} already up to date, "

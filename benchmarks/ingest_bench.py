@@ -18,7 +18,7 @@ Runs, each into a fresh store, all with the preprocessing/window settings of ``c
 1. ``--files N`` files on a local Dask cluster with 1 worker, then with 2 workers, ``--repeat`` times
    interleaved (the machine is a shared VM: medians are reported, and every run is listed);
 2. a bare ``pyarrow.parquet.write_table`` of the windows that run produced (same schema, compression,
-   dictionary columns and row-group size as ``Store.write_part``, one file, single-threaded), as the
+   dictionary columns and row-group size as ``WindowStore.write_part``, one file, single-threaded), as the
    floor for writing those bytes;
 3. ``--scale`` x N files with 2 workers, to show peak RSS does not grow with the number of files.
 
@@ -69,7 +69,7 @@ from nw2.pipeline import executor as executor_mod  # noqa: E402
 from nw2.pipeline import samples  # noqa: E402
 from nw2.pipeline.ingest import ingest  # noqa: E402
 from nw2.pipeline.spec import spec_from_dict  # noqa: E402
-from nw2.pipeline.store import ROW_GROUP_SIZE, Store  # noqa: E402
+from nw2.artifacts.store import ROW_GROUP_SIZE, WindowStore  # noqa: E402
 
 #: (format tag, registry sample, file extension) in the order files cycle through them.
 FORMATS = (
@@ -78,7 +78,7 @@ FORMATS = (
     ("opensignals", "sync_acc", ".txt"),
     ("csv", "pyphysio_medical", ".csv"),
 )
-#: Dictionary-encoded columns, as ``Store.write_part`` writes them.
+#: Dictionary-encoded columns, as ``WindowStore.write_part`` writes them.
 DICT_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source"]
 
 
@@ -308,8 +308,8 @@ def run_ingest(spec, out: Path, workers: int, timer: ClusterTimer) -> dict:
 
 
 def bare_write(store_dir: Path, scratch: Path, repeats: int = 3) -> dict:
-    """Time a single-threaded ``pq.write_table`` of the store's rows with ``Store.write_part``'s options."""
-    store = Store(str(store_dir))
+    """Time a single-threaded ``pq.write_table`` of the store's rows with ``WindowStore.write_part``'s options."""
+    store = WindowStore(str(store_dir))
     parts = store.parts()
     table = pa.concat_tables([store.read_table(p) for p in parts])
     cpu, io_threads = pa.cpu_count(), pa.io_thread_count()

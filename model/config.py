@@ -1,14 +1,25 @@
-"""The world model's configuration: one frozen dataclass, named presets, JSON round-trip.
+"""The configurations: the world model's (:class:`ModelConfig`, named presets, JSON round-trip) and its
+training's (:class:`TrainConfig`), frozen dataclasses that own their defaults and choices.
 
 The field names follow the NormWear-2 command line (``--embed-dim``, ``--fuse-freq``, ...) so that users of
-that code recognise them; see ``docs/model.md`` for what each part of the network does.
+that code recognise them; see ``docs/model.md`` for what each part of the network does. A field with a fixed
+set of values is annotated ``Literal[...]`` and checked against it (:func:`choices`). This module imports
+no torch: the command line reads these fields to make its options (``model/cli_options.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from nw2.core.errors import Nw2Error
 
 
 @dataclass(frozen=True)
@@ -141,3 +152,159 @@ def from_preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+def load_model_config(config: str) -> ModelConfig:
+    """The preset ``config`` (``tiny``, ``base``), or the JSON file of ModelConfig fields at that path; a
+    one-line :class:`Nw2Error` otherwise."""
+    if config in PRESETS:
+        return PRESETS[config]
+    path = Path(config)
+    if not path.is_file():
+        raise Nw2Error(f"--config {config}: not a preset ({', '.join(PRESETS)}) and no such file")
+    try:
+        return ModelConfig.from_json(path.read_text())
+    except ValueError as exc:
+        raise Nw2Error(f"{path}: {exc}") from None
+
+
+# ---- fields' types and choices, read from the annotations --------------------------------------------------
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def choices(cls: type, name: str) -> tuple:
+    """The values a field annotated ``Literal[...]`` allows (empty for any other field)."""
+    hint = _hints(cls)[name]
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+
+
+def _one_of(values: tuple) -> str:
+    """``a, b or c``."""
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has a field's annotated type (a bool is no int; an int does for a float)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _kind(hint: Any) -> str:
+    """What a type hint asks for, in words (for an error message)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return _one_of(typing.get_args(hint))
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How ``nw2 pretrain`` trains (names follow NormWear-2's flags where they apply)."""
+
+    corpus: str
+    """The corpus directory (``nw2 balance`` output; a window store also works, unweighted)."""
+    out: str
+    """The run directory: configs, logs, checkpoints and the saved model."""
+    batch_size: int = 32
+    """Samples per process per micro-step."""
+    accum_iter: int = 1
+    """Micro-steps per optimizer step (gradients are all-reduced only on the last)."""
+    epochs: int = 10
+    """Passes over the training split."""
+    warmup_epochs: float = 1.0
+    """Linear learning-rate warm-up, in (fractional) epochs, before the cosine decay."""
+    save_every_epoch: int = 1
+    """Write a checkpoint every this many epochs (and always after the last)."""
+    save_every_steps: int = 0
+    """Also write a checkpoint every this many optimizer steps, mid-epoch (0: off)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in ``RUN/checkpoints`` (the newest; 0 keeps all)."""
+    blr: float = 1e-3
+    """Base learning rate: the absolute one is ``blr * total batch / 256``, total batch =
+    ``batch_size * accum_iter * world size``."""
+    lr: float | None = None
+    """Absolute learning rate; overrides ``blr`` when given."""
+    min_lr: float = 1e-6
+    """Floor of the cosine decay."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not applied to biases, norms and embeddings' 1-D parameters)."""
+    clip_grad: float | None = 1.0
+    """Clip the global gradient norm to this value (None: no clipping; the norm is still checked)."""
+    num_workers: int = 0
+    """Loader threads per process, each reading its own share of row groups."""
+    shuffle_buffer: int = 1024
+    """Samples in each loader worker's shuffle buffer."""
+    weighted: bool | None = None
+    """Sample by the corpus's ``sample_weight`` (None: when the column exists)."""
+    split: str = "train"
+    """The split trained on."""
+    val_split: str | None = "val"
+    """Split whose loss is measured after every epoch (skipped when the corpus has none; None: never)."""
+    seed: int = 0
+    """Seeds the model's initialisation and the loader."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``."""
+    log_dir: str | None = None
+    """TensorBoard directory (default ``RUN/tensorboard``)."""
+    log_every: int = 10
+    """Write a step line to ``log.jsonl`` and TensorBoard every this many optimizer steps."""
+    remark: str = ""
+    """A note kept in ``run.json`` and the logs (NormWear-2's ``--remark``)."""
+
+    def __post_init__(self) -> None:
+        def flag(name: str) -> str:
+            return f"--{name.replace('_', '-')}"
+
+        def positive(name: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise Nw2Error(f"{flag(name)} must be a positive integer, got {v!r}")
+
+        for name in ("batch_size", "accum_iter", "epochs", "save_every_epoch", "log_every"):
+            positive(name)
+        for name in ("save_every_steps", "keep_checkpoints", "num_workers", "shuffle_buffer"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise Nw2Error(f"{flag(name)} must be an integer >= 0, got {v!r}")
+        for name in ("blr", "min_lr", "weight_decay", "warmup_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise Nw2Error(f"{flag(name)} must be a finite number >= 0, got {v!r}")
+        for name in ("lr", "clip_grad"):
+            v = getattr(self, name)
+            if v is not None and not (_fits(v, float) and math.isfinite(v) and v > 0):
+                raise Nw2Error(f"{flag(name)} must be > 0, got {v!r}")
+        hints = _hints(TrainConfig)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            allowed = choices(TrainConfig, f.name)
+            if allowed and v not in allowed:
+                raise Nw2Error(f"{flag(f.name)} must be {_one_of(allowed)}, got {v!r}")
+            # the fields without a check of their own above (strings, flags, optional paths): their type
+            if not _fits(v, hints[f.name]):
+                raise Nw2Error(f"{flag(f.name)} must be {_kind(hints[f.name])}, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**data)

@@ -64,7 +64,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from nw2.core.errors import Nw2Error
+from nw2.artifacts.source import may_hold, open_windows
+from nw2.core.errors import EmptySplitError, Nw2Error
 
 __all__ = ["LoaderConfig", "CorpusLoader", "STATE_VERSION"]
 
@@ -114,30 +115,13 @@ def _fail(corpus: Path, reason: str) -> Nw2Error:
     return Nw2Error(f"{corpus}: {reason}")
 
 
-def _stats_may_hold(stats: Any, value: str) -> bool:
-    if stats is None or not stats.has_min_max:
-        return True
-    lo, hi = stats.min, stats.max
-    if isinstance(lo, bytes):
-        lo, hi = lo.decode(), hi.decode()
-    return lo <= value <= hi
-
-
 class _Corpus:
     """The corpus's parts and units, checked from the Parquet footers only (no data is read)."""
 
     def __init__(self, cfg: LoaderConfig) -> None:
-        if "://" in str(cfg.corpus):
-            raise _fail(cfg.corpus, "the trainer reads a local directory (or a mounted shared one), not a URL; "
-                                    "copy or mount the corpus first")
+        source = open_windows(cfg.corpus, "the trainer")
         root = Path(cfg.corpus)
-        if not root.is_dir():
-            raise _fail(root, "no such corpus directory")
-        if not (root / "corpus.json").exists() and not (root / "store.json").exists():
-            raise _fail(root, "not a corpus: no corpus.json (an interrupted nw2 balance?) and no store.json")
-        self.parts = sorted((root / "data").glob("part-*.parquet"))
-        if not self.parts:
-            raise _fail(root, "no Parquet parts under data/ (an empty corpus)")
+        self.parts = [Path(source.path(rel)) for rel in source.parts()]
         if cfg.batch_size < 1 or cfg.window_size < 1 or cfg.nvar < 1:
             raise _fail(root, f"batch_size, window_size and nvar must be positive "
                               f"(got {cfg.batch_size}, {cfg.window_size}, {cfg.nvar})")
@@ -156,7 +140,7 @@ class _Corpus:
             length_i = names.index("length") if "length" in names else None
             for g in range(meta.num_row_groups):
                 rg = meta.row_group(g)
-                if rg.num_rows == 0 or not _stats_may_hold(rg.column(split_i).statistics, cfg.split):
+                if rg.num_rows == 0 or not may_hold(rg.column(split_i).statistics, [cfg.split]):
                     continue
                 self.units.append((p, g))
                 if length_i is not None:
@@ -164,7 +148,7 @@ class _Corpus:
                     if st is not None and st.has_min_max:
                         min_length = st.min if min_length is None else min(min_length, st.min)
         if not self.units:
-            raise _fail(root, f"no rows of split {cfg.split!r}")
+            raise EmptySplitError(root, cfg.split)  # "<corpus>: no rows of split '<split>'"
         if cfg.weighted and not self.has_weight:
             raise _fail(root, "weighted sampling needs a sample_weight column (a corpus, not a store)")
         if min_length is None:  # no statistics: read the small length column, else one samples row group
@@ -338,10 +322,11 @@ class CorpusLoader:
 
     def __init__(self, config: LoaderConfig, rank: int | None = None, world_size: int | None = None) -> None:
         if rank is None or world_size is None:
-            dist = torch.distributed
-            ready = dist.is_available() and dist.is_initialized()
-            rank = (dist.get_rank() if ready else 0) if rank is None else rank
-            world_size = (dist.get_world_size() if ready else 1) if world_size is None else world_size
+            from .distributed import rank_and_world
+
+            group_rank, group_world = rank_and_world()
+            rank = group_rank if rank is None else rank
+            world_size = group_world if world_size is None else world_size
         if not 0 <= rank < world_size:
             raise Nw2Error(f"rank {rank} is not in a world of size {world_size}")
         self.config, self.rank, self.world_size = config, rank, world_size

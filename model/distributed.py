@@ -8,15 +8,16 @@ the same launcher (:func:`launch`). Gloo on CPU, NCCL on GPU.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["Compute", "compute_init", "compute_cleanup", "print0", "under_launcher", "all_min", "all_sum",
-           "all_gather", "broadcast", "barrier", "launch"]
+           "all_gather", "broadcast", "barrier", "launch", "LaunchFailed", "record_errors", "wrap_ddp", "rank_and_world"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ def _ready() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's ``(rank, world size)``: from the process group when one is running, else ``(0, 1)``."""
+    if _ready():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def print0(*args: Any, **kwargs: Any) -> None:
     """``print`` on rank 0 only."""
     if int(os.environ.get("RANK", 0)) == 0:
@@ -130,8 +138,10 @@ def broadcast(obj: Any, src: int = 0) -> Any:
 def launch(nproc: int, module: str, args: list[str]) -> None:
     """Run ``python -m module *args`` in ``nproc`` processes on this machine through torch's own launcher
     (``torch.distributed.run``, what ``torchrun --standalone`` does: a c10d rendezvous on a free local port).
-    Raises ``torch.distributed.elastic.multiprocessing.errors.ChildFailedError`` when a process fails."""
+    Raises :class:`LaunchFailed` (how many processes failed, the last line of the first one's error) when a
+    process fails."""
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
@@ -145,6 +155,46 @@ def launch(nproc: int, module: str, args: list[str]) -> None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     try:
         torchrun.run(ns)
+    except ChildFailedError as exc:
+        raise LaunchFailed(len(exc.failures), _first_error_line(exc)) from None
     finally:
         if set_here:
             os.environ.pop("OMP_NUM_THREADS", None)
+
+
+class LaunchFailed(Exception):
+    """Some processes of a :func:`launch` failed: ``failed`` of them; ``detail`` is the last line of the
+    first one's error (empty when it left none)."""
+
+    def __init__(self, failed: int, detail: str) -> None:
+        self.failed, self.detail = failed, detail
+        super().__init__(f"{failed} processes failed" + (f": {detail}" if detail else ""))
+
+
+def _first_error_line(exc: Any) -> str:
+    first = next(iter(exc.failures.values()), None)
+    if first is None or not first.error_file or not os.path.isfile(first.error_file):
+        return ""
+    try:
+        with open(first.error_file) as fh:
+            return json.load(fh)["message"]["message"].splitlines()[-1]
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return ""
+
+
+def record_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` wrapped so that a launched process's exception reaches the launcher (torch elastic's
+    ``record``), which :func:`launch` turns into :class:`LaunchFailed`'s detail."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(fn)
+
+
+def wrap_ddp(model: torch.nn.Module, compute: "Compute") -> torch.nn.Module:
+    """The model as the loop runs it: under DDP when several processes train, else itself."""
+    if not compute.ddp:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device = compute.device
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)

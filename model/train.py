@@ -4,6 +4,8 @@ Flow: :func:`resolve` turns a preset or config file plus flags into a :class:`Mo
 :class:`TrainConfig`; :func:`prepare` checks the corpus and the run directory before any process starts;
 :func:`pretrain` then trains in this process, or starts ``--nproc`` processes through torch's launcher, each
 running :func:`train` (which is also what every process runs under ``torchrun``). See ``docs/training.md``.
+The loop's state is a :class:`LoopState`, a step's totals a :class:`StepTotals`; :mod:`.checkpoint` writes and
+reads the checkpoints, :mod:`.config` holds :class:`TrainConfig`.
 
 The run directory::
 
@@ -27,113 +29,23 @@ import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
-from nw2.core.errors import Nw2Error
+from nw2.artifacts import Corpus, Run, RunInfo, open_windows
+from nw2.core.errors import EmptySplitError, Nw2Error
+from nw2.core.files import atomic_text
 
-from .config import PRESETS, ModelConfig
+from .checkpoint import CHECKPOINT_VERSION, Checkpointer, latest_checkpoint
+from .config import ModelConfig, TrainConfig, load_model_config
 from .data import CorpusLoader, LoaderConfig
-from nw2.core.files import atomic_text, atomic_torch_save
-from .distributed import (Compute, all_gather, all_min, all_sum, barrier, compute_cleanup, compute_init,
-                          launch, print0, under_launcher)
+from .distributed import (Compute, LaunchFailed, all_gather, all_min, all_sum, barrier, compute_cleanup,
+                          compute_init, launch, print0, record_errors, under_launcher, wrap_ddp)
 from .network import Model
 
-__all__ = ["TrainConfig", "TrainResult", "resolve", "prepare", "pretrain", "train", "lr_at",
-           "latest_checkpoint", "CHECKPOINT_VERSION"]
-
-CHECKPOINT_VERSION = 1
-RUN_JSON, LOG_JSONL = "run.json", "log.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How ``nw2 pretrain`` trains (names follow NormWear-2's flags where they apply)."""
-
-    corpus: str
-    """The corpus directory (``nw2 balance`` output; a window store also works, unweighted)."""
-    out: str
-    """The run directory: configs, logs, checkpoints and the saved model."""
-    batch_size: int = 32
-    """Samples per process per micro-step."""
-    accum_iter: int = 1
-    """Micro-steps per optimizer step (gradients are all-reduced only on the last)."""
-    epochs: int = 10
-    """Passes over the training split."""
-    warmup_epochs: float = 1.0
-    """Linear learning-rate warm-up, in (fractional) epochs, before the cosine decay."""
-    save_every_epoch: int = 1
-    """Write a checkpoint every this many epochs (and always after the last)."""
-    save_every_steps: int = 0
-    """Also write a checkpoint every this many optimizer steps, mid-epoch (0: off)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept in ``RUN/checkpoints`` (the newest; 0 keeps all)."""
-    blr: float = 1e-3
-    """Base learning rate: the absolute one is ``blr * total batch / 256``, total batch =
-    ``batch_size * accum_iter * world size``."""
-    lr: float | None = None
-    """Absolute learning rate; overrides ``blr`` when given."""
-    min_lr: float = 1e-6
-    """Floor of the cosine decay."""
-    weight_decay: float = 0.05
-    """AdamW weight decay (not applied to biases, norms and embeddings' 1-D parameters)."""
-    clip_grad: float | None = 1.0
-    """Clip the global gradient norm to this value (None: no clipping; the norm is still checked)."""
-    num_workers: int = 0
-    """Loader threads per process, each reading its own share of row groups."""
-    shuffle_buffer: int = 1024
-    """Samples in each loader worker's shuffle buffer."""
-    weighted: bool | None = None
-    """Sample by the corpus's ``sample_weight`` (None: when the column exists)."""
-    split: str = "train"
-    """The split trained on."""
-    val_split: str | None = "val"
-    """Split whose loss is measured after every epoch (skipped when the corpus has none; None: never)."""
-    seed: int = 0
-    """Seeds the model's initialisation and the loader."""
-    device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
-    precision: str = "auto"
-    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``."""
-    log_dir: str | None = None
-    """TensorBoard directory (default ``RUN/tensorboard``)."""
-    log_every: int = 10
-    """Write a step line to ``log.jsonl`` and TensorBoard every this many optimizer steps."""
-    remark: str = ""
-    """A note kept in ``run.json`` and the logs (NormWear-2's ``--remark``)."""
-
-    def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise Nw2Error(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-
-        for name in ("batch_size", "accum_iter", "epochs", "save_every_epoch", "log_every"):
-            positive(name)
-        for name in ("save_every_steps", "keep_checkpoints", "num_workers", "shuffle_buffer"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise Nw2Error(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
-        for name in ("blr", "min_lr", "weight_decay", "warmup_epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise Nw2Error(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise Nw2Error(f"--lr must be > 0, got {self.lr!r}")
-        if self.clip_grad is not None and not (math.isfinite(self.clip_grad) and self.clip_grad > 0):
-            raise Nw2Error(f"--clip-grad must be > 0, got {self.clip_grad!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise Nw2Error(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise Nw2Error(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        return cls(**data)
+__all__ = ["TrainConfig", "TrainResult", "LoopState", "StepTotals", "resolve", "prepare", "pretrain", "train",
+           "lr_at", "steps_per_epoch", "has_weights", "latest_checkpoint", "CHECKPOINT_VERSION"]
 
 
 @dataclass
@@ -160,18 +72,6 @@ MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"corpus", "out"}
 
 
-def _load_model_config(config: str) -> ModelConfig:
-    if config in PRESETS:
-        return PRESETS[config]
-    path = Path(config)
-    if not path.is_file():
-        raise Nw2Error(f"--config {config}: not a preset ({', '.join(PRESETS)}) and no such file")
-    try:
-        return ModelConfig.from_json(path.read_text())
-    except ValueError as exc:
-        raise Nw2Error(f"{path}: {exc}") from None
-
-
 def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "tiny",
             overrides: dict[str, Any] | None = None, resume: bool = False) -> tuple[ModelConfig, TrainConfig]:
     """The model and training configs of a run: the preset or JSON file ``config`` with ``overrides`` (flag
@@ -183,11 +83,11 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "ti
         raise Nw2Error(f"unknown setting(s): {', '.join(unknown)}")
     model_over = {k: v for k, v in overrides.items() if k in MODEL_FIELDS}
     train_over = {k: v for k, v in overrides.items() if k in TRAIN_FIELDS}
-    run_json = Path(out) / RUN_JSON
-    if resume and run_json.is_file():
-        saved = _read_run_json(run_json)
-        model_cfg = ModelConfig.from_dict(saved["model"])
-        train_cfg = TrainConfig.from_dict({**saved["train"], "corpus": str(corpus), "out": str(out)})
+    saved = Run(out).info() if resume else None
+    if saved is not None:
+        run_json = Run(out).info_path
+        model_cfg = ModelConfig.from_dict(saved.model)
+        train_cfg = TrainConfig.from_dict({**saved.train, "corpus": str(corpus), "out": str(out)})
         clash = [f"{k} {getattr(model_cfg, k)!r} -> {v!r}" for k, v in model_over.items() if getattr(model_cfg, k) != v]
         clash += [f"{k} {getattr(train_cfg, k)!r} -> {v!r}" for k, v in train_over.items() if getattr(train_cfg, k) != v]
         if clash:
@@ -195,19 +95,10 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "ti
                            f"flags given ({'; '.join(clash)}); drop those flags or start a new --out")
         return model_cfg, train_cfg
     try:
-        model_cfg = _load_model_config(config).replace(**model_over) if model_over else _load_model_config(config)
+        model_cfg = load_model_config(config).replace(**model_over) if model_over else load_model_config(config)
     except ValueError as exc:
         raise Nw2Error(str(exc)) from None
     return model_cfg, TrainConfig(corpus=str(corpus), out=str(out), **train_over)
-
-
-def _read_run_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        data["model"], data["train"]
-    except (ValueError, KeyError, TypeError):
-        raise Nw2Error(f"{path}: not an nw2 run description (unreadable JSON or no model/train section)") from None
-    return data
 
 
 def _loader_config(model_cfg: ModelConfig, cfg: TrainConfig, split: str, train: bool,
@@ -217,11 +108,32 @@ def _loader_config(model_cfg: ModelConfig, cfg: TrainConfig, split: str, train: 
                         weighted=weighted and train, seed=cfg.seed, num_workers=cfg.num_workers if train else 0)
 
 
-def _has_weights(corpus: str) -> bool:
+def has_weights(corpus: str) -> bool:
+    """Whether ``corpus`` has a ``sample_weight`` column (a corpus has; a window store has not)."""
     import pyarrow.parquet as pq
 
-    parts = sorted((Path(corpus) / "data").glob("part-*.parquet"))
-    return bool(parts) and "sample_weight" in pq.read_schema(parts[0]).names
+    source = open_windows(corpus, "the trainer")
+    with source.open_file(source.parts()[0]) as fh:
+        return "sample_weight" in pq.read_schema(fh).names
+
+
+def _weighted(cfg: TrainConfig) -> bool:
+    """Whether the run samples by weight: ``--weighted``/``--unweighted``, else when the corpus has weights."""
+    return has_weights(cfg.corpus) if cfg.weighted is None else cfg.weighted
+
+
+def _epoch_steps(samples: float, cfg: TrainConfig, world_size: int) -> int:
+    """Optimizer steps in an epoch of ``samples`` samples (the loader's expectation) on ``world_size``
+    processes: what places a step within its epoch for the learning-rate schedule."""
+    per_rank = max(1.0, samples / world_size)
+    return max(1, math.ceil(per_rank / (cfg.batch_size * cfg.accum_iter)))
+
+
+def steps_per_epoch(model_cfg: ModelConfig, cfg: TrainConfig, world_size: int) -> int:
+    """The optimizer steps of one epoch of ``cfg.split`` on ``world_size`` processes, exactly as the trainer
+    counts them (``nw2 experiment`` turns its budget of steps into epochs with it)."""
+    loader = CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, _weighted(cfg)), rank=0, world_size=1)
+    return _epoch_steps(loader.expected_samples(), cfg, world_size)
 
 
 @dataclass(frozen=True)
@@ -249,25 +161,23 @@ def prepare(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False) -> P
 
     The corpus (exists, has parts, the columns, rows of the split, windows at least ``window_size`` long),
     the run directory (an existing run needs ``--resume``; a resumed one must match its saved configs)."""
-    weighted = _has_weights(cfg.corpus) if cfg.weighted is None else cfg.weighted
+    weighted = _weighted(cfg)
     CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, weighted), rank=0, world_size=1)
     has_val = False
     if cfg.val_split:
         try:
             CorpusLoader(_loader_config(model_cfg, cfg, cfg.val_split, False, False), rank=0, world_size=1)
             has_val = True
-        except Nw2Error as exc:
-            if "no rows of split" not in str(exc):
-                raise
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise Nw2Error(f"{out}: --out exists and is not a directory")
-    has_run = (out / RUN_JSON).is_file() or latest_checkpoint(out) is not None
+        except EmptySplitError:
+            pass  # no validation split: the run measures no validation loss
     # Under torchrun every rank runs this; only rank 0 judges the run directory, because rank 0 may
     # already have written run.json by the time a slow rank gets here (no rank writes before all have
     # joined the process group, so rank 0's check always sees the directory as the user left it).
-    if has_run and not resume and int(os.environ.get("RANK", "0")) == 0:
-        raise Nw2Error(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if int(os.environ.get("RANK", "0")) == 0:
+        run = Run(cfg.out)
+        run.check_new_out()  # new, empty or a run: nothing else is ever written into
+        if run.holds_run() and not resume:
+            raise Nw2Error(f"{run.root}: already holds a run; pass --resume to continue it, or choose another --out")
     return Prepared(model_cfg, cfg, resume, weighted, has_val)
 
 
@@ -281,18 +191,7 @@ def lr_at(epoch: float, peak: float, cfg: TrainConfig) -> float:
     return cfg.min_lr + (peak - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-# ---- checkpoints ----------------------------------------------------------------------------------------
-def _checkpoint_dir(run: Path) -> Path:
-    return run / "checkpoints"
-
-
-def latest_checkpoint(run: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint of a run directory (temporary files of an interrupted write are ignored)."""
-    d = _checkpoint_dir(Path(run))
-    found = sorted(d.glob("ckpt-*.pt")) if d.is_dir() else []
-    return found[-1] if found else None
-
-
+# ---- digests (checkpoints: model/checkpoint.py) ---------------------------------------------------------
 def _param_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -304,37 +203,164 @@ def _param_digest(model: torch.nn.Module) -> str:
 def _corpus_fingerprint(corpus: str) -> dict:
     """Where the data came from: a corpus's ``content_sha256`` (docs/corpus_format.md); a store has none, so
     the hash of its ``store.json`` (its settings) stands in."""
-    root = Path(corpus)
-    if (root / "corpus.json").is_file():
-        try:
-            content = json.loads((root / "corpus.json").read_text()).get("content_sha256")
-        except ValueError:
-            content = None
-        return {"path": str(root.resolve()), "kind": "corpus", "content_sha256": content}
-    return {"path": str(root.resolve()), "kind": "store",
-            "store_json_sha256": hashlib.sha256((root / "store.json").read_bytes()).hexdigest()}
+    source = open_windows(corpus, "the trainer")
+    path = str(Path(corpus).resolve())
+    if isinstance(source, Corpus):
+        return {"path": path, "kind": "corpus", "content_sha256": source.info().content_sha256}
+    return {"path": path, "kind": "store", "store_json_sha256": source.settings_sha256()}
+
+
+# ---- the loop's state -----------------------------------------------------------------------------------
+@dataclass
+class LoopState:
+    """Where the loop is and what it has counted, all ranks together (every rank holds the same).
+
+    Saved in every checkpoint as ``ckpt["state"]`` (:meth:`to_dict`): the field names are the checkpoint's
+    keys, so renaming or removing one needs a new ``CHECKPOINT_VERSION``."""
+
+    epoch: int = 0
+    """Epochs finished (the one under way is ``epoch``, counted from 0)."""
+    step: int = 0
+    """Optimizer steps taken, skipped ones included."""
+    samples: int = 0
+    """Samples trained on (batches with a non-finite value not counted)."""
+    epoch_step: int = 0
+    """Steps of the epoch under way: places a step within its epoch for the learning rate."""
+    epoch_loss: float = 0.0
+    """Sum of the finite step losses of the epoch under way."""
+    epoch_steps: int = 0
+    """Steps of the epoch under way with a finite loss."""
+    skipped_steps: int = 0
+    """Steps not taken: a non-finite loss or gradient norm."""
+    skipped_batches: int = 0
+    """Micro-batches with a non-finite value (run zeroed, with their loss weighted by 0)."""
+    windows: int = 0
+    """Channel windows trained on (the valid channels of the samples)."""
+    step_seconds: float = 0.0
+    """Time spent in steps, waiting for their batches included."""
+    last_loss: float | None = None
+    """The latest finite step loss."""
+    val_loss: float | None = None
+    """The latest validation loss (None: not measured)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LoopState":
+        """The state saved in a checkpoint; a key it lacks keeps its default."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def epoch_train_loss(self) -> float | None:
+        """Mean finite step loss of the epoch under way."""
+        return self.epoch_loss / self.epoch_steps if self.epoch_steps else None
+
+    def count_step(self, totals: StepTotals, loss: float | None, taken: bool, seconds: float) -> None:
+        """Count a step: its totals, its loss (None: none or not finite), whether the optimizer stepped."""
+        if not taken:
+            self.skipped_steps += 1
+        self.skipped_batches += int(totals.bad_batches)
+        self.step += 1
+        self.samples += int(totals.samples)
+        self.epoch_step += 1
+        self.windows += int(totals.windows)
+        self.step_seconds += seconds
+        if loss is not None:
+            self.epoch_loss += loss
+            self.epoch_steps += 1
+            self.last_loss = loss
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.epoch_step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
+
+
+class StepTotals(NamedTuple):
+    """A step's totals over its micro-batches and all ranks. The loss terms are sums weighted by batch size
+    (divide by ``samples``); batches with a non-finite value add only to ``bad_batches``."""
+
+    loss: float
+    forecast: float
+    rollout: float
+    jepa: float
+    samples: float
+    windows: float
+    bad_batches: float
+    """Micro-batches with a non-finite input value."""
+    bad_losses: float
+    """Micro-batches whose loss was not finite (any skips the step)."""
+
+
+_TERMS = ("loss", "forecast", "rollout", "jepa")  # the model's loss terms, the first slots of StepTotals
+_SAMPLES, _WINDOWS, _BAD_BATCHES, _BAD_LOSSES = (StepTotals._fields.index(name) for name in
+                                                 ("samples", "windows", "bad_batches", "bad_losses"))
+
+
+class _DeviceTotals:
+    """A step's :class:`StepTotals`, one float64 slot each, summed on the device: a micro-step never waits
+    for the GPU, and the step reads them back once (:meth:`read`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.acc = torch.zeros(len(StepTotals._fields), dtype=torch.float64, device=device)
+
+    def add(self, out: dict, x: torch.Tensor, mask: torch.Tensor, finite: torch.Tensor, weight: torch.Tensor,
+            loss: torch.Tensor) -> None:
+        terms = torch.stack([out[k].detach().double() for k in _TERMS])
+        self.acc[:len(_TERMS)] += torch.where(finite, terms * x.shape[0], torch.zeros_like(terms))
+        self.acc[_SAMPLES] += weight * x.shape[0]
+        self.acc[_WINDOWS] += weight * mask.sum()
+        self.acc[_BAD_BATCHES] += 1.0 - weight
+        self.acc[_BAD_LOSSES] += (~torch.isfinite(loss)).double()
+
+    def read(self) -> StepTotals:
+        """The totals summed over ranks (the step's one read-back from the device)."""
+        return StepTotals(*all_sum(self.acc.tolist()))
+
+
+class _Step(NamedTuple):
+    """What one optimizer step did."""
+
+    frac: float
+    """Its place in the epoch, in [0, 1)."""
+    lr: float
+    grad_norm: float
+    totals: StepTotals
+    loss: float | None
+    """The mean loss of its samples (None: skipped, or no finite sample)."""
+    taken: bool
+    """False when the step was skipped (a non-finite loss or gradient norm)."""
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
+def _logged_up_to(line: str, step: int) -> bool:
+    """Whether a log line is whole and from at most ``step`` (a run killed mid-append leaves a partial last
+    line: it is dropped with the rest after the checkpoint)."""
+    try:
+        return json.loads(line).get("step", 0) <= step
+    except ValueError:
+        return False
+
+
 class _Logger:
     """Rank 0's JSONL and TensorBoard output; a no-op elsewhere."""
 
-    def __init__(self, run: Path, cfg: TrainConfig, active: bool, truncate_after: int | None) -> None:
+    def __init__(self, run: Run, cfg: TrainConfig, active: bool, truncate_after: int | None) -> None:
         self.active = active
-        self.path = run / LOG_JSONL
+        self.path = run.log_path
         self.tb = None
         if not active:
             return
         if truncate_after is not None and self.path.exists():
             # a resumed run drops the lines its killed predecessor wrote after the checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= truncate_after]
+            keep = [ln for ln in self.path.read_text().splitlines() if _logged_up_to(ln, truncate_after)]
             atomic_text(self.path, "".join(ln + "\n" for ln in keep))
         elif truncate_after is None:
             self.path.unlink(missing_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(log_dir=cfg.log_dir or str(run / "tensorboard"),
+        self.tb = SummaryWriter(log_dir=cfg.log_dir or str(run.tensorboard_dir),
                                 purge_step=None if truncate_after is None else truncate_after + 1)
 
     def write(self, record: dict, scalars: dict[str, float] | None = None, step: int = 0) -> None:
@@ -392,17 +418,76 @@ def train(prepared: Prepared, progress: bool = True, log: Callable[[str], None] 
 
 
 def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainResult:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm.auto import tqdm
-
     model_cfg, cfg = prepared.model, prepared.train
-    run = Path(cfg.out)
+    run_dir = Run(cfg.out)
+    run = run_dir.root
     device, world, rank = compute.device, compute.world_size, compute.rank
-    if compute.device.type == "cpu" and world > 1 and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    _share_cpu_threads(compute)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     amp = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
+    model, optimizer, total_batch, peak_lr = _build(model_cfg, cfg, device, world)
+    loader = CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, prepared.weighted), rank, world)
+    val_loader = (CorpusLoader(_loader_config(model_cfg, cfg, cfg.val_split, False, False), rank, world)
+                  if prepared.has_val and cfg.val_split else None)
+    per_epoch = _epoch_steps(loader.expected_samples(), cfg, world)
+    checkpoints = Checkpointer(run, rank, world, cfg.keep_checkpoints)
+    state, resumed_from = _resume(checkpoints, prepared, model, optimizer, loader, say)
+
+    if compute.master:
+        run.mkdir(parents=True, exist_ok=True)
+        checkpoints.dir.mkdir(exist_ok=True)
+        run_dir.write_info(RunInfo(
+            model=model_cfg.to_dict(), train={k: v for k, v in cfg.to_dict().items() if k not in ("corpus", "out")},
+            world_size=world, total_batch=total_batch, peak_lr=peak_lr, weighted=prepared.weighted,
+            corpus=_corpus_fingerprint(cfg.corpus), remark=cfg.remark, status="running",
+            parameters=sum(p.numel() for p in model.parameters()), device=str(device),
+            precision="bf16" if bf16 else "fp32", torch=torch.__version__))
+    barrier()
+    logger = _Logger(run_dir, cfg, compute.master, resumed_from if prepared.resume else None)
+    net = wrap_ddp(model, compute)
+    model.train()
+    if compute.master:
+        say(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {world} x {device.type} "
+            f"({'bf16' if bf16 else 'fp32'}), total batch {total_batch}, peak lr {peak_lr:.3g}, "
+            f"~{per_epoch} steps per epoch")
+
+    loop = _Loop(cfg=cfg, model_cfg=model_cfg, compute=compute, model=model, net=net, optimizer=optimizer,
+                 loader=loader, val_loader=val_loader, amp=amp, peak_lr=peak_lr, per_epoch=per_epoch, state=state,
+                 logger=logger, checkpoints=checkpoints, say=say, progress=progress)
+    loop.run()
+
+    digests = all_gather(_param_digest(model))
+    skipped_rows = int(all_sum([loader.skipped])[0])
+    seconds = time.perf_counter() - loop.t_start
+    if compute.master:
+        model.save_pretrained(run_dir.model_dir)
+        run_dir.write_info(dataclasses.replace(
+            run_dir.require_info(), status="finished", steps=state.step, epochs_done=state.epoch,
+            param_digests=digests, windows=state.windows, step_seconds=round(state.step_seconds, 3),
+            skipped_steps=state.skipped_steps, skipped_batches=state.skipped_batches, skipped_rows=skipped_rows,
+            val_loss=state.val_loss, train_loss=state.last_loss))
+        logger.write({"event": "end", "step": state.step, "param_digests": digests,
+                      "seconds": round(seconds, 3)})
+    logger.close()
+    barrier()
+    return TrainResult(run=run, model_dir=run_dir.model_dir, world_size=world, epochs=state.epoch,
+                       steps=state.step, samples=state.samples, train_loss=state.last_loss,
+                       val_loss=state.val_loss,
+                       skipped_steps=state.skipped_steps, skipped_batches=state.skipped_batches,
+                       skipped_rows=skipped_rows, seconds=seconds, resumed_from=resumed_from)
+
+
+def _share_cpu_threads(compute: Compute) -> None:
+    """Several CPU processes on one machine share its cores (unless OMP_NUM_THREADS says otherwise)."""
+    world = compute.world_size
+    if compute.device.type == "cpu" and world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+
+
+def _build(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+           world: int) -> tuple[Model, torch.optim.Optimizer, int, float]:
+    """The initial model and its optimizer, the total batch and the peak learning rate."""
     # every rank builds the same initial model from the seed (DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
     model = Model(model_cfg).to(device)
@@ -410,78 +495,65 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainRe
     peak_lr = cfg.lr if cfg.lr is not None else cfg.blr * total_batch / 256
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=peak_lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
-    loader = CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, prepared.weighted), rank, world)
-    val_loader = (CorpusLoader(_loader_config(model_cfg, cfg, cfg.val_split, False, False), rank, world)
-                  if prepared.has_val and cfg.val_split else None)
-    per_rank = max(1.0, loader.expected_samples() / world)
-    steps_per_epoch = max(1, math.ceil(per_rank / (cfg.batch_size * cfg.accum_iter)))
+    return model, optimizer, total_batch, peak_lr
 
-    state = {"epoch": 0, "step": 0, "samples": 0, "epoch_step": 0, "epoch_loss": 0.0, "epoch_steps": 0,
-             "skipped_steps": 0, "skipped_batches": 0, "windows": 0, "step_seconds": 0.0,
-             "last_loss": None, "val_loss": None}
-    resumed_from = None
-    ckpt_path = latest_checkpoint(run) if prepared.resume else None
-    if ckpt_path is not None:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise Nw2Error(f"{ckpt_path}: checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
-        if ckpt["world_size"] != world:
-            raise Nw2Error(f"{ckpt_path}: saved by {ckpt['world_size']} processes, resumed with {world}; the "
-                           f"loader position is per process, so resume with --nproc {ckpt['world_size']}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        loader.load_state_dict(ckpt["loader"][rank])
-        torch.set_rng_state(ckpt["rng"][rank])
-        state.update(ckpt["state"])
-        resumed_from = state["step"]
-        if loader.epoch != state["epoch"]:
-            raise Nw2Error(f"{ckpt_path}: the loader state is at epoch {loader.epoch}, the trainer at {state['epoch']}")
-        say(f"resuming {run} from {ckpt_path.name} ({state['epoch']} of {cfg.epochs} epochs done, step {state['step']})")
-    elif prepared.resume:
-        say(f"{run}: no checkpoint yet, starting from the beginning")
 
-    if compute.master:
-        run.mkdir(parents=True, exist_ok=True)
-        _checkpoint_dir(run).mkdir(exist_ok=True)
-        meta = {"model": model_cfg.to_dict(), "train": {k: v for k, v in cfg.to_dict().items()
-                                                          if k not in ("corpus", "out")},
-                "world_size": world, "total_batch": total_batch, "peak_lr": peak_lr, "weighted": prepared.weighted,
-                "corpus": _corpus_fingerprint(cfg.corpus), "remark": cfg.remark, "status": "running",
-                "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-                "precision": "bf16" if bf16 else "fp32", "torch": torch.__version__}
-        atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    barrier()
-    logger = _Logger(run, cfg, compute.master, resumed_from if prepared.resume else None)
-    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if compute.ddp else model
-    model.train()
-    if compute.master:
-        say(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {world} x {device.type} "
-            f"({'bf16' if bf16 else 'fp32'}), total batch {total_batch}, peak lr {peak_lr:.3g}, "
-            f"~{steps_per_epoch} steps per epoch")
+def _resume(checkpoints: Checkpointer, prepared: Prepared, model: Model, optimizer: torch.optim.Optimizer,
+            loader: CorpusLoader, say) -> tuple[LoopState, int | None]:
+    """The loop's state to start from, and the step resumed from: the latest checkpoint's when resuming
+    (the model, optimizer, loader and RNG restored from it), else a fresh state."""
+    run, cfg = checkpoints.run, prepared.train
+    path = checkpoints.latest() if prepared.resume else None
+    if path is None:
+        if prepared.resume:
+            say(f"{run}: no checkpoint yet, starting from the beginning")
+        return LoopState(), None
+    state = LoopState.from_dict(checkpoints.load(path, model, optimizer, loader))
+    say(f"resuming {run} from {path.name} ({state.epoch} of {cfg.epochs} epochs done, step {state.step})")
+    return state, state.step
 
-    bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=min(state["step"], steps_per_epoch * cfg.epochs),
-               desc="pretrain", unit="step", disable=not (progress and compute.master), dynamic_ncols=True)
-    t_start = time.perf_counter()
-    t_log, windows_since = time.perf_counter(), 0
 
-    def save(tag: str) -> None:
-        loaders = all_gather(loader.state_dict())
-        rngs = all_gather(torch.get_rng_state())
-        if compute.master:
-            ckpt = {"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "loader": loaders, "rng": rngs, "state": dict(state), "world_size": world,
-                    "model_config": model_cfg.to_dict(), "tag": tag}
-            path = _checkpoint_dir(run) / f"ckpt-{state['step']:09d}.pt"
-            atomic_torch_save(ckpt, path)
-            model.save_pretrained(run / "model")
-            if cfg.keep_checkpoints:
-                for old in sorted(_checkpoint_dir(run).glob("ckpt-*.pt"))[:-cfg.keep_checkpoints]:
-                    old.unlink(missing_ok=True)
-        barrier()
+@dataclass(eq=False)
+class _Loop:
+    """One rank's passes over the epochs left: the steps, their log lines, the checkpoints, each epoch's end."""
 
-    while state["epoch"] < cfg.epochs:
-        epoch = state["epoch"]
-        batches_iter = loader.epoch_batches()
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    compute: Compute
+    model: Model
+    net: torch.nn.Module
+    """The model, wrapped by DDP under several processes."""
+    optimizer: torch.optim.Optimizer
+    loader: CorpusLoader
+    val_loader: CorpusLoader | None
+    amp: Callable[[], Any]
+    """A fresh autocast context (or a null one) per forward pass."""
+    peak_lr: float
+    per_epoch: int
+    """Optimizer steps per epoch, in expectation (places a step within its epoch)."""
+    state: LoopState
+    logger: _Logger
+    checkpoints: Checkpointer
+    say: Callable[[str], None]
+    progress: bool
+
+    def __post_init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        total = self.per_epoch * self.cfg.epochs
+        self.bar = tqdm(total=total, initial=min(self.state.step, total), desc="pretrain", unit="step",
+                        disable=not (self.progress and self.compute.master), dynamic_ncols=True)
+        self.t_start = time.perf_counter()
+        self.t_log, self.windows_since = time.perf_counter(), 0  # windows per second since the last log line
+
+    def run(self) -> None:
+        while self.state.epoch < self.cfg.epochs:
+            self._epoch(self.state.epoch)
+        self.bar.close()
+
+    def _epoch(self, epoch: int) -> None:
+        cfg, state = self.cfg, self.state
+        batches_iter = self.loader.epoch_batches()
         ended = False
         while not ended:
             t_step = time.perf_counter()  # a step's time includes waiting for its batches
@@ -490,113 +562,96 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainRe
             if n == 0:
                 break
             ended = n < cfg.accum_iter
-            batches = batches[:n]
-            # place in the epoch from the global step count, so every rank sets the same learning rate
-            frac = min(state["epoch_step"] / steps_per_epoch, 0.999999)
-            lr = lr_at(epoch + frac, peak_lr, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            # the step's totals stay on the device and are read back once: loss, forecast, rollout, jepa
-            # (sample-weighted), samples, windows, non-finite batches, non-finite losses
-            acc = torch.zeros(8, dtype=torch.float64, device=device)
-            for i, (x, mask) in enumerate(batches):
-                x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-                # a batch with a non-finite value still runs forward and backward (DDP needs every rank's
-                # gradients), zeroed and with its loss weighted by 0
-                finite = torch.isfinite(x).all()
-                x = torch.where(finite, x, torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
-                weight = finite.to(torch.float64)
-                sync = contextlib.nullcontext() if (not compute.ddp or i == n - 1) else net.no_sync()
-                with sync:
-                    with amp():
-                        out = net(x, mask)
-                    loss = out["loss"].float()
-                    (loss * (weight.float() / n)).backward()
-                terms = torch.stack([out[k].detach().double() for k in ("loss", "forecast", "rollout", "jepa")])
-                acc[:4] += torch.where(finite, terms * x.shape[0], torch.zeros_like(terms))
-                acc[4] += weight * x.shape[0]
-                acc[5] += weight * mask.sum()
-                acc[6] += 1.0 - weight
-                acc[7] += (~torch.isfinite(loss)).double()
-            # gradients are now identical on every rank, so is their norm; a non-finite one skips the step
-            clip = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            tot = all_sum(acc.tolist())
-            g_samples, g_windows = int(tot[4]), int(tot[5])
-            if tot[7] > 0 or not math.isfinite(grad_norm):
-                optimizer.zero_grad(set_to_none=True)
-                state["skipped_steps"] += 1
-                step_loss = None
-            else:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = tot[0] / g_samples if g_samples else None
-            state["skipped_batches"] += int(tot[6])
-            state["step"] += 1
-            state["samples"] += g_samples
-            state["epoch_step"] += 1
-            state["windows"] += g_windows
-            state["step_seconds"] += time.perf_counter() - t_step
-            if step_loss is not None:
-                state["epoch_loss"] += step_loss
-                state["epoch_steps"] += 1
-                state["last_loss"] = step_loss
-            windows_since += g_windows
-            bar.update(1)
-            if state["step"] % cfg.log_every == 0 or ended:
-                now = time.perf_counter()
-                wps = windows_since / max(now - t_log, 1e-9)
-                t_log, windows_since = now, 0
-                rec = {"event": "step", "step": state["step"], "epoch": epoch,
-                       "epoch_progress": round(frac, 6), "lr": lr, "grad_norm": grad_norm,
-                       "loss": step_loss, "samples": state["samples"], "windows_per_s": round(wps, 2),
-                       "skipped_steps": state["skipped_steps"], "skipped_batches": state["skipped_batches"]}
-                if g_samples:
-                    rec.update({k: tot[j] / g_samples for j, k in enumerate(("loss", "forecast", "rollout", "jepa"))
-                                if j > 0})
-                logger.write(rec, {"train/loss": step_loss, "train/lr": lr, "train/grad_norm": grad_norm,
-                                   "train/windows_per_s": wps}, state["step"])
-                if step_loss is not None:
-                    bar.set_postfix(loss=f"{step_loss:.4f}", win_s=f"{wps:.0f}")
-            if cfg.save_every_steps and state["step"] % cfg.save_every_steps == 0 and not ended:
-                save("step")
+            step = self._step(epoch, batches[:n])
+            state.count_step(step.totals, step.loss, step.taken, time.perf_counter() - t_step)
+            self.windows_since += int(step.totals.windows)
+            self.bar.update(1)
+            if state.step % cfg.log_every == 0 or ended:
+                self._log_step(epoch, step)
+            if cfg.save_every_steps and state.step % cfg.save_every_steps == 0 and not ended:
+                self._save("step")
         batches_iter.close()
         # the epoch ends for every rank when the first runs out (its extra batches are left for no one)
-        train_loss = state["epoch_loss"] / state["epoch_steps"] if state["epoch_steps"] else None
-        val_loss = state["val_loss"] = _val_loss(model, val_loader, device, amp)
-        skipped_rows = int(all_sum([loader.skipped])[0])
-        logger.write({"event": "epoch", "epoch": epoch, "step": state["step"], "train_loss": train_loss,
-                      "val_loss": val_loss, "steps": state["epoch_steps"], "skipped_rows": skipped_rows,
-                      "seconds": round(time.perf_counter() - t_start, 3)},
-                     {"epoch/train_loss": train_loss, "epoch/val_loss": val_loss}, state["step"])
-        say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss if train_loss is None else f'{train_loss:.4f}'}"
-            + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
-        state.update(epoch=epoch + 1, epoch_step=0, epoch_loss=0.0, epoch_steps=0)
-        loader.set_epoch(epoch + 1)
-        if (epoch + 1) % cfg.save_every_epoch == 0 or epoch + 1 == cfg.epochs:
-            save("epoch")
-    bar.close()
+        self._end_epoch(epoch)
 
-    digests = all_gather(_param_digest(model))
-    skipped_rows = int(all_sum([loader.skipped])[0])
-    seconds = time.perf_counter() - t_start
-    if compute.master:
-        model.save_pretrained(run / "model")
-        meta = json.loads((run / RUN_JSON).read_text())
-        meta.update(status="finished", steps=state["step"], epochs_done=state["epoch"], param_digests=digests,
-                    windows=state["windows"], step_seconds=round(state["step_seconds"], 3),
-                    skipped_steps=state["skipped_steps"], skipped_batches=state["skipped_batches"],
-                    skipped_rows=skipped_rows, val_loss=state["val_loss"], train_loss=state["last_loss"])
-        atomic_text(run / RUN_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        logger.write({"event": "end", "step": state["step"], "param_digests": digests,
-                      "seconds": round(seconds, 3)})
-    logger.close()
-    barrier()
-    return TrainResult(run=run, model_dir=run / "model", world_size=world, epochs=state["epoch"],
-                       steps=state["step"], samples=state["samples"], train_loss=state["last_loss"],
-                       val_loss=state["val_loss"],
-                       skipped_steps=state["skipped_steps"], skipped_batches=state["skipped_batches"],
-                       skipped_rows=skipped_rows, seconds=seconds, resumed_from=resumed_from)
+    def _step(self, epoch: int, batches: list) -> _Step:
+        """One optimizer step over its micro-batches; skipped when a loss or the gradient norm is not finite."""
+        cfg, optimizer = self.cfg, self.optimizer
+        # place in the epoch from the global step count, so every rank sets the same learning rate
+        frac = min(self.state.epoch_step / self.per_epoch, 0.999999)
+        lr = lr_at(epoch + frac, self.peak_lr, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        acc = _DeviceTotals(self.compute.device)
+        for i, (x, mask) in enumerate(batches):
+            self._micro_step(x, mask, len(batches), i == len(batches) - 1, acc)
+        # gradients are now identical on every rank, so is their norm; a non-finite one skips the step
+        clip = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        totals = acc.read()
+        samples = int(totals.samples)
+        if totals.bad_losses > 0 or not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            return _Step(frac, lr, grad_norm, totals, None, taken=False)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return _Step(frac, lr, grad_norm, totals, totals.loss / samples if samples else None, taken=True)
+
+    def _micro_step(self, x: torch.Tensor, mask: torch.Tensor, n: int, last: bool, acc: _DeviceTotals) -> None:
+        """Forward and backward of one of a step's ``n`` micro-batches (DDP all-reduces on the ``last``)."""
+        device = self.compute.device
+        x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        # a batch with a non-finite value still runs forward and backward (DDP needs every rank's
+        # gradients), zeroed and with its loss weighted by 0
+        finite = torch.isfinite(x).all()
+        x = torch.where(finite, x, torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+        weight = finite.to(torch.float64)
+        sync = contextlib.nullcontext() if (not self.compute.ddp or last) else self.net.no_sync()
+        with sync:
+            with self.amp():
+                out = self.net(x, mask)
+            loss = out["loss"].float()
+            (loss * (weight.float() / n)).backward()
+        acc.add(out, x, mask, finite, weight, loss)
+
+    def _log_step(self, epoch: int, step: _Step) -> None:
+        state = self.state
+        now = time.perf_counter()
+        wps = self.windows_since / max(now - self.t_log, 1e-9)
+        self.t_log, self.windows_since = now, 0
+        rec = {"event": "step", "step": state.step, "epoch": epoch,
+               "epoch_progress": round(step.frac, 6), "lr": step.lr, "grad_norm": step.grad_norm,
+               "loss": step.loss, "samples": state.samples, "windows_per_s": round(wps, 2),
+               "skipped_steps": state.skipped_steps, "skipped_batches": state.skipped_batches}
+        samples = int(step.totals.samples)
+        if samples:
+            rec.update({k: getattr(step.totals, k) / samples for k in _TERMS[1:]})
+        self.logger.write(rec, {"train/loss": step.loss, "train/lr": step.lr, "train/grad_norm": step.grad_norm,
+                                "train/windows_per_s": wps}, state.step)
+        if step.loss is not None:
+            self.bar.set_postfix(loss=f"{step.loss:.4f}", win_s=f"{wps:.0f}")
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Validate, log the epoch, move on to the next, and checkpoint when due."""
+        cfg, state = self.cfg, self.state
+        train_loss = state.epoch_train_loss
+        val_loss = state.val_loss = _val_loss(self.model, self.val_loader, self.compute.device, self.amp)
+        skipped_rows = int(all_sum([self.loader.skipped])[0])
+        self.logger.write({"event": "epoch", "epoch": epoch, "step": state.step, "train_loss": train_loss,
+                           "val_loss": val_loss, "steps": state.epoch_steps, "skipped_rows": skipped_rows,
+                           "seconds": round(time.perf_counter() - self.t_start, 3)},
+                          {"epoch/train_loss": train_loss, "epoch/val_loss": val_loss}, state.step)
+        self.say(f"epoch {epoch + 1}/{cfg.epochs}: train loss "
+                 f"{train_loss if train_loss is None else f'{train_loss:.4f}'}"
+                 + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
+        state.next_epoch()
+        self.loader.set_epoch(epoch + 1)
+        if (epoch + 1) % cfg.save_every_epoch == 0 or epoch + 1 == cfg.epochs:
+            self._save("epoch")
+
+    def _save(self, tag: str) -> None:
+        self.checkpoints.save(step=self.state.step, tag=tag, model=self.model, optimizer=self.optimizer,
+                              loader=self.loader, state=self.state.to_dict(), model_config=self.model_cfg.to_dict())
 
 
 # ---- entry points ---------------------------------------------------------------------------------------
@@ -613,20 +668,11 @@ def pretrain(prepared: Prepared, nproc: int = 1, progress: bool = True,
     run.mkdir(parents=True, exist_ok=True)
     settings = run / ".launch.json"
     atomic_text(settings, json.dumps({"prepared": prepared.to_dict(), "progress": progress}))
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
     try:
         launch(nproc, "nw2.model.train", [str(settings)])
-    except ChildFailedError as exc:
-        first = next(iter(exc.failures.values()), None)
-        detail = ""
-        if first is not None and first.error_file and Path(first.error_file).is_file():
-            try:
-                detail = json.loads(Path(first.error_file).read_text())["message"]["message"].splitlines()[-1]
-            except (ValueError, KeyError, TypeError, IndexError):
-                detail = ""
-        raise Nw2Error(f"{run}: {len(exc.failures)} of {nproc} training processes failed"
-                       + (f" ({detail})" if detail else "; see the output above")) from None
+    except LaunchFailed as exc:
+        raise Nw2Error(f"{run}: {exc.failed} of {nproc} training processes failed"
+                       + (f" ({exc.detail})" if exc.detail else "; see the output above")) from None
     finally:
         settings.unlink(missing_ok=True)
     return None
@@ -634,11 +680,9 @@ def pretrain(prepared: Prepared, nproc: int = 1, progress: bool = True,
 
 def _main(argv: list[str]) -> int:
     """``python -m nw2.model.train SETTINGS.json``: one rank of a run started by :func:`pretrain`."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
     data = json.loads(Path(argv[0]).read_text())
     prepared = Prepared.from_dict(data["prepared"])
-    record(train)(prepared, progress=bool(data.get("progress", True)))
+    record_errors(train)(prepared, progress=bool(data.get("progress", True)))
     return 0
 
 

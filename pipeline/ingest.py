@@ -16,7 +16,7 @@ from nw2.pipeline.executor import executor
 from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec, SourceSpec
-from nw2.pipeline.store import SCHEMA_VERSION, Store, check_reachable
+from nw2.artifacts.store import FORMAT, SCHEMA_VERSION, Manifest, StoreInfo, WindowStore, check_reachable
 from nw2.pipeline.windows import DROP_REASONS
 
 if TYPE_CHECKING:
@@ -138,35 +138,24 @@ def _piece_size(piece: Piece) -> int:
     return piece.samples
 
 
-def _check_store(store: Store, spec: IngestSpec, overwrite: bool) -> None:
-    if overwrite:
-        store.clear()
-        return
-    if store.exists("store.json"):
-        meta = store.read_json("store.json")
-        if meta.get("spec_fingerprint") != spec_fingerprint(spec):
-            raise Nw2Error(f"{store.url}: was built with other preprocessing, window or split settings; "
-                           "pass --overwrite to rebuild it or choose another --out")
-
-
 def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
            overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True) -> IngestResult:
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
     ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
     executor (parts that already hold the spec's metrics are skipped)."""
     check_reachable(out, scheduler)
-    store = Store(out)
-    _check_store(store, spec, overwrite)
+    store = WindowStore(out)
+    store.prepare(spec_fingerprint(spec), overwrite)
     plan = None
     if metrics and spec.metrics.enabled:  # checked before any work, so a bad section costs nothing
         # Imported here: the metrics package loads Numba (about 110 MB), which ingest alone never needs.
         from nw2.pipeline.metrics.stage import MetricsPlan, run_metrics
 
         plan = MetricsPlan.build(spec.metrics.names, spec.metrics.params, spec.metrics.engine)
-    store.write_json("store.json", {
-        "format": "nw2-window-store", "schema_version": SCHEMA_VERSION, "nw2_version": __version__,
-        "spec_fingerprint": spec_fingerprint(spec), "preprocess": dataclasses.asdict(spec.preprocess),
-        "windows": dataclasses.asdict(spec.windows), "split": dataclasses.asdict(spec.split)})
+    store.write_info(StoreInfo(
+        format=FORMAT, schema_version=SCHEMA_VERSION, nw2_version=__version__,
+        spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),
+        windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
     inputs, manifest = resolve_inputs(spec)
     # A file's pieces start as soon as its plan is in (no barrier between the steps), largest first;
     # workers import the steps while the cluster starts.
@@ -183,6 +172,6 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
             if log and entry["status"] != "ingested":
                 log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
         # The manifest is written before the metrics run, so an error there loses nothing ingested.
-        store.write_json("manifest.json", {"schema_version": SCHEMA_VERSION, "inputs": manifest})
+        store.write_manifest(Manifest(schema_version=SCHEMA_VERSION, inputs=manifest))
         computed = run_metrics(store.url, plan, ex) if plan is not None else None
     return IngestResult(store.url, manifest, computed)

@@ -8,7 +8,6 @@ Neither raises for bad input: each returns its outcome with a one-line reason.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import traceback
 from datetime import timedelta, timezone
@@ -23,7 +22,8 @@ from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec
-from nw2.pipeline.store import SCHEMA, Store
+from nw2.artifacts.store import SCHEMA, WindowStore
+from nw2.core.hashing import content_id, sha256_file
 
 #: Seconds read beyond a piece's windows on each side, so filters and resamplers settle before the
 #: first window and the windows of a split file match those of an unsplit one.
@@ -71,17 +71,8 @@ class FilePlan:
 
 def spec_fingerprint(spec: IngestSpec) -> str:
     """What makes windows differ: preprocessing, windowing and split, not the list of sources."""
-    return win.content_id(dataclasses.asdict(spec.preprocess), dataclasses.asdict(spec.windows),
+    return content_id(dataclasses.asdict(spec.preprocess), dataclasses.asdict(spec.windows),
                           dataclasses.asdict(spec.split))
-
-
-def _sha256(path: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
 
 
 def n_windows(n_samples: int, fs: float, spec: IngestSpec) -> int:
@@ -95,7 +86,7 @@ def plan_file(item: InputFile, spec: IngestSpec) -> FilePlan:
     """Checksum, format, channels and pieces of one input file."""
     plan = FilePlan(item)
     try:
-        plan.sha256, plan.size = _sha256(item.path)
+        plan.sha256, plan.size = sha256_file(item.path)
         plan.format = detect_format(item.path) if item.format == "auto" else item.format
         infos = reader_for(plan.format).probe(item.path, item.opts)
         index = list(range(len(infos)))
@@ -144,7 +135,7 @@ def _cut(item, plan, infos, usable, counts, spec) -> list[Piece]:
         chunk = max(1, int(budget // max(1.0, sum(per_window[i] for i in group))))
         for k0 in range(0, total, chunk):
             k1 = min(total, k0 + chunk)
-            pid = win.content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1)
+            pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1)
             samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
             pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples))
     return pieces
@@ -163,7 +154,7 @@ def _one_line(err: BaseException, path: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 def process_piece(piece: Piece, spec: IngestSpec, store_url: str) -> dict:
     """Ingest one piece into the store; a piece already finished returns its recorded stats."""
-    store = Store(store_url)
+    store = WindowStore(store_url)
     done = store.finished(piece.piece_id)
     if done is not None:
         return {**done, "resumed": True}

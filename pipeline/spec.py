@@ -13,10 +13,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from nw2.core.errors import SpecError
+from nw2.pipeline.balance.strategies import STRATEGIES, ParamError, choices, spec_params
 from nw2.pipeline.readers import FORMATS
 from nw2.pipeline.records import MODALITIES
 
@@ -127,20 +129,38 @@ class MetricsSpec:
     """Per-metric parameters overriding the defaults, e.g. ``{sample_entropy: {r: 0.15}}``."""
 
 
-#: Strategies of ``nw2 balance`` (``pipeline/balance/strategies.py`` implements them; kept here so a spec
-#: can be checked without loading numpy).
-BALANCE_STRATEGIES = ("random", "stratified", "grid", "inverse", "temperature", "kmeans", "coverage")
+#: Strategies of ``nw2 balance``: the names of the registry ``pipeline.balance.strategies.STRATEGIES``.
+BALANCE_STRATEGIES = tuple(STRATEGIES)
+#: A strategy name, as the balance section's ``strategy`` field takes it.
+StrategyName = Literal[BALANCE_STRATEGIES]
 #: Splits a window store holds.
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class BalanceSpec:
-    """``nw2 balance``: how a store with metrics becomes a balanced corpus (flags override each field)."""
+def _with_strategy_params(cls):
+    """Adds to ``cls`` one field per strategy parameter that a spec sets (``spec_params``: ``by``,
+    ``tau``, ...), after its own fields, with the registry's type and default."""
+    for name, (strategy, f, hint) in spec_params().items():
+        if name in cls.__annotations__:
+            raise TypeError(f"strategy {strategy}: parameter {name!r} clashes with the field {cls.__name__}.{name}")
+        cls.__annotations__[name] = hint
+        setattr(cls, name, field(default=f.default, metadata={**f.metadata, "strategy": strategy}))
+    return cls
 
-    strategy: str | None = None
-    """``random``, ``stratified``, ``grid``, ``inverse``, ``temperature``, ``kmeans`` or ``coverage``
-    (``docs/corpus_format.md``); ``--strategy`` when the spec leaves it out."""
+
+@dataclass(frozen=True)
+@_with_strategy_params
+class BalanceSpec:
+    """``nw2 balance``: how a store with metrics becomes a balanced corpus (flags override each field).
+
+    After the fields below come the strategies' parameters, one field each (``by`` of ``stratified``,
+    ``tau`` of ``temperature``, ...), with the type, default and documentation the registry
+    ``pipeline.balance.strategies.STRATEGIES`` gives them (``spec_params()``); every one is checked,
+    whichever strategy is chosen."""
+
+    strategy: StrategyName | None = None
+    """A strategy of the registry (``BALANCE_STRATEGIES``, ``docs/corpus_format.md``); ``--strategy`` when
+    the spec leaves it out."""
     size: int | None = None
     """Rows to select from the balanced splits (``--size``); give this or ``fraction``, not both."""
     fraction: float | None = None
@@ -162,20 +182,9 @@ class BalanceSpec:
     """Reduce the quantile-transformed metrics to this many principal components; ``null`` keeps all."""
     bins: int = 5
     """Quantile bins per dimension of the grid (``bins ** dims`` cells at most)."""
-    nan_policy: str = "own_bin"
+    nan_policy: Literal["own_bin", "exclude"] = "own_bin"
     """Rows with an undefined (null) chosen metric: ``own_bin`` (one extra cell, id -1) or ``exclude``
     (left out of the balanced splits; counted in corpus.json)."""
-    by: str = "dataset"
-    """``stratified``: equal share per ``dataset`` or per ``modality``."""
-    tau: float = 0.5
-    """``temperature``: probability of a row proportional to (its cell's count) ** (tau - 1), so cells are
-    drawn in proportion to count ** tau (0: uniform over cells, 1: proportional, like random)."""
-    k: int = 32
-    """``kmeans``: number of clusters."""
-    fit_sample: int = 100_000
-    """``kmeans``: rows sampled to fit the clusters (all rows are then assigned)."""
-    pool: int = 200_000
-    """``coverage``: candidates sampled to at most this many before the greedy farthest-point selection."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,8 @@ def _convert(value, hint, where: str):
         raise errors[0]
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
+    if origin is Literal:  # the type of its values here; whether it is one of them, in the section's checks
+        return _convert(value, type(typing.get_args(hint)[0]), where)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
@@ -416,8 +427,7 @@ def validate_metrics(metrics: MetricsSpec, where: str) -> None:
 def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
     """Field by field checks of a balance section (the store-dependent ones, such as a size larger than
     the candidate rows or a metric the store lacks, are made by ``nw2 balance`` itself)."""
-    if b.strategy is not None and b.strategy not in BALANCE_STRATEGIES:
-        raise SpecError(f"{where}.strategy: {b.strategy!r} is not one of {', '.join(BALANCE_STRATEGIES)}")
+    _check_choice(b, "strategy", where)
     if b.seed < 0:
         raise SpecError(f"{where}.seed: must be >= 0, got {b.seed}")
     if b.size is not None and b.fraction is not None:
@@ -444,15 +454,19 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
         raise SpecError(f"{where}.pca: must be >= 1 (null keeps every metric), got {b.pca}")
     if b.bins < 2:
         raise SpecError(f"{where}.bins: must be >= 2, got {b.bins}")
-    if b.nan_policy not in ("own_bin", "exclude"):
-        raise SpecError(f"{where}.nan_policy: {b.nan_policy!r} is not one of own_bin, exclude")
-    if b.by not in ("dataset", "modality"):
-        raise SpecError(f"{where}.by: {b.by!r} is not one of dataset, modality")
-    if not b.tau >= 0:
-        raise SpecError(f"{where}.tau: must be >= 0, got {b.tau:g}")
-    for name in ("k", "fit_sample", "pool"):
-        if getattr(b, name) < 1:
-            raise SpecError(f"{where}.{name}: must be >= 1, got {getattr(b, name)}")
+    _check_choice(b, "nan_policy", where)
+    for strategy in STRATEGIES.values():  # the registry's checks, of every strategy's fields
+        try:
+            strategy.params(**{name: getattr(b, name) for name in strategy.spec_params})
+        except ParamError as err:
+            raise SpecError(f"{where}.{err.field}: {err.problem}") from None
+
+
+def _check_choice(spec, name: str, where: str) -> None:
+    """A ``Literal[...]`` field of a spec section holds one of the values its annotation allows (or None)."""
+    value, allowed = getattr(spec, name), choices(type(spec), name)
+    if value is not None and value not in allowed:
+        raise SpecError(f"{where}.{name}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def balance_from_dict(data: dict, where: str = "balance", base: BalanceSpec | None = None) -> BalanceSpec:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 import numpy as np
 
+from nw2.core.hashing import content_id
 from nw2.pipeline.spec import SplitSpec, WindowSpec
 
 #: Why a window was dropped; the manifest counts each.
 DROP_REASONS = ("missing", "flat", "clipped")
-
-
-def content_id(*parts: object) -> str:
-    """A 128-bit hex id from the parts' text: the same provenance gives the same id everywhere."""
-    text = "\x1f".join(str(p) for p in parts)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def group_id(dataset: str, subject: str, record: str, start_index: int, length: int, fs: float) -> str:

@@ -1,11 +1,14 @@
-"""Shared fixtures: the real sample recordings, fetched once per machine into the nw2 cache."""
+"""Shared fixtures: the real sample recordings (fetched once per machine into the nw2 cache), windows of
+them, and the demo store and corpus (built once per test session). Plain helpers are in ``helpers.py``."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from helpers import DEMO, ok, tree_bytes
 from nw2.pipeline import samples
 
 
@@ -38,12 +41,30 @@ def real_windows():
     return [(name, samples.sample_window(name, channel, t0), 100.0) for name, channel, t0 in REAL_WINDOW_SOURCES]
 
 
-def check_against_reference(x, cases, atol) -> None:
-    """Each ``(name, ours, theirs)`` of ``cases`` on ``x``: nw2's value is finite and within
-    ``atol[name]`` of the reference package's."""
-    import math
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> Path:
+    """The demo store (``corpus_specs/demo.yaml`` ingested, metrics included), built once per session and
+    shared by every module: read it, never write to it (``demo_store_copy`` is a copy to change). At the end
+    of the session it must hold the bytes it was built with."""
+    out = tmp_path_factory.mktemp("demo-store") / "store"
+    ok("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress")
+    built = tree_bytes(out)
+    yield out
+    assert tree_bytes(out) == built, "a test changed the shared demo store: work on demo_store_copy"
 
-    for name, ours, theirs in cases:
-        got, want = ours(x), float(theirs(x))
-        assert math.isfinite(got), name
-        assert abs(got - want) <= atol[name], (name, got, want)
+
+@pytest.fixture
+def demo_store_copy(demo_store, tmp_path) -> Path:
+    """A copy of the demo store at ``tmp_path / "store"``, for a test that changes it."""
+    return Path(shutil.copytree(demo_store, tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(demo_store, tmp_path_factory) -> Path:
+    """The demo corpus: the demo store balanced by the spec's ``balance:`` section (400 balanced train rows in
+    one row group, plus the carried val and test rows), no report; shared, so read it, never write to it."""
+    out = tmp_path_factory.mktemp("demo-corpus") / "corpus"
+    ok("balance", demo_store, "--spec", DEMO, "--out", out, "--no-report")
+    built = tree_bytes(out)
+    yield out
+    assert tree_bytes(out) == built, "a test changed the shared demo corpus: work on a copy"

@@ -8,11 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from nw2.cli import app
-
-runner = CliRunner()
+from helpers import nw2
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +45,10 @@ def messy(sample, tmp_path_factory):
     return root, spec
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def test_every_bad_input_is_named_and_recorded(messy):
     root, spec = messy
     out = root / "store"
-    result = run("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
+    result = nw2("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
     assert result.exit_code == 0, result.output  # something was ingested
     entries = {e["path"]: e for e in json.loads((out / "manifest.json").read_text())["inputs"]}
     status = {path: (e["status"], e["reason"]) for path, e in entries.items()}
@@ -80,7 +73,7 @@ def test_every_bad_input_is_named_and_recorded(messy):
 
 def test_short_file_is_skipped_with_its_length(messy, tmp_path):
     root, _ = messy
-    result = run("ingest", root / "data" / "short.csv", "--fs", "100", "--window", "1024", "--out", tmp_path / "s",
+    result = nw2("ingest", root / "data" / "short.csv", "--fs", "100", "--window", "1024", "--out", tmp_path / "s",
                  "--scheduler", "sync", "--no-progress")
     assert result.exit_code == 1  # nothing could be ingested
     entry = json.loads((tmp_path / "s" / "manifest.json").read_text())["inputs"][0]
@@ -89,14 +82,14 @@ def test_short_file_is_skipped_with_its_length(messy, tmp_path):
 
 def test_strict_fails_on_any_failure(messy):
     root, spec = messy
-    result = run("ingest", spec, "--out", root / "strict", "--scheduler", "sync", "--no-progress", "--strict")
+    result = nw2("ingest", spec, "--out", root / "strict", "--scheduler", "sync", "--no-progress", "--strict")
     assert result.exit_code == 1
 
 
 def test_unknown_spec_field_names_field_and_file(tmp_path):
     spec = tmp_path / "typo.yaml"
     spec.write_text("name: x\nsources: [{dataset: a, sample: mitbih_208}]\nwindows: {lenght: 10}\n")
-    result = run("ingest", spec, "--out", tmp_path / "o")
+    result = nw2("ingest", spec, "--out", tmp_path / "o")
     assert result.exit_code == 1
     assert f"{spec}.windows: unknown field 'lenght'" in result.output
     assert not (tmp_path / "o").exists()  # nothing written on a spec error
@@ -104,10 +97,9 @@ def test_unknown_spec_field_names_field_and_file(tmp_path):
 
 def test_memory_store_needs_the_sync_scheduler(tmp_path):
     """A memory:// store lives in this process: worker processes would write parts nobody can read."""
-    result = runner.invoke(app, ["ingest", str(tmp_path), "--format", "numpy", "--fs", "100", "--out", "memory://nw2-x",
-                                 "--no-progress"])
+    result = nw2("ingest", tmp_path, "--format", "numpy", "--fs", "100", "--out", "memory://nw2-x", "--no-progress")
     assert result.exit_code == 1 and "use --scheduler sync" in result.output
-    result = runner.invoke(app, ["metrics", "memory://nw2-x", "--no-progress"])
+    result = nw2("metrics", "memory://nw2-x", "--no-progress")
     assert result.exit_code == 1 and "use --scheduler sync" in result.output
 
 
@@ -115,7 +107,7 @@ def test_trainer_and_evaluation_name_a_url_as_such(tmp_path):
     from nw2.model.evaluate.data import open_source
     from nw2.core.errors import Nw2Error
 
-    result = runner.invoke(app, ["pretrain", "file:///tmp/corpus", "--out", str(tmp_path / "r")])
+    result = nw2("pretrain", "file:///tmp/corpus", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "file:///tmp/corpus: the trainer reads a local directory" in result.output
-    with pytest.raises(Nw2Error, match="s3://bucket/store: nw2 evaluate reads a local directory, not a URL"):
+    with pytest.raises(Nw2Error, match="s3://bucket/store: nw2 evaluate reads a local directory"):
         open_source("s3://bucket/store")

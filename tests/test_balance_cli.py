@@ -12,26 +12,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from nw2.cli import app
-from nw2.pipeline.balance import corpus as corpus_module
+from helpers import DEMO, nw2, read_corpus, tree_bytes
+from nw2.artifacts.corpus import Corpus
 from nw2.pipeline.balance.stage import balance
 from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.metrics.suite import METRICS
 from nw2.pipeline.spec import BalanceSpec, balance_from_dict, load_spec
-from tests.test_balance_corpus import DEMO, demo_store, read_corpus, tree_bytes
-
-runner = CliRunner()
-
-
-def nw2(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return demo_store(tmp_path_factory)
+def store(demo_store):
+    return demo_store
 
 
 def strip_metrics(store: Path, dest: Path, keep: tuple[str, ...] = ()) -> Path:
@@ -196,7 +188,7 @@ def test_nothing_left_when_writing_fails(store, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(corpus_module, "hash_parts", broken)
+    monkeypatch.setattr(Corpus, "hash_parts", broken)
     with pytest.raises(Nw2Error, match="cannot write the corpus"):
         balance(str(store), str(out), BalanceSpec(strategy="grid", size=10), report=False)
     assert list(tmp_path.iterdir()) == []
@@ -204,7 +196,7 @@ def test_nothing_left_when_writing_fails(store, tmp_path, monkeypatch):
     monkeypatch.undo()
     balance(str(store), str(out), BalanceSpec(strategy="grid", size=10), report=False)
     before = tree_bytes(out)
-    monkeypatch.setattr(corpus_module, "write_corpus_json", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(Corpus, "write_info", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         balance(str(store), str(out), BalanceSpec(strategy="grid", size=20), overwrite=True, report=False)
     assert tree_bytes(out) == before and [p.name for p in tmp_path.iterdir()] == ["c"]
@@ -226,7 +218,7 @@ def test_fsspec_url_written_in_place_with_corpus_json_last(store, tmp_path, monk
         assert mem.cat(f"/balance-test/corpus/{part}") == (local / part).read_bytes()
         assert dict(info, report=[]) == json.loads((local / "corpus.json").read_text())
         # an error on the way removes what was written
-        monkeypatch.setattr(corpus_module, "write_corpus_json", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O")))
+        monkeypatch.setattr(Corpus, "write_info", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O")))
         with pytest.raises(Nw2Error, match="cannot write"):
             balance(str(store), "memory://balance-test/broken", BalanceSpec(strategy="grid", size=10), report=False)
         assert not mem.exists("/balance-test/broken")

@@ -8,54 +8,26 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from nw2.cli import app
-from tests.test_ingest import tree_bytes
+from helpers import nw2, read_all, read_corpus, tree_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "corpus_specs" / "demo.yaml"
 STRATEGIES = ("random", "stratified", "grid", "inverse", "temperature", "kmeans", "coverage")
 SIZE = 240          # the demo store's train split holds 1059 rows
-runner = CliRunner()
-
-
-def nw2(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def demo_store(tmp_path_factory) -> Path:
-    """The demo store with metrics, built once per test session (shared by the balance test modules)."""
-    out = tmp_path_factory.getbasetemp() / "balance-demo-store"
-    if not (out / "metrics.json").exists():
-        result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress")
-        assert result.exit_code == 0, result.output
-    return out
-
-
-def read_corpus(corpus: Path) -> tuple[pa.Table, dict]:
-    files = sorted((corpus / "data").glob("part-*.parquet"))
-    return pa.concat_tables(pq.read_table(f) for f in files), json.loads((corpus / "corpus.json").read_text())
-
-
-def read_store(store: Path) -> pa.Table:
-    return pa.concat_tables(pq.read_table(f) for f in sorted((store / "data").glob("part-*.parquet")))
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return demo_store(tmp_path_factory)
+def store(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")
 def store_table(store):
-    return read_store(store)
+    return read_all(store)
 
 
 @pytest.fixture(scope="module")

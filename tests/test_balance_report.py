@@ -11,31 +11,20 @@ import matplotlib
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
-from nw2.cli import app
 from nw2.pipeline.balance import report as R
 from nw2.pipeline.balance.bins import balance_stats, fit_grid
 from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
 from nw2.pipeline.balance.strategies import Candidates, select
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "corpus_specs" / "demo.yaml"
 PNGS = ("metrics.png", "occupancy.png", "mix.png")
 SIZE = 240
 BINS = 4
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """The demo store with metrics (shared with the other balance test modules of the session)."""
-    out = tmp_path_factory.getbasetemp() / "balance-demo-store"
-    if not (out / "metrics.json").exists():
-        result = runner.invoke(app, ["ingest", str(DEMO), "--out", str(out), "--scheduler", "sync", "--no-progress"],
-                               catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return out
+def store(demo_store) -> Path:
+    return demo_store
 
 
 @pytest.fixture(scope="module")

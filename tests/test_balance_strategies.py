@@ -11,7 +11,6 @@ from nw2.pipeline.balance.bins import balance_stats, fit_grid
 from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
 from nw2.pipeline.balance.strategies import (DEFAULT_PARAMS, STRATEGIES, Candidates, kmeans_labels, resolve_params,
                                          select)
-from tests.test_balance_space import demo_store_path
 
 ALL = list(STRATEGIES)
 BALANCING = [("grid", {}), ("inverse", {}), ("temperature", {"tau": 0.0}), ("kmeans", {}), ("coverage", {})]
@@ -42,10 +41,9 @@ def skewed() -> Candidates:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Candidates:
+def demo(demo_store) -> Candidates:
     """The train split of the real demo store, as the stage builds it (default features, 5 bins)."""
-    store = demo_store_path(tmp_path_factory)
-    df = load_rows(str(store), DEFAULT_METRICS)
+    df = load_rows(str(demo_store), DEFAULT_METRICS)
     spec = FeatureSpec()
     f = build_features(df.select(DEFAULT_METRICS).to_numpy(), spec)
     cells = fit_grid(f.z, f.defined, spec.bins).cells(f.z, f.defined)
@@ -306,3 +304,36 @@ def test_resolved_parameters_fill_in_defaults():
     assert resolve_params("temperature", {"tau": None}) == {"tau": 0.5}
     assert resolve_params("kmeans", {"k": 8}) == {**DEFAULT_PARAMS["kmeans"], "k": 8}
     assert resolve_params("random") == {}
+
+
+def test_the_registry_is_the_one_list_of_strategies_and_parameters():
+    """spec.py's names and balance fields, the stage's parameters and the CLI help all come from STRATEGIES."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from nw2.cli import app
+    from nw2.pipeline.balance.strategies import ParamError, Strategy, spec_params
+    from nw2.pipeline.spec import BALANCE_STRATEGIES, BalanceSpec
+
+    assert BALANCE_STRATEGIES == tuple(STRATEGIES) and len(STRATEGIES) == 7
+    assert all(isinstance(s, Strategy) and s.description and "\n" not in s.description for s in STRATEGIES.values())
+    assert {name: s.defaults() for name, s in STRATEGIES.items()} == DEFAULT_PARAMS
+    fields = [f.name for f in dataclasses.fields(BalanceSpec)]
+    assert fields[-len(spec_params()):] == list(spec_params()) == ["by", "tau", "k", "fit_sample", "pool"]
+    spec = BalanceSpec()
+    for name, (strategy, f, _) in spec_params().items():
+        assert getattr(spec, name) == DEFAULT_PARAMS[strategy][name] == f.default
+    assert STRATEGIES["kmeans"].spec_params == ("k", "fit_sample")        # batch, iterations: select() only
+    with pytest.raises(ParamError) as err:
+        STRATEGIES["kmeans"].params(k=0)
+    assert (err.value.field, err.value.problem) == ("k", "must be a positive integer, got 0")
+    help_text = " ".join(CliRunner().invoke(app, ["balance", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"{', '.join(BALANCE_STRATEGIES[:-1])} or {BALANCE_STRATEGIES[-1]}." in help_text
+    assert "kmeans: number of clusters (default 32)." in help_text
+    # the registry loads without Numba (the kernels are imported on first use)
+    code = "import sys, nw2.pipeline.spec, nw2.cli; assert 'numba' not in sys.modules, 'numba loaded'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

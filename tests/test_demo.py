@@ -4,14 +4,12 @@ is the session's demo store, copied in, so ingest finds every input finished).""
 from __future__ import annotations
 
 import json
-import shutil
 
-from tests.test_balance_corpus import demo_store
-from tests.test_train import ok
+from helpers import ok
 
 
-def test_demo_runs_every_stage_and_prints_the_report_path(tmp_path_factory, tmp_path):
-    shutil.copytree(demo_store(tmp_path_factory), tmp_path / "store")
+def test_demo_runs_every_stage_and_prints_the_report_path(demo_store_copy, tmp_path):
+    assert demo_store_copy == tmp_path / "store"   # the store nw2 demo --out tmp_path ingests into
     result = ok("demo", "--out", tmp_path, "--scheduler", "sync", "--epochs", "2", "--no-progress")
     lines = result.output.strip().splitlines()
     assert lines[-1] == f"report:  {tmp_path / 'run' / 'eval-val-test' / 'report.md'}"
@@ -22,5 +20,11 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tmp_path_factory, tmp_
     assert meta["status"] == "finished" and meta["epochs_done"] == 2
     metrics = json.loads((tmp_path / "run" / "eval-val-test" / "metrics.json").read_text())
     assert metrics["data"]["splits"] == ["val", "test"]
+    forecast, best = metrics["summary"]["forecast"], metrics["best_baseline"]
+    assert (f"forecast: MSE {forecast['model']['mse']['mean']:.4f} ({forecast['adapted']['mse']['mean']:.4f} "
+            f"adapted), best baseline {best} {forecast['baselines'][best]['mse']['mean']:.4f} (normalized scale, "
+            "mean over horizons)") in lines
+    auroc = metrics["summary"]["probe"]["modality"]["auroc"]
+    assert any(line.startswith(f"probes:  modality AUROC {auroc:.3f}") for line in lines)
     again = ok("demo", "--out", tmp_path, "--scheduler", "sync", "--epochs", "2", "--no-progress")
     assert again.output.strip().splitlines()[-1] == lines[-1]

@@ -15,15 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_train import SMALL as TRAIN_SMALL
-from tests.test_train import nw2, ok
-from nw2.model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ar_forecast, auroc, auroc_ovr, balanced_accuracy,
-                            default_horizons, evaluate, fit_logistic, higher_is_better, last_value,
-                            log_spectral_distance, parse_horizons, seasonal_naive, seasonal_period,
-                            spectral_correlation, window_mean)
+from helpers import SMALL as TRAIN_SMALL
+from helpers import nw2, ok
+from nw2.model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ScoreKey, ar_forecast, auroc, auroc_ovr,
+                            balanced_accuracy, default_horizons, evaluate, fit_logistic, last_value,
+                            log_spectral_distance, parse_horizons, per_window_column, score_keys, score_value,
+                            seasonal_naive, seasonal_period, spectral_correlation, window_mean)
 from nw2.model.evaluate.probe import run_classification, run_regression
 from nw2.core.errors import Nw2Error
-from tests.test_balance_corpus import demo_store
 
 
 #: The tiny model of the fixture: window 256, patch 32 -> default horizons 32, 64, 128.
@@ -42,8 +41,8 @@ def one_line_error(result, *needles):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return demo_store(tmp_path_factory)
+def store(demo_store) -> Path:
+    return demo_store
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +104,8 @@ def test_report_files_and_every_section(report):
     m = json.loads((out / "metrics.json").read_text())
     assert set(m) == {"format", "version", "nw2_version", "run", "data", "protocol", "forecast", "best_baseline",
                       "probe", "summary", "files"}
-    assert m["format"] == "nw2-eval" and m["data"]["evaluated"] == 88 and m["data"]["splits"] == ["test"]
+    assert m["format"] == "nw2-eval" and m["version"] == 2
+    assert m["data"]["evaluated"] == 88 and m["data"]["splits"] == ["test"]
     assert m["protocol"]["horizons"] == [32, 64, 128] and m["protocol"]["context"] == 256
     fc = m["forecast"]
     methods = ["model", "adapted", "last_value", "seasonal_naive", "mean", "ar"]
@@ -119,28 +119,51 @@ def test_report_files_and_every_section(report):
         bins = fc["by_regime"][metric]["bins"]
         assert set(bins) == {"low", "mid", "high"} and sum(b["windows"] for b in bins.values()) == 88
     tasks = m["probe"]["tasks"]
-    assert 0.0 <= tasks["modality"]["auroc"] <= 1.0 and 0.0 <= tasks["modality"]["balanced_accuracy"] <= 1.0
+    # the test split's windows are ECG and PPG: the probe on the embeddings tells them apart better than chance
+    # (0.5 for both scores; this run: AUROC 0.77, balanced accuracy 0.68)
+    assert tasks["modality"]["eval_classes"] == ["ecg", "ppg"]
+    assert tasks["modality"]["auroc"] > 0.5 and tasks["modality"]["balanced_accuracy"] > 0.5
     # daphnet's windows all carry label "0": the probe names why it cannot run
     assert "one class" in tasks["label_daphnet"]["skipped"]
     assert "one class" in (out / "report.md").read_text()
     s = m["summary"]
-    for key in ("mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance", "mse_adapted",
-                "probe_modality_auroc", "probe_modality_balanced_accuracy"):
-        assert isinstance(s[key], float), key
-    assert s["mse"] == fc["overall"]["model"]["mse"]
+    assert set(s) == {"forecast", "probe"} and set(s["forecast"]) == {"model", "adapted", "baselines"}
+    metrics = ["mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance"]
+    for method in ("model", "adapted"):
+        assert list(s["forecast"][method]) == sorted(metrics)
+        for metric, score in s["forecast"][method].items():
+            # the same numbers as the forecast section: the mean over horizons, and each horizon's value
+            assert score["mean"] == fc["overall"][method][metric], (method, metric)
+            assert score["by_horizon"] == {str(e["horizon"]): e[method][metric] for e in fc["by_horizon"]}
     best = m["best_baseline"]
-    assert s[f"baseline_{best}_mse"] == min(fc["overall"][b]["mse"] for b in methods[2:])
+    assert list(s["forecast"]["baselines"]) == [best] and list(s["forecast"]["baselines"][best]) == ["mse"]
+    assert s["forecast"]["baselines"][best]["mse"]["mean"] == min(fc["overall"][b]["mse"] for b in methods[2:])
+    assert s["probe"]["modality"] == {"auroc": tasks["modality"]["auroc"],
+                                      "balanced_accuracy": tasks["modality"]["balanced_accuracy"]}
+    assert "label_daphnet" not in s["probe"]  # skipped: no score
+    for task in ("largest_lyapunov", "sample_entropy"):
+        assert s["probe"][task] == {"r2": tasks[task]["r2"]}
+    keys = score_keys(s)
+    assert ScoreKey("forecast", "adapted", "mse") in keys and ScoreKey("probe", "modality", "auroc") in keys
+    assert score_value(s, ScoreKey("forecast", best, "mse")) == s["forecast"]["baselines"][best]["mse"]["mean"]
+    assert score_value(s, ScoreKey("forecast", "model", "lsd", 64)) == fc["by_horizon"][1]["model"]["lsd"]
+    assert score_value(s, ScoreKey("probe", "modality", "r2")) is None
     speed = json.loads((out / "speed.json").read_text())
     assert speed["model_windows_per_s"] > 0 and speed["baselines_windows_per_s"] > 0
     assert "windows/s: model" in output and "probe modality: AUROC" in output and "report:" in output
 
 
-def test_same_inputs_give_the_same_bytes_and_a_rerun_replaces_the_report(report, run, store):
+def test_same_inputs_give_the_same_bytes_and_a_rerun_replaces_only_the_report(report, run, store):
     out, _ = report
     first = {name: (out / name).read_bytes() for name in ("metrics.json", "report.md") + PNGS}
-    (out / "stale.txt").write_text("from an earlier report")
+    # a file the earlier report did not list is not nw2's to delete: the rerun refuses, touching nothing
+    (out / "mine.txt").write_text("the user's notes")
+    refused = nw2("evaluate", run, "--data", store, "--no-progress")
+    assert refused.exit_code == 1 and "mine.txt" in refused.output and "did not list" in refused.output
+    assert (out / "mine.txt").read_text() == "the user's notes"
+    (out / "mine.txt").unlink()
+    (out / "report.md").write_text("edited")  # a listed file is the report's own: replaced
     ok("evaluate", run, "--data", store, "--no-progress")  # the same default --out: replaced atomically
-    assert not (out / "stale.txt").exists()
     for name, data in first.items():
         assert (out / name).read_bytes() == data, name
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".eval-test.")]
@@ -158,24 +181,43 @@ def test_python_api_summary_and_per_window(run, store, tmp_path):
     for col in ("window_id", "split", "dataset", "modality", "mse", "mae", "mae_physical", "lsd", "spectral_corr",
                 "latent_distance", "mse_ar", "lsd_seasonal_naive"):
         assert col in pw.columns, col
-    assert "mse_adapted" not in pw.columns and "mse_adapted" not in result.summary
-    assert not [k for k in result.summary if k.startswith("probe_")]
+    assert "mse_adapted" not in pw.columns and "adapted" not in result.summary["forecast"]
+    assert result.summary["probe"] == {} and result.summary == result.metrics["summary"]
     assert result.metrics["probe"] == {"skipped": "turned off (--no-probe)"}
     # the summary is the mean over horizons of the mean over windows: a bootstrap over windows starts here
+    model = result.summary["forecast"]["model"]
     for key in ("mse", "lsd", "latent_distance"):
-        assert result.summary[key] == pytest.approx(pw.get_column(key).mean(), rel=1e-5)
+        assert model[key]["mean"] == pytest.approx(pw.get_column(key).mean(), rel=1e-5)
+        for h in (32, 64):
+            assert model[key]["by_horizon"][str(h)] == pytest.approx(
+                pw.filter(pl.col("horizon") == h).get_column(key).mean(), rel=1e-5)
     # mae_physical is mae times |scale| per window
     rows = pl.scan_parquet(str(store / "data" / "*.parquet")).select("window_id", "scale").collect()
     joined = pw.join(rows, on="window_id")
     assert np.allclose(joined["mae_physical"], joined["mae"] * joined["scale"].abs(), rtol=1e-9)
     best = result.metrics["best_baseline"]
-    assert set(result.summary) == {"mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance",
-                                   f"baseline_{best}_mse"}
-    for key in result.summary:
-        assert higher_is_better(key) == (key == "spectral_corr")
-    assert higher_is_better("probe_modality_auroc") and higher_is_better("probe_label_x_balanced_accuracy")
-    assert not higher_is_better("mse_adapted") and higher_is_better("spectral_corr_adapted")
-    assert SUMMARY_HIGHER_IS_BETTER["lsd"] is False
+    keys = score_keys(result.summary)
+    assert {(k.name, k.metric) for k in keys} == {("model", m) for m in ("mse", "mae", "mae_physical", "lsd",
+                                                                          "spectral_corr", "latent_distance")
+                                                  } | {(best, "mse")}
+    assert [k for k in keys if k.is_baseline] == [ScoreKey("forecast", best, "mse")]
+    for key in keys:
+        assert key.higher_is_better == (key.metric == "spectral_corr")
+        # every forecast score has its per-window column, whose mean is the summary's value
+        column = per_window_column(key.name, key.metric)
+        assert score_value(result.summary, key) == pytest.approx(pw.get_column(column).mean(), rel=1e-5)
+    assert ScoreKey("probe", "modality", "auroc").higher_is_better
+    assert ScoreKey("probe", "label_x", "balanced_accuracy").higher_is_better
+    assert not ScoreKey("forecast", "adapted", "mse").higher_is_better
+    assert ScoreKey("forecast", "adapted", "spectral_corr").higher_is_better
+    assert SUMMARY_HIGHER_IS_BETTER["lsd"] is False and SUMMARY_HIGHER_IS_BETTER["r2"] is True
+    assert ScoreKey("forecast", "adapted", "mse").label == "mse_adapted"
+    assert ScoreKey("probe", "modality", "auroc").label == "probe_modality_auroc"
+    assert ScoreKey.from_dict(ScoreKey("forecast", "ar", "lsd", 32).to_dict()) == ScoreKey("forecast", "ar", "lsd", 32)
+    with pytest.raises(ValueError, match="unknown summary metric"):
+        ScoreKey("forecast", "model", "mse_adapted")
+    with pytest.raises(ValueError, match="only a forecast score has a horizon"):
+        ScoreKey("probe", "modality", "auroc", 32)
 
 
 def test_known_answers_end_to_end_on_sines(run, tmp_path):
@@ -212,7 +254,7 @@ def test_bad_input_gives_one_line_errors(run, store, tmp_path):
     one_line_error(nw2("evaluate", not_run, "--data", store), "not a trained run: no model/",
                    "did nw2 pretrain finish?")
     one_line_error(nw2("evaluate", tmp_path / "nowhere", "--data", store), "no such run directory")
-    one_line_error(nw2("evaluate", run, "--data", tmp_path), "not a window store or corpus")
+    one_line_error(nw2("evaluate", run, "--data", tmp_path), "not a corpus or window store")
     one_line_error(nw2("evaluate", run, "--data", tmp_path / "nowhere"), "no such directory")
     one_line_error(nw2("evaluate", run, "--data", store, "--split", "holdout"), "no rows of split 'holdout'")
     one_line_error(nw2("evaluate", run, "--data", store, "--horizons", "32,200"),

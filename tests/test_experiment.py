@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import DEMO, nw2, ok
 from nw2.core.errors import SpecError
+from nw2.model.evaluate import ScoreKey
 from nw2.pipeline.spec import BalanceSpec, ExperimentSpec, experiment_arms, experiment_baseline, spec_from_dict
-from tests.test_balance_corpus import DEMO, demo_store
-from tests.test_train import nw2, ok
 
 MODEL = {"window_size": 256, "patch_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2,
          "decoder_embed_dim": 16, "decoder_num_heads": 2, "nvar": 4, "rollout_steps": 2}
@@ -28,14 +28,14 @@ def write_spec(tmp: Path, experiment: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
+def done(demo_store, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("experiment")
     spec = write_spec(tmp, {"arms": [{"name": "grid", "strategy": "grid", "size": 100},
                                      {"name": "temp", "strategy": "temperature", "size": 100, "balance": {"tau": 0.3}},
                                      {"name": "random", "strategy": "random", "size": 200}],
                             "seeds": [0, 1, 2], "steps": 6, "model": MODEL, "train": {"batch_size": 16, "blr": 0.01},
                             "eval_split": "val,test", "horizons": [32, 64], "max_windows": 40, "bootstrap": 300})
-    store = demo_store(tmp_path_factory)
+    store = demo_store
     out = tmp / "out"
     result = ok("experiment", spec, "--store", store, "--out", out, "--no-progress")
     return spec, store, out, result
@@ -54,10 +54,29 @@ def test_every_arm_is_trained_with_the_same_budget_and_compared(done):
             run = json.loads((out / "runs" / f"{name}-seed{seed}" / "run.json").read_text())
             assert run["corpus"]["content_sha256"] == corpus["content_sha256"]
     for arm, scores in doc["comparisons"].items():
-        assert {"mse", "lsd", "spectral_corr", "latent_distance", "probe_modality_auroc"} <= set(scores)
-        for c in scores.values():
-            assert c["outcome"] in ("beats", "matches", "worse")
+        keys = [ScoreKey.from_dict(c["score"]) for c in scores]
+        assert keys == sorted(keys, key=ScoreKey.sort_key) and len(set(keys)) == len(keys)
+        assert {ScoreKey("forecast", "model", m) for m in ("mse", "lsd", "spectral_corr", "latent_distance")} \
+            | {ScoreKey("forecast", "adapted", "mse"), ScoreKey("probe", "modality", "auroc")} <= set(keys)
+        assert not [k for k in keys if k.is_baseline or k.horizon is not None]
+        for key, c in zip(keys, scores):
+            assert c["label"] == key.label and c["higher_is_better"] == key.higher_is_better
+            # the improvement over the baseline (a - b, sign flipped where lower is better): beats when its
+            # whole interval is above 0, worse when below, else matches
+            gain = (c["diff"]["lo"], c["diff"]["hi"]) if c["higher_is_better"] else (-c["diff"]["hi"], -c["diff"]["lo"])
+            assert c["outcome"] == ("beats" if gain[0] > 0 else "worse" if gain[1] < 0 else "matches"), (arm, c)
             assert c["diff"]["lo"] <= c["diff"]["mean"] <= c["diff"]["hi"]
+    # every run's summary as its evaluation wrote it, and the compared means are the runs' summary values
+    for name, arm in doc["arms"].items():
+        evals = [json.loads((out / "evals" / f"{name}-seed{seed}" / "metrics.json").read_text())["summary"]
+                 for seed in (0, 1, 2)]
+        assert arm["summaries"] == evals
+    for arm, scores in doc["comparisons"].items():
+        mse = next(c for c in scores if c["label"] == "mse")
+        runs = [s["forecast"]["model"]["mse"]["mean"] for s in doc["arms"][arm]["summaries"]]
+        assert mse["a"]["mean"] == pytest.approx(sum(runs) / 3, rel=1e-4)
+    assert "| mse | lower |" in (out / "report.md").read_text()
+    assert "| probe_modality_auroc | higher |" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "## grid against random" in report and "## temp against random" in report
     assert "matches or beats on" in result.output and (out / "differences.png").stat().st_size > 1000
@@ -115,8 +134,27 @@ def test_bad_input_is_one_line(tmp_path, done):
     data.pop("experiment", None)
     plain.write_text(yaml.safe_dump(data))
     for args, needle in [((plain, "--store", store), "give size"),
-                         ((spec, "--store", tmp_path / "nowhere"), "not a window store"),
+                         ((spec, "--store", tmp_path / "nowhere"), "no such store"),
                          ((tmp_path / "missing.yaml", "--store", store), "cannot read")]:
         result = nw2("experiment", *args, "--out", tmp_path / "x", "--no-progress")
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert result.output.strip().splitlines()[-1].startswith("error:") and needle in result.output
+
+
+@pytest.mark.parametrize("model,train,needle", [
+    (MODEL, {"batch_size": 16, "blrr": 0.01}, "experiment.train.blrr: unknown field (known: accum_iter, batch_size, "),
+    ({**MODEL, "embed_dimm": 32}, {}, "experiment.model.embed_dimm: unknown field (known: causal, decoder_depth, "),
+    (MODEL, {"device": "gpu"}, "experiment.train.device: --device must be auto, cpu or cuda, got 'gpu'"),
+    (MODEL, {"batch_size": 0}, "experiment.train.batch_size: --batch-size must be a positive integer, got 0"),
+    (MODEL, {"weighted": "yes"}, "experiment.train.weighted: --weighted must be"),
+    ({**MODEL, "num_heads": 3}, {}, "experiment.model: ModelConfig.embed_dim (32) must be divisible by num_heads (3)"),
+])
+def test_run_settings_are_checked_before_any_work(tmp_path, model, train, needle):
+    """A typo or a bad value in the model: or train: section fails at once, naming the spec file and the
+    field: before the store is ingested (no --store here) and before any corpus is drawn."""
+    spec = write_spec(tmp_path, {"size": 10, "steps": 6, "model": model, "train": train})
+    out = tmp_path / "out"
+    result = nw2("experiment", spec, "--out", out, "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {spec}: {needle}"), result.output
+    assert not (out / "store").exists() and not (out / "corpora").exists()

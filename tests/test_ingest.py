@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,36 +12,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from nw2.cli import app
+from helpers import DEMO, nw2, tree_bytes
 from nw2.pipeline.spec import load_spec
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "corpus_specs" / "demo.yaml"
-runner = CliRunner()
-
-
-def nw2(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def tree_bytes(store: Path) -> dict[str, str]:
-    """Every file of a store and its hash, for byte-identity checks."""
-    return {p.relative_to(store).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(store.rglob("*")) if p.is_file()}
 
 
 def manifest(store: Path) -> dict[str, dict]:
     return {e["path"]: e for e in json.loads((store / "manifest.json").read_text())["inputs"]}
-
-
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "store"
-    result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_demo_spec_builds_a_store_from_four_formats(demo_store):
@@ -117,9 +92,8 @@ def test_local_cluster_and_sync_give_identical_stores(demo_store, tmp_path):
     assert tree_bytes(out) == tree_bytes(demo_store)
 
 
-def test_rerun_skips_and_an_interrupted_run_resumes(demo_store, tmp_path):
-    out = tmp_path / "store"
-    shutil.copytree(demo_store, out)
+def test_rerun_skips_and_an_interrupted_run_resumes(demo_store_copy):
+    out = demo_store_copy
     before = tree_bytes(out)
     # A rerun finds every piece finished and rewrites nothing but the same manifest.
     assert nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--no-progress").exit_code == 0
@@ -135,10 +109,9 @@ def test_rerun_skips_and_an_interrupted_run_resumes(demo_store, tmp_path):
     assert tree_bytes(out) == before
 
 
-def test_changed_settings_need_overwrite(demo_store, tmp_path):
-    out = tmp_path / "store"
-    shutil.copytree(demo_store, out)
-    result = runner.invoke(app, ["ingest", str(DEMO), "--out", str(out), "--scheduler", "sync", "--window", "512"])
+def test_changed_settings_need_overwrite(demo_store_copy):
+    out = demo_store_copy
+    result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--window", "512")
     assert result.exit_code == 1 and "--overwrite" in result.output
     result = nw2("ingest", DEMO, "--out", out, "--scheduler", "sync", "--window", "512", "--stride", "512",
                  "--overwrite", "--no-progress")

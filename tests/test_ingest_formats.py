@@ -9,9 +9,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from typer.testing import CliRunner
 
-from nw2.cli import app
+from helpers import nw2
 from make_pamap2 import build_pamap2_dat
 from make_wesad import build_wesad_pickle
 from make_wfdb import build_wfdb_record
@@ -37,7 +36,7 @@ sources:
 windows: {{length: 512, stride: 512}}
 """)
     out = tmp_path / "store"
-    result = CliRunner().invoke(app, ["ingest", str(spec), "--out", str(out), "--scheduler", "sync", "--no-progress"])
+    result = nw2("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
     assert result.exit_code == 0, result.output
     entries = json.loads((out / "manifest.json").read_text())["inputs"]
     assert {e["path"]: e["status"] for e in entries} == {

@@ -236,6 +236,8 @@ def test_one_failed_fit_keeps_the_other(lorenz):
     result = lyapunov_and_dimension(lorenz[:1000], FS, rvals=tiny)
     assert math.isfinite(result[0]) and math.isnan(result[1])
     assert "dimension" in result.reasons and "lyapunov" not in result.reasons
+    assert result.reasons["dimension"].kind == "no_scaling_region"
+    assert "fewer than 2 radii" in result.reasons["dimension"].detail
     assert math.isnan(correlation_dimension(lorenz[:1000], FS, rvals=tiny))
 
 
@@ -305,8 +307,9 @@ def test_autocorrelation_lag():
     for i in range(1, ar.size):
         ar[i] = 0.9 * ar[i - 1] + noise[i]
     assert autocorrelation_lag(ar) == 10
-    # a tone: cos(2 pi f k / fs) < 1/e from k = fs acos(1/e) / (2 pi f) = 19.01
-    assert autocorrelation_lag(systems.sine(4000, fs=FS, freq=1.0)) in (19, 20)
+    # a tone: cos(2 pi f k / fs) < 1/e from k = fs acos(1/e) / (2 pi f) = 19.004, so first at k = 20
+    # (the estimate over 40 whole periods: r(19) = 0.370 > 1/e = 0.368 > r(20) = 0.311)
+    assert autocorrelation_lag(systems.sine(4000, fs=FS, freq=1.0)) == 20
     assert autocorrelation_lag(systems.white_noise(2000)) == 1
     # fallback: still correlated at max_lag
     assert autocorrelation_lag(systems.sine(2000, fs=FS, freq=0.05), max_lag=10) == 10

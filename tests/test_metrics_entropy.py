@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from helpers import check_against_reference
 from nw2.pipeline.metrics import systems
-from tests.conftest import check_against_reference
 from nw2.pipeline.metrics._common import Undefined
 from nw2.pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
                                       svd_entropy)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from helpers import check_against_reference
 from nw2.pipeline.metrics import systems
-from tests.conftest import check_against_reference
 from nw2.pipeline.metrics._common import Undefined
 from nw2.pipeline.metrics.fractal import higuchi_fd, katz_fd, petrosian_fd
 

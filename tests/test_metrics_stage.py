@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from nw2.pipeline.metrics import compute_all
-from nw2.pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, MetricsPlan, process_part
+from helpers import nw2, tree_bytes
+from nw2.pipeline.metrics import UNDEFINED_KINDS, compute_all
+from nw2.pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, REASON_TYPE, MetricsPlan, process_part
 from nw2.pipeline.metrics.suite import METRICS
-from nw2.pipeline.store import Store
-from tests.test_ingest import nw2, tree_bytes
+from nw2.artifacts.store import SCHEMA_VERSION, WindowStore
 
 #: A few metrics keep these tests quick; the suite as a whole is covered in test_metrics_suite.py.
 FEW = ["sample_entropy", "permutation_entropy", "dfa", "katz_fd"]
@@ -75,7 +75,11 @@ def test_metrics_adds_nullable_float32_columns_that_match_compute_all(store):
     table = read(store)
     for name in FEW:
         assert table.schema.field(name).type == pa.float32() and table.schema.field(name).nullable
-    assert table.schema.field(REASON_COLUMN).type == pa.string()
+    assert table.schema.field(REASON_COLUMN).type == REASON_TYPE
+    assert REASON_TYPE == pa.list_(pa.struct([("metric", pa.string()), ("kind", pa.string()),
+                                               ("detail", pa.string())]))
+    for part in sorted((store / "data").glob("part-*.parquet")):
+        assert pq.read_schema(part).metadata[b"nw2.schema_version"] == str(SCHEMA_VERSION).encode() == b"2"
     # The stored value is compute_all's on the stored samples, rounded to float32.
     rows = table.slice(0, 5).to_pylist()
     for row in rows:
@@ -117,7 +121,7 @@ def test_rerun_skips_parts_and_changed_parameters_refresh_only_that_metric(store
 
 def test_an_interrupted_run_resumes_with_the_parts_left(store):
     plan = MetricsPlan.build(FEW)
-    parts = Store(str(store)).parts()
+    parts = WindowStore(str(store)).parts()
     first = process_part(parts[0], str(store), plan)  # as if a run died after its first part
     assert first["computed"] == FEW and first["error"] is None
     result = nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress")
@@ -126,22 +130,81 @@ def test_an_interrupted_run_resumes_with_the_parts_left(store):
 
 
 def test_undefined_metrics_are_null_with_a_reason(store):
-    """A constant window (made by hand in one part) gets nulls and the reason, not NaN or inf."""
-    st = Store(str(store))
+    """A constant and a 2-sample window (made by hand in one part) get nulls and structured reasons
+    (metric, kind, detail), not NaN or inf; metrics.json counts them per metric and kind."""
+    st = WindowStore(str(store))
     rel = st.parts()[0]
     table = st.read_table(rel)
-    flat = pa.array([[0.5] * 1024] + table["samples"].to_pylist()[1:], pa.list_(pa.float32()))
+    flat = pa.array([[0.5] * 1024, [0.1, 0.7]] + table["samples"].to_pylist()[2:], pa.list_(pa.float32()))
     st.write_table(rel, table.set_column(table.column_names.index("samples"), "samples", flat))
-    assert nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress").exit_code == 0
-    row = st.read_table(rel).slice(0, 1).to_pylist()[0]
-    assert all(row[n] is None for n in ("sample_entropy", "dfa"))
-    assert "constant" in row[REASON_COLUMN] and "sample_entropy: " in row[REASON_COLUMN]
+    result = nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "undefined (null) this run: sample_entropy 2, permutation_entropy 2, dfa 2, katz_fd 2" in result.output
+    part = pq.read_table(store / rel)
+    assert part.schema.field(REASON_COLUMN).type == REASON_TYPE
+    constant, short = part.slice(0, 2).to_pylist()
+    assert all(constant[n] is None and short[n] is None for n in FEW)
+    assert constant[REASON_COLUMN] == [{"metric": n, "kind": "constant", "detail": "constant signal"} for n in FEW]
+    assert [(e["metric"], e["kind"]) for e in short[REASON_COLUMN]] == [(n, "too_short") for n in FEW]
+    assert all(e["detail"].startswith("too short") for e in short[REASON_COLUMN])
+    # Read back with pyarrow alone: a list of structs, null on a row where every metric is defined.
+    column = part.column(REASON_COLUMN).combine_chunks()
+    assert pa.types.is_list(column.type) and pa.types.is_struct(column.type.value_type)
+    assert column.null_count == part.num_rows - 2 and column.slice(2).null_count == part.num_rows - 2
+    entries = column.flatten()
+    assert entries.field("metric").to_pylist() == FEW * 2
+    assert set(entries.field("kind").to_pylist()) == {"constant", "too_short"} <= set(UNDEFINED_KINDS)
     summary = json.loads((store / "metrics.json").read_text())
-    assert summary["undefined"]["sample_entropy: constant signal"] == 1
-    assert summary["defined"]["sample_entropy"] == summary["rows"] - 1
-    others = st.read_table(rel).slice(1)
+    assert summary["undefined"] == {n: {"constant": 1, "too_short": 1} for n in FEW}
+    assert summary["defined"]["sample_entropy"] == summary["rows"] - 2
+    others = part.slice(2)
     assert others["sample_entropy"].null_count == 0
     assert not any(math.isinf(v) for v in others["sample_entropy"].to_pylist())
+    # A rerun that computes one metric again keeps the others' reasons, in column order.
+    spec = write_spec(store.parent, {"names": FEW, "params": {"dfa": {"order": 2}}})
+    assert nw2("metrics", store, "--spec", spec, "--scheduler", "sync", "--no-progress").exit_code == 0
+    again = pq.read_table(store / rel).slice(0, 2).to_pylist()
+    assert again[0][REASON_COLUMN] == constant[REASON_COLUMN]
+    assert [e["metric"] for e in again[1][REASON_COLUMN]] == FEW
+    assert json.loads((store / "metrics.json").read_text())["undefined"] == summary["undefined"]
+
+
+def _as_schema_1(store: Path) -> None:
+    """Rewrite every part as nw2 metrics wrote it before schema version 2: the reasons as text."""
+    for part in sorted((store / "data").glob("part-*.parquet")):
+        table = pq.read_table(part)
+        text = pa.array([None if not r else "; ".join(f"{e['metric']}: {e['detail']}" for e in r)
+                         for r in table.column(REASON_COLUMN).to_pylist()], pa.string())
+        table = table.set_column(table.column_names.index(REASON_COLUMN), REASON_COLUMN, text)
+        meta = {**table.schema.metadata, b"nw2.schema_version": b"1"}
+        pq.write_table(table.replace_schema_metadata(meta), part)
+
+
+def test_a_schema_1_store_is_refreshed_by_a_rerun(store):
+    assert nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress").exit_code == 0
+    before = read(store).sort_by("window_id")
+    summary = (store / "metrics.json").read_bytes()
+    _as_schema_1(store)
+    assert read(store).schema.field(REASON_COLUMN).type == pa.string()
+    parts = len(WindowStore(str(store)).parts())
+    result = nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"{parts} computed, 0 already up to date" in result.output  # the fingerprints alone said "done"
+    after = read(store).sort_by("window_id")
+    assert after.schema.field(REASON_COLUMN).type == REASON_TYPE
+    assert after.equals(before)  # same numbers, same reasons, back in the structured form
+    assert (store / "metrics.json").read_bytes() == summary
+
+
+def test_a_schema_1_part_with_metrics_outside_the_run_is_refused_in_one_line(store):
+    assert nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress").exit_code == 0
+    _as_schema_1(store)
+    result = nw2("metrics", store, "--metrics", "sample_entropy", "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if "schema-1" in line]
+    assert len(errors) == len(WindowStore(str(store)).parts())
+    assert "permutation_entropy, dfa, katz_fd" in errors[0] and "rerun nw2 metrics with them too" in errors[0]
+    assert read(store).schema.field(REASON_COLUMN).type == pa.string()  # nothing was rewritten
 
 
 def test_reference_engine_fills_the_same_columns_close_to_numba(store, tmp_path):

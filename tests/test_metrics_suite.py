@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nw2.pipeline.metrics as pm
-from nw2.pipeline.metrics import compute_all, measure, reference, systems
+from nw2.pipeline.metrics import (UNDEFINED_KINDS, Reason, Undefined, UndefinedKind, compute_all, measure, reference,
+                                  systems)
 from nw2.pipeline.metrics.suite import METRICS, check_selection, defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +69,70 @@ def test_undefined_windows_give_nan_and_a_reason_never_inf_or_an_exception(windo
         if math.isnan(value):
             assert m.reasons[name], name
     assert set(m.reasons) == {n for n, v in m.values.items() if math.isnan(v)}
+    assert all(isinstance(r, Reason) and r.kind in UNDEFINED_KINDS and r.detail for r in m.reasons.values())
     if reason == "non-finite":
-        assert all(r == "non-finite samples" for r in m.reasons.values()) and len(m.reasons) == len(METRICS)
+        assert all(r == Reason("non_finite", "non-finite samples") for r in m.reasons.values())
+        assert len(m.reasons) == len(METRICS)
     if reason == "constant":
-        assert all(r == "constant signal" for r in m.reasons.values()) and len(m.reasons) == len(METRICS)
+        assert all(r == Reason("constant", "constant signal") for r in m.reasons.values())
+        assert len(m.reasons) == len(METRICS)
     if reason == "too short":  # a few metrics are defined on 2 samples (a lone bin's spectral entropy is 0)
-        assert sum("too short" in r for r in m.reasons.values()) >= 10
+        assert sum(r.kind == "too_short" and "too short" in r.detail for r in m.reasons.values()) >= 10
+
+
+def test_undefined_kinds_are_a_fixed_documented_set():
+    assert UNDEFINED_KINDS == typing.get_args(UndefinedKind)
+    assert len(set(UNDEFINED_KINDS)) == len(UNDEFINED_KINDS)
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    for kind in UNDEFINED_KINDS:
+        assert f"`{kind}`" in doc, kind
+    with pytest.raises(ValueError, match="unknown undefined kind"):
+        Undefined("constant signal", "the old one-argument message")
+    with pytest.raises(ValueError, match="unknown undefined kind"):
+        Reason("too short", "not a kind")
+    # str() is the detail, as before; the exception survives a trip to a worker process.
+    err = pickle.loads(pickle.dumps(Undefined("too_short", "too short (9 < 16 samples)")))
+    assert str(err) == "too short (9 < 16 samples)" and err.reason == Reason("too_short", "too short (9 < 16 samples)")
+    every_raise = re.findall(r'raise Undefined\("(\w+)"', "".join(
+        p.read_text() for p in (ROOT / "pipeline" / "metrics").glob("*.py")))
+    assert len(every_raise) >= 25 and set(every_raise) <= set(UNDEFINED_KINDS)
+
+
+def _sine(n: int, period: float) -> np.ndarray:
+    return np.sin(2 * np.pi * np.arange(n) / period)
+
+
+@pytest.mark.parametrize("kind, metric, window, params", [
+    ("too_short", "dfa", systems.white_noise(10), None),
+    ("non_finite", "katz_fd", np.r_[systems.white_noise(99), np.nan], None),
+    ("constant", "sample_entropy", np.full(100, 2.0), None),
+    ("oversampled", "chaos_01", _sine(1024, 500.0), None),
+    # one Welch segment, constant; the last sample is in none
+    ("no_power", "spectral_entropy", np.array([1.0, 1.0, 1.0, 1.0, 2.0]),
+     {"spectral_entropy": {"method": "welch", "nperseg": 4}}),
+    ("no_template_matches", "sample_entropy", systems.white_noise(40), {"sample_entropy": {"r": 1e-6}}),
+    ("no_scaling_region", "correlation_dimension", systems.lorenz(1000),
+     {"correlation_dimension": {"rvals": [1e-9, 2e-9]}}),
+    ("degenerate_fit", "higuchi_fd", np.tile([0.0, 1.0], 64), None),
+    ("zero_denominator", "katz_fd", np.array([0.0, 1.0, 0.0, 1.0]), None),
+])
+def test_each_kind_is_given_for_a_window_that_should_produce_it(kind, metric, window, params):
+    m = measure(window, 100.0, [metric], params)
+    assert math.isnan(m.values[metric]) and m.reasons[metric].kind == kind, m.reasons
+    with pytest.raises(Undefined) as raised:  # .strict raises the same reason; the public function gives nan
+        METRICS[metric].strict(window, 100.0, **(params or {}).get(metric, {}))
+    assert raised.value.reason == m.reasons[metric] and str(raised.value) == m.reasons[metric].detail
+    assert math.isnan(METRICS[metric](window, 100.0, **(params or {}).get(metric, {})))
+
+
+def test_reference_engine_reasons_are_structured_too():
+    m = reference.measure(np.full(512, 1.0), 100.0)
+    assert m.reasons and all(isinstance(r, Reason) and r.kind in UNDEFINED_KINDS for r in m.reasons.values())
+    assert m.reasons["correlation_dimension"].kind == "constant"   # nw2 resolves the embedding for nolds
+    assert {r.kind for r in m.reasons.values()} <= {"constant", "non_finite_result", "reference_error"}
+    short = reference.measure(systems.white_noise(10), 100.0, ["higuchi_fd"])
+    assert short.reasons["higuchi_fd"].kind == "reference_error"
+    assert short.reasons["higuchi_fd"].detail.startswith("reference ")
 
 
 def test_parameter_mistakes_raise_at_once():

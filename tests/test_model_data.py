@@ -16,41 +16,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from nw2.cli import app
+from helpers import read_all, rewrite
 from nw2.model.data import CorpusLoader, LoaderConfig
 from nw2.core.errors import Nw2Error
-from tests.test_balance_corpus import DEMO, demo_store
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
+def corpus(demo_corpus) -> Path:
     """The demo corpus: 400 balanced train rows (one row group) plus the carried val and test rows."""
-    store = demo_store(tmp_path_factory)
-    out = tmp_path_factory.mktemp("loader") / "corpus"
-    result = runner.invoke(app, ["balance", str(store), "--spec", str(DEMO), "--out", str(out), "--no-report"],
-                           catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def rewrite(corpus: Path, dest: Path, table: pa.Table | None = None, cuts=(), row_group_size: int = 1024) -> Path:
-    """A copy of ``corpus`` with ``table`` (default: its rows) written as parts cut at ``cuts``."""
-    dest.mkdir(parents=True)
-    shutil.copy(corpus / "corpus.json", dest / "corpus.json")
-    (dest / "data").mkdir()
-    table = table if table is not None else read_all(corpus)
-    edges = [0, *cuts, table.num_rows]
-    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        pq.write_table(table.slice(a, b - a), dest / "data" / f"part-{k:05d}.parquet", row_group_size=row_group_size)
-    return dest
-
-
-def read_all(corpus: Path) -> pa.Table:
-    return pa.concat_tables(pq.read_table(f) for f in sorted((corpus / "data").glob("part-*.parquet")))
+    return demo_corpus
 
 
 @pytest.fixture(scope="module")
@@ -262,13 +237,13 @@ def refused(config: LoaderConfig, *needles: str) -> str:
 
 
 def test_bad_input(corpus, tmp_path):
-    refused(cfg(tmp_path / "nowhere"), "no such corpus directory")
+    refused(cfg(tmp_path / "nowhere"), "no such directory")
     (tmp_path / "bare").mkdir()
     refused(cfg(tmp_path / "bare"), "no corpus.json")
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     shutil.copy(corpus / "corpus.json", empty / "corpus.json")
-    refused(cfg(empty), "no Parquet parts")
+    refused(cfg(empty), "data/part-00000.parquet is listed in corpus.json but missing")
     for col in ("samples", "group_id"):
         path = rewrite(corpus, tmp_path / f"no-{col}", read_all(corpus).drop_columns([col]))
         refused(cfg(path), f"no column {col}", "part-00000.parquet")

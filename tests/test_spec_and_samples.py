@@ -4,18 +4,15 @@ import hashlib
 import zipfile
 
 import pytest
-from typer.testing import CliRunner
 
-from nw2.cli import app
+from helpers import DEMO, nw2
 from nw2.pipeline import samples
 from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import load_spec, spec_from_dict
 
-runner = CliRunner()
-
 
 def test_demo_spec_loads():
-    spec = load_spec("corpus_specs/demo.yaml")
+    spec = load_spec(DEMO)
     assert spec.preprocess.target_fs == 100.0 and len(spec.sources) >= 4
     assert all(s.sample in samples.REGISTRY for s in spec.sources)
 
@@ -35,7 +32,7 @@ def test_spec_errors_name_the_field(data, message):
 
 
 def test_samples_list_shows_the_registry():
-    result = runner.invoke(app, ["samples", "list"])
+    result = nw2("samples", "list")
     assert result.exit_code == 0
     for name in ("mitbih_208", "eegmmi_s001r02", "daphnet_s06r02"):
         assert name in result.output
@@ -47,7 +44,7 @@ def test_fetch_verifies_and_rerun_is_instant(sample, tmp_path, monkeypatch):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == samples.lookup("heartpy_ppg").sha256
     calls = []
     monkeypatch.setattr(samples, "_download_wheel", lambda *a: calls.append(a))
-    result = runner.invoke(app, ["samples", "fetch", "heartpy_ppg"])
+    result = nw2("samples", "fetch", "heartpy_ppg")
     assert result.exit_code == 0 and str(path) in result.output and calls == []  # cached: no download
 
 
@@ -63,7 +60,7 @@ def test_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
 
 
 def test_unknown_sample_lists_how_to_find_them():
-    result = runner.invoke(app, ["samples", "fetch", "nope"])
+    result = nw2("samples", "fetch", "nope")
     assert result.exit_code == 1 and "unknown sample 'nope'" in result.output
 
 

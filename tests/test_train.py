@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -17,32 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from nw2.cli import app
+from helpers import SMALL, nw2, ok, read_all, rewrite
 from nw2.model import Model
 from nw2.model.config import ModelConfig
 from nw2.model.data import CorpusLoader, LoaderConfig
 from nw2.model.train import TrainConfig, latest_checkpoint, lr_at
-from tests.test_balance_corpus import DEMO, demo_store
-from tests.test_model_data import read_all, rewrite
-
-runner = CliRunner()
-
-#: A small model, so each run takes seconds on 2 cores.
-SMALL = ["--window-size", "256", "--patch-size", "32", "--embed-dim", "32", "--depth", "1", "--num-heads", "2",
-         "--decoder-embed-dim", "16", "--decoder-num-heads", "2", "--nvar", "4", "--rollout-steps", "2",
-         "--batch-size", "16", "--log-every", "1", "--no-progress"]
-
-
-def nw2(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args):
-    result = nw2(*args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def steps(run: Path) -> list[dict]:
@@ -54,11 +35,8 @@ def meta(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    store = demo_store(tmp_path_factory)
-    out = tmp_path_factory.mktemp("train") / "corpus"
-    ok("balance", store, "--spec", DEMO, "--out", out, "--no-report")
-    return out
+def corpus(demo_corpus) -> Path:
+    return demo_corpus
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +90,12 @@ def _resume_copy(run: Path, dest: Path, keep_step: int) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("keep_step", [4, 6])  # mid-epoch (6 steps per epoch), and the first epoch's end
-def test_resumed_run_matches_the_uninterrupted_one(single, corpus, tmp_path, keep_step):
+@pytest.mark.parametrize("at", ["mid-epoch", "epoch-end"])  # step 4, and the first epoch's last step
+def test_resumed_run_matches_the_uninterrupted_one(single, corpus, tmp_path, at):
+    epoch_ends = [r["step"] for r in map(json.loads, (single / "log.jsonl").read_text().splitlines())
+                  if r["event"] == "epoch"]
+    assert epoch_ends[0] > 4
+    keep_step = 4 if at == "mid-epoch" else epoch_ends[0]
     run = _resume_copy(single, tmp_path / "resumed", keep_step)
     assert latest_checkpoint(run).name == f"ckpt-{keep_step:09d}.pt"
     result = ok("pretrain", corpus, "--out", run, "--resume", "--no-progress")
@@ -134,29 +116,73 @@ def test_two_process_resume_matches(corpus, tmp_path):
     assert bad.exit_code == 1 and "saved by 2 processes" in bad.output
 
 
+#: ``nw2 pretrain`` that, right after its checkpoint ``ckpt-<PAUSE_AT>.pt`` is in place (renamed there, as every
+#: checkpoint is written), touches ``PAUSED`` and sleeps before any later step, so the test kills it at that point
+#: whatever the machine's speed (a whole run takes well under a second past its first checkpoint, so killing "soon
+#: after a checkpoint appears" races the child). It hooks the rename only, not nw2's modules, and changes nothing the
+#: run computes. ``python -c PAUSING PAUSE_AT PAUSED ARGS...``.
+PAUSING = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    pause_at, paused = int(sys.argv[1]), Path(sys.argv[2])
+
+    def then_pause(rename):
+        def renamed(src, dst, *args, **kwargs):
+            rename(src, dst, *args, **kwargs)
+            if Path(dst).name == f"ckpt-{pause_at:09d}.pt":
+                paused.write_text(str(pause_at))
+                time.sleep(600)
+        return renamed
+
+    os.replace, os.rename = then_pause(os.replace), then_pause(os.rename)
+    from nw2.cli import main
+    sys.argv = ["nw2", *sys.argv[3:]]
+    main()
+""")
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
-    """A real SIGKILL of ``nw2 pretrain`` after its first checkpoint; ``--resume`` finishes with the weights
-    and losses of an uninterrupted run (both in fresh processes, so both have the same thread settings)."""
-    args = [*SMALL, "--epochs", "3", "--save-every-steps", "2", "--keep-checkpoints", "0", "--blr", "3e-3"]
+    """A real SIGKILL of ``nw2 pretrain`` mid-run, right after its checkpoint of step 4 (of 3 epochs);
+    ``--resume`` continues from that checkpoint and finishes with the weights and losses of an uninterrupted
+    run (both in fresh processes, so both have the same thread settings)."""
+    args = ["pretrain", str(corpus), *SMALL, "--epochs", "3", "--save-every-steps", "2", "--keep-checkpoints", "0",
+            "--blr", "3e-3"]
+    kill_at = 4
 
-    def command(run: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "cli", "pretrain", str(corpus), "--out", str(run), *extra]
+    def nw2_process(*argv: str, pause: Path | None = None):
+        prefix = ["-c", PAUSING, str(kill_at), str(pause)] if pause else ["-m", "nw2.cli"]
+        return [sys.executable, *prefix, *argv]
 
-    root = Path(__file__).parents[1]
     full = tmp_path / "full"
-    subprocess.run(command(full, *args), cwd=root, check=True, capture_output=True)
-    run = tmp_path / "killed"
-    proc = subprocess.Popen(command(run, *args), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while latest_checkpoint(run) is None and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if meta(run).get("status") != "finished":
-        assert latest_checkpoint(run) is not None
-        refused = nw2("pretrain", corpus, "--out", run, *SMALL)
-        assert refused.exit_code == 1 and "--resume" in refused.output
-        subprocess.run(command(run, "--resume", "--no-progress"), cwd=root, check=True, capture_output=True)
+    done = subprocess.run(nw2_process(*args, "--out", str(full)), cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert meta(full)["status"] == "finished" and kill_at < meta(full)["steps"]
+
+    run, paused, err = tmp_path / "killed", tmp_path / "paused", tmp_path / "killed.err"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(nw2_process(*args, "--out", str(run), pause=paused), cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the kill interrupts the run: the child is alive, waiting right after its checkpoint of step 4
+        assert paused.exists() and proc.poll() is None, (proc.returncode, err.read_text()[-3000:])
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert meta(run)["status"] == "running" and "param_digests" not in meta(run)
+    assert latest_checkpoint(run).name == f"ckpt-{kill_at:09d}.pt"
+    refused = nw2("pretrain", corpus, "--out", run, *SMALL)
+    assert refused.exit_code == 1 and "--resume" in refused.output
+    resumed = subprocess.run(nw2_process("pretrain", str(corpus), "--out", str(run), "--resume", "--no-progress"),
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from ckpt-{kill_at:09d}.pt" in resumed.stdout + resumed.stderr
+    assert meta(run)["status"] == "finished" and meta(run)["steps"] == meta(full)["steps"]
     assert meta(run)["param_digests"] == meta(full)["param_digests"]
     assert [r["loss"] for r in steps(run)] == [r["loss"] for r in steps(full)]
 
@@ -245,10 +271,13 @@ def _one_line_error(result, *needles):
 
 def test_bad_input_fails_before_any_process_starts(corpus, tmp_path, single):
     out = tmp_path / "run"
-    _one_line_error(nw2("pretrain", tmp_path / "nowhere", "--out", out, "--nproc", "2"), "no such corpus directory")
+    _one_line_error(nw2("pretrain", tmp_path / "nowhere", "--out", out, "--nproc", "2"), "no such directory")
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     (empty / "corpus.json").write_text("{}")
+    _one_line_error(nw2("pretrain", empty, "--out", out), "corpus.json is not an nw2-corpus file")
+    (empty / "corpus.json").unlink()
+    (empty / "store.json").write_text("{}")
     _one_line_error(nw2("pretrain", empty, "--out", out), "no Parquet parts")
     table = read_all(corpus).drop_columns(["group_id"])
     _one_line_error(nw2("pretrain", rewrite(corpus, tmp_path / "nogroup", table), "--out", out), "no column group_id")

@@ -10,7 +10,6 @@ an earlier run already finished: samples -> ingest (with the chaos metrics) -> b
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +39,7 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
              workers: int | None = None, epochs: int = DEMO_EPOCHS, blr: float = DEMO_BLR, nproc: int = 1,
              progress: bool = True, log: Callable[[str], None] | None = None) -> DemoResult:
     """Run (or finish) the demo pipeline into ``out``."""
+    from nw2.artifacts import Run
     from nw2.model.evaluate import evaluate
     from nw2.model.train import prepare, pretrain, resolve
     from nw2.pipeline.balance.stage import balance
@@ -67,22 +67,23 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
     say(f"[4/4] evaluate on the {DEMO_SPLIT} windows of {store}")
     result = evaluate(run, store, split=DEMO_SPLIT, out=None, progress=progress, log=say)
 
-    meta = json.loads((run / "run.json").read_text())
+    meta = Run(run).require_info()
     s = result.summary
     loss = meta.get("train_loss")
     lines = [f"store:   {ingested.windows} windows in {store}",
              f"corpus:  {balanced.rows} windows in {corpus} (report: {corpus / 'report' / 'report.md'})",
-             f"model:   {meta['parameters']:,} parameters, {meta['steps']} steps, last train loss "
+             f"model:   {meta.parameters:,} parameters, {meta.get('steps')} steps, last train loss "
              f"{'n/a' if loss is None else f'{loss:.4f}'} -> {run / 'model'}"]
-    line = f"forecast: MSE {s['mse']:.4f}"
-    if "mse_adapted" in s:
-        line += f" ({s['mse_adapted']:.4f} adapted)"
-    best = result.metrics.get("best_baseline")
-    if best and f"baseline_{best}_mse" in s:
-        line += f", best baseline {best} {s[f'baseline_{best}_mse']:.4f}"
+    forecast = s["forecast"]
+    line = f"forecast: MSE {forecast['model']['mse']['mean']:.4f}"
+    if "mse" in forecast.get("adapted", {}):
+        line += f" ({forecast['adapted']['mse']['mean']:.4f} adapted)"
+    for best, scores in forecast.get("baselines", {}).items():
+        if "mse" in scores:
+            line += f", best baseline {best} {scores['mse']['mean']:.4f}"
     lines.append(line + " (normalized scale, mean over horizons)")
-    probes = sorted(k for k in s if k.startswith("probe_") and k.endswith("_auroc"))
+    probes = sorted((task, scores["auroc"]) for task, scores in s["probe"].items() if "auroc" in scores)
     if probes:
-        lines.append("probes:  " + ", ".join(f"{k[6:-6]} AUROC {s[k]:.3f}" for k in probes))
+        lines.append("probes:  " + ", ".join(f"{task} AUROC {value:.3f}" for task, value in probes))
     lines.append(f"report:  {result.out / 'report.md'}")
     return DemoResult(store=store, corpus=corpus, run=run, report=result.out / "report.md", lines=lines)

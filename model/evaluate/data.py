@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nw2.artifacts.source import may_hold, open_windows
 from nw2.core.errors import Nw2Error
 
 __all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "OPTIONAL"]
@@ -47,20 +48,9 @@ class Source:
 def open_source(data) -> Source:
     """Check that ``data`` is a window store (``store.json``) or a corpus (``corpus.json``) with Parquet parts
     holding the evaluated columns; raise :class:`Nw2Error` with a one-line reason otherwise."""
-    if "://" in str(data):
-        raise Nw2Error(f"{data}: nw2 evaluate reads a local directory, not a URL; copy or mount the data first")
-    root = Path(data)
-    if not root.is_dir():
-        raise Nw2Error(f"{root}: no such directory (expected a window store or a corpus)")
-    if (root / "corpus.json").is_file():
-        kind = "corpus"
-    elif (root / "store.json").is_file():
-        kind = "store"
-    else:
-        raise Nw2Error(f"{root}: not a window store or corpus: no store.json or corpus.json")
-    parts = tuple(sorted((root / "data").glob("*.parquet")))
-    if not parts:
-        raise Nw2Error(f"{root}: no Parquet parts under data/ (an empty {kind})")
+    source = open_windows(data, "nw2 evaluate")
+    root, kind = Path(data), source.kind
+    parts = tuple(Path(source.path(rel)) for rel in source.parts())
     columns: list[str] | None = None
     for path in parts:
         try:
@@ -72,15 +62,6 @@ def open_source(data) -> Source:
             raise Nw2Error(f"{path}: not an nw2 {kind} part: no column {', '.join(missing)}")
         columns = names if columns is None else [c for c in columns if c in names]
     return Source(root, kind, parts, tuple(columns or ()))
-
-
-def _may_hold(stats, values: set[str]) -> bool:
-    if stats is None or not stats.has_min_max:
-        return True
-    lo, hi = stats.min, stats.max
-    if isinstance(lo, bytes):
-        lo, hi = lo.decode(), hi.decode()
-    return any(lo <= v <= hi for v in values)
 
 
 def read_meta(source: Source, splits) -> pl.DataFrame:
@@ -95,7 +76,7 @@ def read_meta(source: Source, splits) -> pl.DataFrame:
         split_i = f.schema_arrow.names.index("split")
         for g in range(f.metadata.num_row_groups):
             rg = f.metadata.row_group(g)
-            if rg.num_rows == 0 or not _may_hold(rg.column(split_i).statistics, wanted):
+            if rg.num_rows == 0 or not may_hold(rg.column(split_i).statistics, wanted):
                 continue
             read = cols if "length" in cols else cols + ["samples"]
             t = f.read_row_group(g, columns=read)

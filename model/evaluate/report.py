@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 
 from nw2.core.plots import DPI, png_bytes, report_style
 
+from .summary import SUMMARY_HIGHER_IS_BETTER
+
 __all__ = ["write_report", "describe", "best_baseline"]
 
 #: Okabe & Ito's colour-blind-safe palette, one colour per forecaster.
@@ -34,7 +36,6 @@ LABELS = {"model": "model", "adapted": "model + adaptation", "last_value": "last
 METRIC_LABELS = {"mse": "MSE (normalised)", "mae": "MAE (normalised)", "mae_physical": "MAE (physical units)",
                  "lsd": "log-spectral distance (dB)", "spectral_corr": "spectral correlation",
                  "latent_distance": "latent distance (1 - cos)"}
-HIGHER = {"spectral_corr"}
 BASELINE_NAMES = ("last_value", "seasonal_naive", "mean", "ar")
 
 
@@ -145,7 +146,7 @@ def _bars_figure(metrics: dict) -> Figure:
         ys = [np.nan if y is None else y for y in ys]
         ax.bar(np.arange(len(methods)), ys, color=[COLORS[m] for m in methods])
         ax.set_xticks(np.arange(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
-        better = "higher" if key in HIGHER else "lower"
+        better = "higher" if SUMMARY_HIGHER_IS_BETTER[key] else "lower"
         ax.set_title(f"{METRIC_LABELS[key]} ({better} is better)")
     for ax in axes[len(keys):]:
         ax.set_visible(False)

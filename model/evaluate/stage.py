@@ -9,14 +9,10 @@ half-written. ``docs/evaluate.md`` describes every number.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import re
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,17 +21,23 @@ import numpy as np
 import polars as pl
 
 from nw2.pipeline import __version__
-from nw2.core.errors import Nw2Error
+from nw2.artifacts.report import EvalReport
+from nw2.artifacts.run import Run
+from nw2.core.errors import EmptySplitError, Nw2Error
+from nw2.core.files import json_text
+from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
 from .data import Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
+from .summary import build_summary, per_window_column
 
-__all__ = ["EvalResult", "evaluate", "higher_is_better", "SUMMARY_HIGHER_IS_BETTER", "REGIME_METRICS",
-           "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS", "load_run_model", "parse_splits"]
+__all__ = ["EvalResult", "evaluate", "REGIME_METRICS", "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS",
+           "load_run_model", "parse_splits"]
 
-FORMAT, VERSION = "nw2-eval", 1
+#: Version 2: ``summary`` is nested data (``docs/evaluate.md``; :mod:`.summary`), no longer a flat dict of keys.
+FORMAT, VERSION = "nw2-eval", 2
 #: Chaos metrics whose terciles define the dynamical-regime bins (and the ridge probes' targets).
 REGIME_METRICS = ("largest_lyapunov", "sample_entropy")
 REGIME_BINS = ("low", "mid", "high")
@@ -46,47 +48,20 @@ EXAMPLES = 4
 #: Significant digits of the floats in metrics.json.
 DIGITS = 6
 
-#: Whether a larger value of a summary key is better (keys with suffixes follow their base; see
-#: :func:`higher_is_better`).
-SUMMARY_HIGHER_IS_BETTER: dict[str, bool] = {
-    "mse": False, "mae": False, "mae_physical": False, "lsd": False, "spectral_corr": True,
-    "latent_distance": False, "auroc": True, "balanced_accuracy": True, "r2": True, "pearson": True,
-}
-
-
-def higher_is_better(key: str) -> bool:
-    """Direction of a summary key: ``mse``, ``mse_adapted`` ... by their metric; ``baseline_<name>_<metric>`` by
-    the metric; ``probe_<task>_<score>`` by the score (``auroc``, ``balanced_accuracy``, ``r2``, ``pearson``:
-    higher is better). Unknown keys raise ``KeyError``."""
-    if key in SUMMARY_HIGHER_IS_BETTER:
-        return SUMMARY_HIGHER_IS_BETTER[key]
-    if key.startswith("baseline_"):
-        for metric in sorted(METRICS, key=len, reverse=True):
-            if key.endswith("_" + metric):
-                return SUMMARY_HIGHER_IS_BETTER[metric]
-    if key.startswith("probe_"):
-        for score in ("balanced_accuracy", "auroc", "r2", "pearson"):
-            if key.endswith("_" + score):
-                return True
-    for metric in sorted(METRICS, key=len, reverse=True):
-        if key == metric or key.startswith(metric + "_"):
-            return SUMMARY_HIGHER_IS_BETTER[metric]
-    raise KeyError(f"unknown summary key {key!r}")
-
-
 @dataclass
 class EvalResult:
     """What :func:`evaluate` wrote and found.
 
     ``out``: the report directory; ``metrics``: the dict written to ``metrics.json``; ``summary``: the model's
-    headline numbers (``metrics["summary"]``); ``per_window``: one row per evaluated window and horizon with
-    ``window_id``, ``split``, ``dataset``, ``modality``, ``subject``, ``horizon``, the model's ``mse``, ``mae``,
-    ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``, and the same for the other forecasters as
-    ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...); ``speed``: windows per second (``speed.json``)."""
+    headline numbers (``metrics["summary"]``, nested data: see :mod:`.summary`); ``per_window``: one row per
+    evaluated window and horizon with ``window_id``, ``split``, ``dataset``, ``modality``, ``subject``,
+    ``horizon``, the model's ``mse``, ``mae``, ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``,
+    and the same for the other forecasters as ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...;
+    :func:`.summary.per_window_column`); ``speed``: windows per second (``speed.json``)."""
 
     out: Path
     metrics: dict
-    summary: dict[str, float]
+    summary: dict
     per_window: pl.DataFrame
     speed: dict = field(default_factory=dict)
 
@@ -101,44 +76,23 @@ def parse_splits(split) -> tuple[str, ...]:
 
 
 def load_run_model(run, device: str = "cpu"):
-    """``(model, run_dir, run_json)`` of a run directory written by ``nw2 pretrain``; :class:`Nw2Error` with a
-    one-line reason when it is not one."""
+    """``(model, run_dir, run_info)`` of a run directory written by ``nw2 pretrain`` (``run_info`` is its
+    :class:`~nw2.artifacts.RunInfo`, or ``None`` without ``run.json``); one-line :class:`Nw2Error` when it
+    is not one."""
     from nw2.model.network import Model
 
-    run_dir = Path(run)
-    if not run_dir.is_dir():
-        raise Nw2Error(f"{run_dir}: no such run directory")
-    model_dir = run_dir / "model"
-    if not model_dir.is_dir():
-        raise Nw2Error(f"{run_dir}: not a trained run: no model/ (did nw2 pretrain finish?)")
+    trained = Run.open_trained(run)
+    model_dir = trained.model_dir
     try:
         model = Model.from_pretrained(model_dir).to(device).eval()
     except Exception as err:  # corrupt weights or config: a user error, shown as one line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise Nw2Error(f"{model_dir}: cannot load the model ({first})") from None
-    meta = {}
-    if (run_dir / "run.json").is_file():
-        try:
-            meta = json.loads((run_dir / "run.json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-    return model, run_dir, meta
-
-
-def _check_out(out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise Nw2Error(f"{out}: exists and is not a directory")
-        if any(out.iterdir()) and not (out / "metrics.json").is_file():
-            raise Nw2Error(f"{out}: exists and is not an nw2 evaluation report; choose another --out")
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    try:
+        info = trained.info()
+    except Nw2Error:
+        info = None  # the model is what is evaluated; an unreadable run.json only leaves steps unknown
+    return model, trained.root, info
 
 
 # -- the evaluation ---------------------------------------------------------------------------------
@@ -167,11 +121,11 @@ def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int =
     counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
     for s in splits:
         if not counts.get(s):
-            raise Nw2Error(f"no rows of split {s!r} in {source.root}")
+            raise EmptySplitError(source.root, s)
     proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), adapt,
                  where=str(source.root))
     out_dir = Path(out) if out is not None else run_dir / f"eval-{'-'.join(splits)}"
-    _check_out(out_dir)
+    EvalReport.check_destination(out_dir)
 
     available = meta.height
     if max_windows is not None and available > int(max_windows):
@@ -205,14 +159,15 @@ def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int =
 
     from .report import write_report
 
-    def write(tmp: Path) -> None:
+    def write(folder) -> None:
+        tmp = Path(folder.root)
         files = write_report(tmp, metrics, fc["examples"], proto)
         metrics["files"] = sorted(["metrics.json", "speed.json"] + files)
         (tmp / "metrics.json").write_text(dumps(metrics))
-        (tmp / "speed.json").write_text(json.dumps(speed, indent=2, sort_keys=True) + "\n")
+        (tmp / "speed.json").write_text(json_text(speed))
 
-    _write_atomic(out_dir, write)
-    return EvalResult(out_dir, metrics, dict(metrics["summary"]), per_window, speed)
+    EvalReport.publish(out_dir, write)
+    return EvalResult(out_dir, metrics, json.loads(json.dumps(metrics["summary"])), per_window, speed)
 
 
 def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, batch_size: int, adapt: bool,
@@ -402,7 +357,7 @@ def _regimes(meta: pl.DataFrame, source: Source, scores: dict, methods) -> dict:
     return out
 
 
-def _assemble(run_dir: Path, run_meta: dict, model, source: Source, splits, counts: dict, available: int,
+def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: dict, available: int,
               max_windows, proto: Protocol, adapt: bool, seed: int, fc: dict, probe_section: dict
               ) -> tuple[dict, pl.DataFrame]:
     methods = fc["methods"]
@@ -420,26 +375,15 @@ def _assemble(run_dir: Path, run_meta: dict, model, source: Source, splits, coun
         "by_regime": _regimes(meta, source, scores, methods),
         "seasonal_fallback_windows": fc["fallback"],
     }
-    summary: dict[str, float] = {}
-    for key in METRICS:
-        if overall["model"][key] is not None:
-            summary[key] = overall["model"][key]
-        if adapt and overall["adapted"][key] is not None:
-            summary[f"{key}_adapted"] = overall["adapted"][key]
     best = min(((overall[b]["mse"], b) for b in baselines.BASELINES if overall[b]["mse"] is not None),
                default=(None, None))[1]
-    if best is not None:
-        summary[f"baseline_{best}_mse"] = overall[best]["mse"]  # the reference level the model should beat
-    for task, info in probe_section.get("tasks", {}).items():
-        for score in ("auroc", "balanced_accuracy", "r2"):
-            if info.get(score) is not None:
-                summary[f"probe_{task}_{score}"] = info[score]
+    summary = build_summary(overall, by_h, adapt, best, probe_section)
     evaluated_by_split = dict(sorted(meta.group_by("split").len().iter_rows())) if meta.height else {}
     metrics = {
         "format": FORMAT, "version": VERSION, "nw2_version": __version__,
-        "run": {"name": run_dir.resolve().name, "model_sha256": _digest(run_dir / "model" / "model.safetensors"),
-                "config": model.config.to_dict(), "steps": run_meta.get("steps"),
-                "epochs_done": run_meta.get("epochs_done")},
+        "run": {"name": run_dir.resolve().name, "model_sha256": sha256_file(run_dir / "model" / "model.safetensors")[0][:16],
+                "config": model.config.to_dict(), "steps": _outcome(run_meta, "steps"),
+                "epochs_done": _outcome(run_meta, "epochs_done")},
         "data": {"name": source.root.resolve().name, "kind": source.kind, "splits": list(splits),
                  "rows": {s: int(counts.get(s, 0)) for s in splits}, "available": int(available),
                  "max_windows": max_windows, "evaluated": int(fc["n"]), "evaluated_by_split": evaluated_by_split,
@@ -463,8 +407,7 @@ def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol) -> p
     cols = {"horizon": np.tile(np.asarray(proto.horizons, dtype=np.int64), n)}
     for m in methods:
         for key in METRICS:
-            name = key if m == "model" else f"{key}_{m}"
-            cols[name] = scores[m][key].reshape(-1)
+            cols[per_window_column(m, key)] = scores[m][key].reshape(-1)
     return base.with_columns(**{k: pl.Series(k, v) for k, v in cols.items()})
 
 
@@ -501,27 +444,7 @@ def dumps(metrics: dict) -> str:
     return json.dumps(_clean(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def _write_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    target = Path(os.path.abspath(target))
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-    except OSError as err:
-        raise Nw2Error(f"{target}: cannot write the report ({err.strerror or err})") from None
-    try:
-        try:
-            write(tmp)
-            if target.exists():
-                old = parent / f".{target.name}.old-{uuid.uuid4().hex}"
-                os.rename(target, old)
-                os.rename(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, target)
-        except OSError as err:
-            raise Nw2Error(f"{target}: cannot write the report ({err.strerror or err})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _outcome(info, name: str):
+    """A finished run's ``steps``/``epochs_done`` (``None`` for an unfinished run or one without run.json)."""
+    value = getattr(info, name, None) if info is not None else None
+    return value if isinstance(value, int) else None

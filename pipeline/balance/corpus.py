@@ -1,23 +1,15 @@
-"""The corpus on disk: selected store rows copied part by part, ``corpus.json``, the content hash.
-
-Layout (``docs/corpus_format.md`` is the contract)::
-
-    CORPUS/
-      corpus.json               what was done and what the corpus holds (written last)
-      data/part-00000.parquet   the selected rows, every store column plus bin_id and sample_weight
-      report/                   report.md and its PNG plots
+"""Copying the selected store rows into a corpus, part by part (the corpus itself, its files and
+``corpus.json``, is :class:`nw2.artifacts.corpus.Corpus`).
 
 The copy streams: one store row group (at most 1024 rows) is read at a time, the selected rows are
 taken from it (a row drawn twice is taken twice), and a corpus part is written as soon as
 ``ROWS_PER_PART`` rows are gathered, so memory holds at most one part of signals whatever the size
-of the store. Parts are written with the store's Parquet settings (``Store.write_table``).
+of the store. Parts are written with the store's Parquet settings (``nw2.artifacts.store.parquet_bytes``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,43 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nw2.core.errors import Nw2Error
-from nw2.pipeline.store import Store
+from nw2.artifacts.corpus import ADDED, FORMAT, METADATA_KEY, VERSION, Corpus, part_name
+from nw2.artifacts.store import WindowStore
 
-FORMAT = "nw2-corpus"
-VERSION = 1
 #: Rows per corpus part (8 row groups of 1024 rows: about 32 MB of float32 samples at 1024 samples per
 #: window); every part holds exactly this many rows except the last.
 ROWS_PER_PART = 8192
-#: The columns a corpus adds to the store's.
-ADDED = (pa.field("bin_id", pa.int64(), nullable=False), pa.field("sample_weight", pa.float64(), nullable=False))
-#: Parquet metadata key of a corpus part: ``{"format": "nw2-corpus", "version": 1}``.
-METADATA_KEY = b"nw2.corpus"
-_CHUNK = 1 << 22
 
 
-def part_name(i: int) -> str:
-    return f"data/part-{i:05d}.parquet"
-
-
-def store_fingerprint(store: Store, parts: list[str]) -> str:
-    """A content address of a store, cheap to compute: sha256 over ``store.json``'s spec fingerprint,
-    ``metrics.json``'s metric fingerprints and the sorted part names with their byte sizes. The store's
-    location is not part of it, so a moved or copied store keeps its fingerprint."""
-    meta = store.read_json("store.json") if store.exists("store.json") else {}
-    metrics = store.read_json("metrics.json") if store.exists("metrics.json") else {}
-    listing = [[posixpath.basename(p), int(store.fs.size(store.path(p)))] for p in sorted(parts)]
-    blob = json.dumps({"spec_fingerprint": meta.get("spec_fingerprint"),
-                       "metrics_fingerprints": metrics.get("fingerprints", {}), "parts": listing},
-                      sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def store_name(url: str) -> str:
-    """The last component of a store URL (``/data/stores/demo/`` -> ``demo``)."""
-    return posixpath.basename(str(url).rstrip("/").replace("\\", "/")) or str(url)
-
-
-def part_schema(store: Store, parts: list[str]) -> pa.Schema:
+def part_schema(store: WindowStore, parts: list[str]) -> pa.Schema:
     """The columns every part shares (read from footers alone), without metadata. A part whose columns
     differ from the first one's is refused: the corpus must be one rectangular table."""
     ref = None
@@ -79,7 +43,7 @@ def part_schema(store: Store, parts: list[str]) -> pa.Schema:
     return ref
 
 
-def corpus_schema(store: Store, parts: list[str], schema: pa.Schema) -> pa.Schema:
+def corpus_schema(store: WindowStore, parts: list[str], schema: pa.Schema) -> pa.Schema:
     """The corpus columns: the store's, then ``bin_id`` and ``sample_weight``; the metadata keeps the
     store's schema version and metric fingerprints (from the first part) and adds ``nw2.corpus``."""
     meta = {}
@@ -108,7 +72,7 @@ class Selected:
             self.bin_id, self.sample_weight = self.bin_id[order], self.sample_weight[order]
 
 
-def copy_rows(store: Store, parts: list[str], sel: Selected, dest: Store, schema: pa.Schema) -> list[dict]:
+def copy_rows(store: WindowStore, parts: list[str], sel: Selected, dest: Corpus, schema: pa.Schema) -> list[dict]:
     """Copy the selected rows into ``dest`` as ``data/part-00000.parquet``, ...; returns per part its
     ``path``, ``rows``, ``bytes`` and ``sha256``. Streams one store row group at a time."""
     plain = pa.schema(list(schema)[: len(schema) - len(ADDED)])
@@ -133,7 +97,7 @@ def copy_rows(store: Store, parts: list[str], sel: Selected, dest: Store, schema
         if lo == hi:
             continue
         rows = sel.row[lo:hi]
-        with store.fs.open(store.path(rel), "rb") as fh:
+        with store.open_file(rel) as fh:
             pf = pq.ParquetFile(fh)
             starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
             if rows[-1] >= starts[-1]:
@@ -155,38 +119,3 @@ def copy_rows(store: Store, parts: list[str], sel: Selected, dest: Store, schema
                 flush(final=False)
     flush(final=True)
     return written
-
-
-def hash_parts(dest: Store, written: list[dict]) -> str:
-    """Adds ``bytes`` and ``sha256`` to each written part and returns the corpus's ``content_sha256``:
-    the sha256 of the parts' bytes concatenated in part order (``cat data/part-*.parquet | sha256sum``)."""
-    whole = hashlib.sha256()
-    for entry in written:
-        one, size = hashlib.sha256(), 0
-        with dest.fs.open(dest.path(entry["path"]), "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                one.update(chunk)
-                whole.update(chunk)
-                size += len(chunk)
-        entry.update(bytes=size, sha256=one.hexdigest())
-    return whole.hexdigest()
-
-
-def columns_of(schema: pa.Schema) -> list[dict]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
-
-
-def write_corpus_json(dest: Store, info: dict) -> None:
-    """``corpus.json``: sorted keys, indent 2, written last as the completion marker."""
-    dest.write_json("corpus.json", info)
-
-
-def read_corpus_json(url: str) -> dict:
-    """The ``corpus.json`` of a finished corpus (Nw2Error when there is none)."""
-    corpus = Store(url)
-    if not corpus.exists("corpus.json"):
-        raise Nw2Error(f"{url}: not a finished nw2 corpus (no corpus.json)")
-    info = corpus.read_json("corpus.json")
-    if info.get("format") != FORMAT:
-        raise Nw2Error(f"{url}: corpus.json is not an {FORMAT} file")
-    return info

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from nw2.core.errors import Nw2Error
-from nw2.pipeline.store import Store
+from nw2.artifacts.store import WindowStore
 
 #: Metrics used for balancing unless the spec or ``--metrics`` says otherwise: divergence rate,
 #: attractor dimension, two entropies (regularity, ordinal diversity), scaling and roughness.
@@ -46,10 +46,10 @@ def _known_metrics() -> tuple[str, ...]:
     return tuple(METRICS)
 
 
-def _footers(store: Store, parts: list[str]) -> tuple[list[int], list[set[str]]]:
+def _footers(store: WindowStore, parts: list[str]) -> tuple[list[int], list[set[str]]]:
     rows, columns = [], []
     for rel in parts:
-        with store.fs.open(store.path(rel), "rb") as fh:
+        with store.open_file(rel) as fh:
             meta = pq.read_metadata(fh)
         rows.append(meta.num_rows)
         columns.append(set(meta.schema.to_arrow_schema().names))
@@ -63,14 +63,14 @@ def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str]
     Local stores are scanned by polars directly; any other fsspec URL is read part by part with
     pyarrow (the same columns only) and handed to polars.
     """
-    store = Store(store_url)
+    store = WindowStore(store_url)
     metrics = list(metrics)
     if not metrics:
         raise Nw2Error(f"{store_url}: no metrics chosen to balance on")
     parts = store.parts()
     if not parts:
         what = ("not a window store (no store.json, no data/part-*.parquet); build one with nw2 ingest"
-                if not store.exists("store.json") else "empty store: no data/part-*.parquet")
+                if not store.is_store() else "empty store: no data/part-*.parquet")
         raise Nw2Error(f"{store_url}: {what}")
     counts, columns = _footers(store, parts)
     known = _known_metrics()
@@ -92,7 +92,7 @@ def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str]
             raise Nw2Error(f"{store_url}: column {col} missing from the parts; not a window store?")
 
     wanted = [*row_columns, *metrics]
-    if "file" in store.fs.protocol or "local" in store.fs.protocol:
+    if store.is_local:
         frame = pl.scan_parquet([store.path(rel) for rel in parts]).select(wanted)
     else:
         frame = pl.concat([pl.from_arrow(store.read_table(rel, columns=wanted)).lazy() for rel in parts])

@@ -19,26 +19,18 @@ through unchanged (all of them, ``sample_weight`` 1, ``bin_id`` their grid cell)
 
 from __future__ import annotations
 
-import os
 import posixpath
-import shutil
-import uuid
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import polars as pl
-from fsspec.implementations.local import LocalFileSystem
 
 from nw2.pipeline import __version__
 from nw2.pipeline.balance import corpus as C
 from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
-from nw2.pipeline.store import Store
-
-#: Parameters each strategy takes from the balance section.
-STRATEGY_PARAMS = {"random": (), "stratified": ("by",), "grid": (), "inverse": (), "temperature": ("tau",),
-                   "kmeans": ("k", "fit_sample"), "coverage": ("pool",)}
+from nw2.artifacts.corpus import FORMAT, VERSION, Corpus, CorpusInfo, columns_of, store_name
+from nw2.artifacts.store import WindowStore
 
 
 @dataclass
@@ -68,65 +60,19 @@ def _resolve(spec: BalanceSpec) -> BalanceSpec:
     return spec
 
 
-def _is_local(fs) -> bool:
-    return isinstance(fs, LocalFileSystem)
-
-
-def _check_out(store: Store, out: str, overwrite: bool):
-    """The output must not be (inside) the store nor hold it, and must be empty or missing, or a corpus
-    with ``overwrite``. Returns ``(fs, root)``."""
-    fs, root = fsspec.core.url_to_fs(str(out))
-    root = root.rstrip("/") or root
-    same_fs = type(fs) is type(store.fs)
-    if same_fs:
-        a = os.path.realpath(root) if _is_local(fs) else root
-        b = os.path.realpath(store.root) if _is_local(fs) else store.root.rstrip("/")
-        if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
-            raise Nw2Error(f"{out}: the corpus may not be written into, over or around the store {store.url}; "
-                           "choose another --out")
-    if fs.exists(root):
-        if not fs.isdir(root):
-            raise Nw2Error(f"{out}: exists and is not a directory")
-        if fs.ls(root, detail=False):
-            if not overwrite:
-                raise Nw2Error(f"{out}: exists and is not empty; "
-                               "pass --overwrite to replace it or choose another --out")
-            if not fs.exists(posixpath.join(root, "corpus.json")):
-                raise Nw2Error(f"{out}: is not an nw2 corpus (no corpus.json); "
-                               "refusing to overwrite it")
-    return fs, root
-
-
-def _check_store(store: Store, url: str) -> tuple[list[str], dict]:
-    if not store.exists("store.json"):
-        if not store.fs.exists(store.root):
-            raise Nw2Error(f"{url}: no such store")
-        raise Nw2Error(f"{url}: not a window store (no store.json); build one with nw2 ingest")
-    parts = store.parts()
-    if not parts:
-        raise Nw2Error(f"{url}: empty store (no parts in data/); ingest some recordings first")
-    if not store.exists("metrics.json"):
-        raise Nw2Error(f"{url}: the store has no metric columns; run nw2 metrics {url} first")
-    metrics_json = store.read_json("metrics.json")
-    failed = metrics_json.get("failed_parts") or []
-    if failed:
-        raise Nw2Error(f"{url}: nw2 metrics failed on {len(failed)} part(s) ({failed[0]['part']}: "
-                       f"{failed[0]['error']}); rerun nw2 metrics {url} first")
-    return parts, metrics_json
-
-
 # -- the stage ------------------------------------------------------------------------------------
 def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False, report: bool = True,
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
     from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
-    from nw2.pipeline.balance.strategies import Candidates, resolve_params, select
+    from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select
 
     spec = _resolve(spec)
-    store = Store(store_url)
-    parts, _ = _check_store(store, store_url)
-    out_fs, out_root = _check_out(store, out, overwrite)
+    store = WindowStore.open(store_url, metrics=True)
+    parts = store.parts()
+    # the output is checked (free, or an nw2 corpus with overwrite) before anything is read
+    Corpus.check_destination(out, overwrite=overwrite, around=store)
     metrics = tuple(spec.metrics or DEFAULT_METRICS)
     schema = C.part_schema(store, parts)
     rows = load_rows(store.url, metrics, columns=SELECTION_COLUMNS)
@@ -168,7 +114,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         if size > n_cand and not spec.replace:
             raise Nw2Error(f"size {size} is larger than the {n_cand} candidate rows of split(s) "
                            f"{', '.join(spec.splits)}; lower --size or pass --replace")
-    params = {name: getattr(spec, name) for name in STRATEGY_PARAMS[spec.strategy]}
+    params = {name: getattr(spec, name) for name in STRATEGIES[spec.strategy].spec_params}
     try:
         params = resolve_params(spec.strategy, params)   # with the defaults the spec does not set
         sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace, weights_only=spec.weights_only,
@@ -204,8 +150,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         stats_rnd = balance_stats(cells[cand_idx[np.asarray(rnd.index, np.int64)]], cand_cells)
     out_schema = C.corpus_schema(store, parts, schema)
     info = {
-        "format": C.FORMAT, "version": C.VERSION, "nw2_version": __version__,
-        "store": {"name": C.store_name(store_url), "fingerprint": C.store_fingerprint(store, parts),
+        "format": FORMAT, "version": VERSION, "nw2_version": __version__,
+        "store": {"name": store_name(store_url), "fingerprint": store.fingerprint(parts),
                   "parts": len(parts), "rows": int(rows.height)},
         # the balance spec
         "strategy": spec.strategy, "params": params, "size": size, "fraction": spec.fraction, "seed": spec.seed,
@@ -225,7 +171,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "rows": _rows(split, split_names, defined, spec, all_global),
         "candidates": n_cand, "selected": int(sel_global.size),
         "distinct_selected": int(np.unique(sel_global).size), "corpus_rows": int(all_global.size),
-        "columns": C.columns_of(out_schema),
+        "columns": columns_of(out_schema),
     }
     if spec.strategy == "kmeans":
         ids, n = np.unique(np.asarray(sel.bin_id, np.int64), return_counts=True)
@@ -234,22 +180,24 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64))
     after = rows.select(pl.all().gather(all_global)).with_columns(
         pl.Series("bin_id", all_bin, pl.Int64), pl.Series("sample_weight", all_weight, pl.Float64))
-    writer = _write_local if _is_local(out_fs) else _write_in_place
-    return writer(out, out_fs, out_root, overwrite,
-                  lambda dest: _write_all(store, parts, selected, dest, out_schema, info, before, after, report,
-                                          log))
+    written, files = Corpus.publish(
+        out, lambda dest: _write_all(store, parts, selected, dest, out_schema, info, before, after, report, log),
+        overwrite=overwrite, around=store)
+    return BalanceResult(out, written.to_dict(), files)
 
 
-def _write_all(store, parts, selected, dest: Store, schema, info, before, after, report: bool, log) -> list[str]:
+def _write_all(store, parts, selected, dest: Corpus, schema, info, before, after, report: bool,
+               log) -> tuple[CorpusInfo, list[str]]:
     written = C.copy_rows(store, parts, selected, dest, schema)
     info["parts"] = written
-    info["content_sha256"] = C.hash_parts(dest, written)
+    info["content_sha256"] = dest.hash_parts(written)
     files = [f"report/{f}" for f in _write_report(dest, before, after, info, log)] if report else []
-    C.write_corpus_json(dest, dict(info, report=files))
-    return files
+    final = CorpusInfo.from_dict(dict(info, report=files))
+    dest.write_info(final)
+    return final, files
 
 
-def _write_report(dest: Store, before, after, info, log) -> list[str]:
+def _write_report(dest: Corpus, before, after, info, log) -> list[str]:
     try:
         from nw2.pipeline.balance.report import write_report
     except ImportError:  # pragma: no cover - the report module ships with the stage
@@ -257,52 +205,6 @@ def _write_report(dest: Store, before, after, info, log) -> list[str]:
             log("report: pipeline.balance.report is missing; no report written")
         return []
     return list(write_report(dest.url.rstrip("/") + "/report", before, after, dict(info)))
-
-
-def _write_local(out, fs, root, overwrite, write) -> BalanceResult:
-    target = os.path.abspath(root)
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
-    os.mkdir(tmp)
-    try:
-        try:
-            files = write(Store(tmp))
-            info = Store(tmp).read_json("corpus.json")
-        except OSError as err:
-            raise Nw2Error(f"{out}: cannot write the corpus ({err.strerror or err})") from None
-        if os.path.exists(target):
-            # Empty, or a previous corpus (checked before): moved aside, replaced, then removed.
-            old = os.path.join(parent, f".{os.path.basename(target)}.old-{uuid.uuid4().hex}")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return BalanceResult(out, info, files)
-
-
-def _write_in_place(out, fs, root, overwrite, write) -> BalanceResult:
-    if fs.exists(root) and overwrite:
-        fs.rm(root, recursive=True)
-    try:
-        try:
-            dest = Store(out)
-            files = write(dest)
-            info = dest.read_json("corpus.json")
-        except OSError as err:
-            raise Nw2Error(f"{out}: cannot write the corpus ({err.strerror or err})") from None
-    except BaseException:
-        try:
-            if fs.exists(root):
-                fs.rm(root, recursive=True)
-        except Exception:  # noqa: BLE001 - cleanup is best effort; the first error is the one to report
-            pass
-        raise
-    return BalanceResult(out, info, files)
 
 
 # -- corpus.json pieces -----------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Every strategy is a function of the candidates (their features, grid cells, data
 a target size, a seeded generator and its own parameters, and returns a :class:`Selection`: indices
 into the candidates in ascending order, the bin of each selected row, and its sample weight.
 :func:`select` is the entry point: it validates the request, makes the generator from the seed and
-calls the strategy.
+calls the strategy. Each strategy is registered once, in :data:`STRATEGIES`: a :class:`Strategy` with
+its name, a one-line description, its function and the frozen dataclass of its parameters (defaults,
+documentation, checks); the spec's balance section, ``nw2 balance``'s help and the parameter checks
+are derived from it.
 
 =============  ==================================================================  ==========================
 strategy       what it does                                                        weight (``weights_only``)
@@ -29,11 +32,12 @@ O(size x pool x dims) in a Numba kernel.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
 
 import numpy as np
-from numba import float64, int64, njit, types
 
 
 @dataclass
@@ -107,27 +111,132 @@ class Selection:
 
 
 # -- parameters ------------------------------------------------------------------------------------
-#: Every strategy's parameters and their defaults. ``kmeans``: ``batch`` rows per mini-batch step and
-#: ``iterations`` steps; ``coverage``: ``pool``, the most candidates the greedy search runs on.
-DEFAULT_PARAMS: dict[str, dict] = {
-    "random": {},
-    "stratified": {"by": "dataset"},
-    "grid": {},
-    "inverse": {},
-    "temperature": {"tau": 0.5},
-    "kmeans": {"k": 32, "fit_sample": 100_000, "batch": 1024, "iterations": 100},
-    "coverage": {"pool": 200_000},
-}
+class ParamError(ValueError):
+    """A bad strategy parameter: ``field`` and what is wrong with its value (``problem``); ``strategy``
+    once known. Reads ``"<strategy>: <field> <problem>"``, e.g. ``kmeans: k must be a positive integer, got 0``."""
+
+    def __init__(self, field: str, problem: str, strategy: str | None = None):
+        self.field, self.problem, self.strategy = field, problem, strategy
+        super().__init__(f"{strategy + ': ' if strategy else ''}{field} {problem}")
 
 
-def _positive_int(strategy: str, name: str, value) -> int:
+def _positive_int(value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{strategy}: {name} must be a positive integer, got {value!r}")
+        raise ValueError(f"must be a positive integer, got {value!r}")
     return int(value)
 
 
+def _finite_non_negative(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _param(default, doc: str, check: Callable | None = None, spec: bool = True):
+    """A field of a strategy's parameters: its default, its documentation (one clause, also the help of its
+    command-line flag), ``check`` (returns the value, converted, or raises ``ValueError`` with what is wrong)
+    and ``spec``: whether the balance section of a spec (and ``nw2 balance``) sets it, or only :func:`select`."""
+    return field(default=default, metadata={"doc": doc, "check": check, "spec": spec})
+
+
+def choices(cls, name: str) -> tuple:
+    """The values a ``Literal[...]`` field of dataclass ``cls`` allows (``Optional`` unwrapped); () for another type."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    return tuple(v for arg in typing.get_args(hint) if typing.get_origin(arg) is typing.Literal
+                 for v in typing.get_args(arg))
+
+
+def _or(values) -> str:
+    values = [repr(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+@dataclass(frozen=True)
+class Params:
+    """A strategy's parameters (subclassed per strategy; this one: no parameters). Construction checks
+    every field, a ``Literal[...]`` field against its choices and the others with their ``check``, and
+    raises :class:`ParamError` with the field and the reason."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            allowed = choices(type(self), f.name)
+            if allowed and value not in allowed:
+                raise ParamError(f.name, f"must be {_or(allowed)}, got {value!r}")
+            if f.metadata.get("check") is not None:
+                try:
+                    object.__setattr__(self, f.name, f.metadata["check"](value))
+                except ValueError as err:
+                    raise ParamError(f.name, str(err)) from None
+
+
+@dataclass(frozen=True)
+class StratifiedParams(Params):
+    by: Literal["dataset", "modality"] = _param("dataset", "equal share per dataset or per modality")
+
+
+@dataclass(frozen=True)
+class TemperatureParams(Params):
+    tau: float = _param(0.5, "cells drawn in proportion to count**tau, 0 uniform over cells, 1 like random",
+                        _finite_non_negative)
+
+
+@dataclass(frozen=True)
+class KmeansParams(Params):
+    k: int = _param(32, "number of clusters", _positive_int)
+    fit_sample: int = _param(100_000, "rows sampled to fit the clusters", _positive_int)
+    batch: int = _param(1024, "rows per mini-batch step", _positive_int, spec=False)
+    iterations: int = _param(100, "mini-batch steps", _positive_int, spec=False)
+
+
+@dataclass(frozen=True)
+class CoverageParams(Params):
+    pool: int = _param(200_000, "candidates sampled before the greedy selection", _positive_int)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One selection strategy, as :data:`STRATEGIES` registers it: its name, what it does in one line,
+    the function that selects (``fn(cand, size, rng, replace, weights_only, **params)``) and the frozen
+    dataclass of its parameters (:class:`Params` for none)."""
+
+    name: str
+    description: str
+    select: Callable[..., Selection]
+    params: type[Params] = Params
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Every parameter, in order."""
+        return tuple(f.name for f in fields(self.params))
+
+    @property
+    def spec_params(self) -> tuple[str, ...]:
+        """The parameters a spec's balance section (and ``nw2 balance``) sets: fields of :class:`BalanceSpec`."""
+        return tuple(f.name for f in fields(self.params) if f.metadata.get("spec", True))
+
+    def defaults(self) -> dict:
+        return asdict(self.params())
+
+    def resolve(self, params: dict | None = None) -> dict:
+        """The full parameters: the defaults updated with ``params`` (``None`` values mean "the default"),
+        checked. Raises ``ValueError`` (:class:`ParamError` for a bad value)."""
+        given = {k: v for k, v in (params or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(self.param_names))
+        if unknown:
+            takes = ", ".join(self.param_names) if self.param_names else "no parameters"
+            raise ValueError(f"strategy {self.name} does not take {', '.join(map(repr, unknown))}; it takes: {takes}")
+        try:
+            return asdict(self.params(**given))
+        except ParamError as err:
+            raise ParamError(err.field, err.problem, self.name) from None
+
+
 def resolve_params(strategy: str, params: dict | None = None) -> dict:
-    """The full parameters of ``strategy``: the defaults of :data:`DEFAULT_PARAMS` updated with
+    """The full parameters of ``strategy`` (:meth:`Strategy.resolve`): its defaults updated with
     ``params`` (``None`` values mean "the default"), validated.
 
     Raises
@@ -136,29 +245,9 @@ def resolve_params(strategy: str, params: dict | None = None) -> dict:
         An unknown strategy (the valid ones are listed), a parameter the strategy does not take (its
         parameters are listed), or a bad value (``tau < 0``, ``k < 1``, ``by`` not dataset/modality...).
     """
-    if strategy not in DEFAULT_PARAMS:
-        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(DEFAULT_PARAMS)}")
-    defaults = DEFAULT_PARAMS[strategy]
-    given = {k: v for k, v in (params or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        takes = ", ".join(defaults) if defaults else "no parameters"
-        raise ValueError(f"strategy {strategy} does not take {', '.join(map(repr, unknown))}; it takes: {takes}")
-    out = {**defaults, **given}
-    if strategy == "stratified" and out["by"] not in ("dataset", "modality"):
-        raise ValueError(f"stratified: by must be 'dataset' or 'modality', got {out['by']!r}")
-    if strategy == "temperature":
-        tau = out["tau"]
-        if isinstance(tau, bool) or not isinstance(tau, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(tau) or tau < 0:
-            raise ValueError(f"temperature: tau must be a finite number >= 0, got {tau!r}")
-        out["tau"] = float(tau)
-    if strategy == "kmeans":
-        for name in ("k", "fit_sample", "batch", "iterations"):
-            out[name] = _positive_int(strategy, name, out[name])
-    if strategy == "coverage":
-        out["pool"] = _positive_int(strategy, "pool", out["pool"])
-    return out
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy].resolve(params)
 
 
 # -- shared building blocks ------------------------------------------------------------------------
@@ -340,7 +429,7 @@ def random_strategy(cand: Candidates, size: int | None, rng: np.random.Generator
 
 
 def stratified(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
-               weights_only: bool = False, by: str = "dataset") -> Selection:
+               weights_only: bool = False, by: str = StratifiedParams.by) -> Selection:
     """Equal share per dataset (``by="dataset"``) or modality, regardless of dynamics.
 
     Without replacement the shares are water-filled (:func:`_water_fill`): a group with fewer rows than
@@ -377,7 +466,7 @@ def inverse(cand: Candidates, size: int | None, rng: np.random.Generator, replac
 
 
 def temperature(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
-                weights_only: bool = False, tau: float = 0.5) -> Selection:
+                weights_only: bool = False, tau: float = TemperatureParams.tau) -> Selection:
     r"""Weighted sampling with :math:`w_i = n_{c(i)}^{\tau - 1}`, so a cell's probability is
 
     .. math:: P(c) = \frac{n_c \cdot n_c^{\tau-1}}{\sum_{c'} n_{c'}^{\tau}} = \frac{n_c^{\tau}}{\sum_{c'} n_{c'}^{\tau}}
@@ -395,33 +484,11 @@ def temperature(cand: Candidates, size: int | None, rng: np.random.Generator, re
 
 
 # -- kmeans ----------------------------------------------------------------------------------------
-# One signature for any layout, read-only or not (a writeable array matches the read-only type), so
-# features handed over zero-copy from Arrow/polars need no copy.
-@njit(int64[::1](types.Array(float64, 2, "A", readonly=True), float64[:, ::1]), cache=True, nogil=True)
-def _nearest_kernel(x, centres):  # pragma: no cover - compiled
-    """Index of the nearest centre (squared Euclidean, ties to the lowest index) of each row; -1 for a
-    row with a non-finite coordinate. O(1) memory beyond the output."""
-    n, dims = x.shape
-    k = centres.shape[0]
-    out = np.empty(n, np.int64)
-    for i in range(n):
-        best = np.inf
-        arg = -1
-        for c in range(k):
-            d = 0.0
-            for j in range(dims):
-                diff = x[i, j] - centres[c, j]
-                d += diff * diff
-            if d < best:
-                best = d
-                arg = c
-        out[i] = arg
-    return out
-
-
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Nearest centre of each row of ``x`` (-1 where the row holds NaN)."""
-    return _nearest_kernel(np.asarray(x, dtype=np.float64), np.array(centres, dtype=np.float64, order="C"))
+    """Nearest centre of each row of ``x`` (-1 where the row holds NaN), :func:`kernels.nearest_centre`."""
+    from nw2.pipeline.balance.kernels import nearest_centre
+
+    return nearest_centre(np.asarray(x, dtype=np.float64), np.array(centres, dtype=np.float64, order="C"))
 
 
 def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -441,8 +508,8 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres, dtype=np.float64)
 
 
-def fit_minibatch_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, batch: int = 1024,
-                         iterations: int = 100) -> np.ndarray:
+def fit_minibatch_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, batch: int = KmeansParams.batch,
+                         iterations: int = KmeansParams.iterations) -> np.ndarray:
     r"""Centres of mini-batch k-means (Sculley 2010) on ``x``, seeded by k-means++.
 
     Each step draws ``batch`` rows uniformly (with replacement), assigns each to its nearest centre
@@ -471,8 +538,9 @@ def fit_minibatch_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, batch:
     return centres
 
 
-def kmeans_labels(cand: Candidates, rng: np.random.Generator, k: int = 32, fit_sample: int = 100_000,
-                  batch: int = 1024, iterations: int = 100) -> np.ndarray:
+def kmeans_labels(cand: Candidates, rng: np.random.Generator, k: int = KmeansParams.k,
+                  fit_sample: int = KmeansParams.fit_sample, batch: int = KmeansParams.batch,
+                  iterations: int = KmeansParams.iterations) -> np.ndarray:
     """Cluster id of every candidate (-1 for undefined rows): mini-batch k-means fitted on at most
     ``fit_sample`` defined rows drawn by ``rng``, then every defined row assigned to its nearest centre."""
     defined = cand.defined
@@ -485,8 +553,8 @@ def kmeans_labels(cand: Candidates, rng: np.random.Generator, k: int = 32, fit_s
 
 
 def kmeans(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
-           weights_only: bool = False, k: int = 32, fit_sample: int = 100_000, batch: int = 1024,
-           iterations: int = 100) -> Selection:
+           weights_only: bool = False, k: int = KmeansParams.k, fit_sample: int = KmeansParams.fit_sample,
+           batch: int = KmeansParams.batch, iterations: int = KmeansParams.iterations) -> Selection:
     """Equal share per k-means cluster in feature space (:func:`kmeans_labels`), water-filled as in
     ``grid``; undefined rows form a group of their own (id -1). ``bin_id`` is the cluster id.
     Weights: :math:`w_i = 1 / n_{k(i)}`, the inverse size of the row's cluster."""
@@ -496,48 +564,8 @@ def kmeans(cand: Candidates, size: int | None, rng: np.random.Generator, replace
 
 
 # -- coverage --------------------------------------------------------------------------------------
-@njit(int64[::1](float64[:, ::1], int64, int64), cache=True, nogil=True)
-def _farthest_points(xt, start, size):  # pragma: no cover - compiled
-    """Greedy k-center on the columns of ``xt`` (dims x n): ``size`` positions, from ``start``, each
-    next the farthest (squared Euclidean) from those chosen; ties go to the lowest position.
-
-    ``best[i]`` is the squared distance of point i to its nearest chosen point (-1 once chosen, which
-    no distance undercuts); each step updates it with the last chosen point and takes its argmax.
-    The distance and the update run as separate loops over contiguous rows so they vectorize."""
-    dims, n = xt.shape
-    best = np.full(n, np.inf)
-    chosen = np.empty(size, np.int64)
-    chosen[0] = start
-    best[start] = -1.0
-    d = np.empty(n)
-    for s in range(1, size):
-        last = chosen[s - 1]
-        centre = xt[0, last]
-        row = xt[0]
-        for i in range(n):
-            diff = row[i] - centre
-            d[i] = diff * diff
-        for j in range(1, dims):
-            centre = xt[j, last]
-            row = xt[j]
-            for i in range(n):
-                diff = row[i] - centre
-                d[i] += diff * diff
-        top = -0.5
-        for i in range(n):
-            v = min(best[i], d[i])
-            best[i] = v
-            top = max(top, v)
-        arg = 0
-        while best[arg] != top:
-            arg += 1
-        chosen[s] = arg
-        best[arg] = -1.0
-    return chosen
-
-
 def coverage(cand: Candidates, size: int | None, rng: np.random.Generator, replace: bool = False,
-             weights_only: bool = False, pool: int = 200_000) -> Selection:
+             weights_only: bool = False, pool: int = CoverageParams.pool) -> Selection:
     r"""Greedy farthest-point selection (Gonzalez 1985), a 2-approximation of the k-center problem:
     choose :math:`S` to minimize :math:`\max_i \min_{s \in S} \lVert z_i - z_s \rVert`.
 
@@ -569,20 +597,47 @@ def coverage(cand: Candidates, size: int | None, rng: np.random.Generator, repla
         span = float(np.ptp(xt[:, ~undefined])) if (~undefined).any() else 0.0
         xt[:, undefined] = float(np.max(xt[:, ~undefined], initial=0.0)) + 1e6 * (span + 1.0)
     start = int(rng.integers(0, members.size))
-    chosen = _farthest_points(xt, start, int(size))
+    from nw2.pipeline.balance.kernels import farthest_points
+
+    chosen = farthest_points(xt, start, int(size))
     return _result(cand, np.sort(members[chosen]))
 
 
 # -- entry point -----------------------------------------------------------------------------------
-STRATEGIES: dict[str, Callable[..., Selection]] = {
-    "random": random_strategy,
-    "stratified": stratified,
-    "grid": grid,
-    "inverse": inverse,
-    "temperature": temperature,
-    "kmeans": kmeans,
-    "coverage": coverage,
-}
+#: The one registry of the strategies, in the order they are listed everywhere: the names a spec takes
+#: (``pipeline.spec.BALANCE_STRATEGIES``), the fields of its balance section (:func:`spec_params`), the
+#: command line's help and the parameters :func:`select` fills in and checks all come from here.
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("random", "uniform subsample, the baseline", random_strategy),
+    Strategy("stratified", "equal share per dataset or per modality, regardless of dynamics", stratified,
+             StratifiedParams),
+    Strategy("grid", "equal quota per occupied grid cell, water-filling", grid),
+    Strategy("inverse", "weighted sampling, weight 1 / cell count", inverse),
+    Strategy("temperature", "weighted sampling, cells drawn in proportion to count**tau", temperature,
+             TemperatureParams),
+    Strategy("kmeans", "equal share per k-means cluster in the balancing space", kmeans, KmeansParams),
+    Strategy("coverage", "greedy farthest-point (k-center) rows on a pool of candidates", coverage,
+             CoverageParams),
+)}
+
+#: Every strategy's parameters and their defaults (a view of :data:`STRATEGIES`).
+DEFAULT_PARAMS: dict[str, dict] = {name: s.defaults() for name, s in STRATEGIES.items()}
+
+
+def spec_params() -> dict[str, tuple[str, object, object]]:
+    """The strategy parameters a spec's balance section sets, in registry order:
+    ``{name: (strategy, dataclass field, type hint)}``. Their names are shared by all strategies (one
+    flat section), so two strategies may not register the same one."""
+    out: dict[str, tuple[str, object, object]] = {}
+    for s in STRATEGIES.values():
+        hints = typing.get_type_hints(s.params)
+        for f in fields(s.params):
+            if not f.metadata.get("spec", True):
+                continue
+            if f.name in out:
+                raise TypeError(f"strategies {out[f.name][0]} and {s.name} both register the parameter {f.name!r}")
+            out[f.name] = (s.name, f, hints[f.name])
+    return out
 
 
 def select(strategy: str, cand: Candidates, size: int | None, seed: int, replace: bool = False,
@@ -592,7 +647,7 @@ def select(strategy: str, cand: Candidates, size: int | None, seed: int, replace
     Parameters
     ----------
     strategy : str
-        One of :data:`STRATEGIES`.
+        A name of :data:`STRATEGIES`.
     cand : Candidates
     size : int or None
         Rows to select (with replacement it may exceed the candidates). ``None`` means as many as there
@@ -606,7 +661,7 @@ def select(strategy: str, cand: Candidates, size: int | None, seed: int, replace
         Select nothing: return every candidate once, in order, with the strategy's sampling weight
         normalized to mean 1 (see :class:`Selection`); ``kmeans`` still fits its clusters (seeded).
     **params
-        The strategy's parameters (:data:`DEFAULT_PARAMS`; ``None`` values take the default).
+        The strategy's parameters (its :attr:`Strategy.params`; ``None`` values take the default).
 
     Returns
     -------
@@ -639,4 +694,4 @@ def select(strategy: str, cand: Candidates, size: int | None, seed: int, replace
             raise ValueError(f"size {size} is larger than the {n} candidate windows; "
                              f"ask for at most {n} or sample with replacement")
     rng = np.random.default_rng(int(seed))
-    return STRATEGIES[strategy](cand, size, rng, bool(replace), bool(weights_only), **resolved)
+    return STRATEGIES[strategy].select(cand, size, rng, bool(replace), bool(weights_only), **resolved)

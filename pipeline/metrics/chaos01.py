@@ -236,8 +236,8 @@ def auto_downsample(x: np.ndarray) -> int:
     step = max(1, math.ceil(mean_period(x) / 10.0))
     kept = -(-x.size // step)  # len(x[::step])
     if kept < MIN_SAMPLES:
-        raise Undefined(f"oversampled: thinning by {step} (mean period / 10) leaves {kept} < {MIN_SAMPLES}"
-                        " samples")
+        raise Undefined("oversampled", f"oversampled: thinning by {step} (mean period / 10) leaves {kept}"
+                                       f" < {MIN_SAMPLES} samples")
     return step
 
 
@@ -341,19 +341,19 @@ def _prepare(x, fs, c, n_c, seed, cutoff, downsample):
     step = auto_downsample(x) if downsample is None else downsample
     phi = np.ascontiguousarray(x[::step])
     if phi.size < MIN_SAMPLES:
-        raise Undefined(f"too short after downsampling by {step} ({phi.size} < {MIN_SAMPLES} samples)")
+        raise Undefined("too_short", f"too short after downsampling by {step} ({phi.size} < {MIN_SAMPLES} samples)")
     if phi.std() <= 1e-9 * x.std():
-        raise Undefined(f"constant after downsampling by {step} (step divides a period)")
+        raise Undefined("constant", f"constant after downsampling by {step} (step divides a period)")
     ncut = phi.size // 10 if cutoff is None else cutoff
     if ncut >= phi.size:
-        raise Undefined(f"cutoff {ncut} not below the {phi.size} samples")
+        raise Undefined("too_short", f"cutoff {ncut} not below the {phi.size} samples")
     return phi, cs, ncut
 
 
 def _median_k(k_c: np.ndarray) -> float:
     k_c = k_c[np.isfinite(k_c)]
     if k_c.size == 0:
-        raise Undefined("mean square displacement constant at every c")
+        raise Undefined("degenerate_fit", "mean square displacement constant at every c")
     return float(np.clip(np.median(k_c), 0.0, 1.0))
 
 

@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import int64, njit
 
-from ._common import (F8, Undefined, as_signal, check_fs, nan_if_undefined, positive_int, require,
-                      signatures)
+from ._common import (F8, Reason, Undefined, as_signal, check_fs, lstsq_slope, nan_if_undefined, positive_int,
+                      require, signatures)
 from .embedding import Embedding, check_vectors, resolve_embedding
 
 #: Steps (samples) over which neighbouring trajectories are followed; nolds' default. In the
@@ -198,9 +198,8 @@ def _slope(u: np.ndarray, v: np.ndarray, what: str) -> float:
     keep = np.isfinite(v)
     u, v = u[keep], v[keep]
     if u.size < 2:
-        raise Undefined(f"{what}: fewer than 2 points to fit")
-    du = u - u.mean()
-    return float(np.dot(du, v - v.mean()) / np.dot(du, du))
+        raise Undefined("degenerate_fit", f"{what}: fewer than 2 points to fit")
+    return float(lstsq_slope(np.ascontiguousarray(u, np.float64), np.ascontiguousarray(v, np.float64), u.size))
 
 
 def _validate_rvals(rvals) -> np.ndarray | None:
@@ -244,17 +243,17 @@ def default_rvals(x, fs, emb: Embedding) -> np.ndarray:
     _, counts, n_pairs = _run(x, emb, 0, grid)
     keep = _default_fit(counts, n_pairs)
     if np.count_nonzero(keep) < 2:
-        raise Undefined(_NO_SCALING)
+        raise Undefined("no_scaling_region", _NO_SCALING)
     return grid[keep]
 
 
 class LyapunovAndDimension(tuple):
     """``(largest_lyapunov, correlation_dimension)``; ``reasons`` maps ``"lyapunov"`` and/or
-    ``"dimension"`` to why that one is ``nan``."""
+    ``"dimension"`` to why that one is ``nan`` (a :class:`~pipeline.metrics._common.Reason`)."""
 
-    reasons: dict[str, str]
+    reasons: dict[str, Reason]
 
-    def __new__(cls, lyapunov: float, dimension: float, reasons: dict[str, str]):
+    def __new__(cls, lyapunov: float, dimension: float, reasons: dict[str, Reason]):
         self = super().__new__(cls, (lyapunov, dimension))
         self.reasons = reasons
         return self
@@ -297,11 +296,11 @@ def _dimension_from(radii, counts, n_pairs, default: bool) -> float:
     if default:
         keep = _default_fit(counts, n_pairs)
         if np.count_nonzero(keep) < 2:
-            raise Undefined(_NO_SCALING)
+            raise Undefined("no_scaling_region", _NO_SCALING)
     else:
         keep = np.cumsum(counts) > 0
         if np.count_nonzero(keep) < 2:
-            raise Undefined("correlation sum: fewer than 2 radii with a pair inside")
+            raise Undefined("no_scaling_region", "correlation sum: fewer than 2 radii with a pair inside")
     # the normalisation of C(r) is a constant offset in log C: it does not change the slope
     return _slope(np.log(radii[keep]), np.log(np.cumsum(counts)[keep].astype(np.float64)), "correlation sum")
 
@@ -436,5 +435,5 @@ def lyapunov_and_dimension(x, fs, emb_dim=None, lag=None, min_tsep=None, traject
         try:
             values[name] = compute()
         except Undefined as why:
-            values[name], reasons[name] = float("nan"), str(why)
+            values[name], reasons[name] = float("nan"), why.reason
     return LyapunovAndDimension(values["lyapunov"], values["dimension"], reasons)

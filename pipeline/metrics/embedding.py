@@ -114,7 +114,7 @@ def mutual_information_lag(x, bins=16, max_lag=None) -> int:
     bins = positive_int(bins, "bins", minimum=2)
     max_lag = min(_default_max_lag(x.size, max_lag), x.size - 2)
     if max_lag < 1:
-        raise Undefined(f"too short ({x.size} samples) for a mutual-information lag")
+        raise Undefined("too_short", f"too short ({x.size} samples) for a mutual-information lag")
     mi = np.array([mutual_information(x, k, bins) if k else np.inf for k in range(max_lag + 1)])
     for k in range(1, max_lag):
         if mi[k] < mi[k - 1] and mi[k] <= mi[k + 1]:
@@ -137,7 +137,7 @@ def mean_period(x, fs) -> float:
     freqs = np.fft.rfftfreq(2 * n - 1)[1:]
     total = power.sum()
     if not total > 0:
-        raise Undefined("no power at non-zero frequencies")
+        raise Undefined("no_power", "no power at non-zero frequencies")
     return float(total / np.sum(freqs * power))
 
 
@@ -194,6 +194,6 @@ def check_vectors(n: int, emb: Embedding, reserve: int = 0) -> None:
     usable = emb.n_vectors(n) - reserve
     need = max(MIN_VECTORS, 2 * emb.min_tsep + 2)
     if usable < need:
-        raise Undefined(f"too short ({n} samples) for emb_dim={emb.emb_dim}, lag={emb.lag},"
-                        f" min_tsep={emb.min_tsep} and {reserve} reserved vectors:"
-                        f" {max(usable, 0)} < {need} vectors")
+        raise Undefined("too_short", f"too short ({n} samples) for emb_dim={emb.emb_dim}, lag={emb.lag},"
+                                     f" min_tsep={emb.min_tsep} and {reserve} reserved vectors:"
+                                     f" {max(usable, 0)} < {need} vectors")

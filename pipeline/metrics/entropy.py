@@ -146,9 +146,9 @@ def sample_entropy(x, fs, order: int = 2, r: float = 0.2) -> float:
     require(x, order + 2)  # at least one pair of (m+1)-templates
     value = _sample_entropy(x, order, float(r) * x.std())
     if isnan(value):
-        raise Undefined(f"no template matches of length {order}")
+        raise Undefined("no_template_matches", f"no template matches of length {order}")
     if isinf(value):
-        raise Undefined(f"no template matches of length {order + 1}")
+        raise Undefined("no_template_matches", f"no template matches of length {order + 1}")
     return value
 
 
@@ -345,7 +345,7 @@ def spectral_entropy(x, fs, method: str = "fft", nperseg: int | None = None,
         raise ValueError(f"method must be 'fft' or 'welch', got {method!r}")
     total = power.sum()
     if not total > 0:
-        raise Undefined("no power outside DC")
+        raise Undefined("no_power", "no power outside DC")
     p = power[power > 0] / total
     bits = float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: a single bin gives 0, not -0
     return _in_unit_interval(bits / log2(power.size)) if normalize else bits
@@ -453,7 +453,7 @@ def svd_entropy(x, fs, order: int = 3, delay: int = 1, normalize: bool = True) -
     require(x, (order - 1) * delay + order)
     bits = _svd_entropy_bits(x, order, delay)
     if isnan(bits):
-        raise Undefined("all singular values are zero")
+        raise Undefined("zero_denominator", "all singular values are zero")
     return _in_unit_interval(bits / log2(order)) if normalize else bits
 
 

@@ -12,7 +12,8 @@ from math import isnan, log, log10
 import numpy as np
 from numba import float64, int64, njit
 
-from ._common import Undefined, as_signal, check_fs, nan_if_undefined, positive_int, require, signatures
+from ._common import (Undefined, as_signal, check_fs, lstsq_slope, nan_if_undefined, positive_int, require,
+                      signatures)
 
 __all__ = ["higuchi_fd", "katz_fd", "petrosian_fd"]
 
@@ -53,14 +54,7 @@ def _higuchi_fd(x, kmax):
             return np.nan
         log_inverse_k[k - 1] = log(1.0 / k)
         log_length[k - 1] = log(mean_length)
-    u_mean = log_inverse_k.mean()
-    v_mean = log_length.mean()
-    covariance = 0.0
-    variance = 0.0
-    for i in range(kmax):
-        covariance += (log_inverse_k[i] - u_mean) * (log_length[i] - v_mean)
-        variance += (log_inverse_k[i] - u_mean) ** 2
-    return covariance / variance
+    return lstsq_slope(log_inverse_k, log_length, kmax)
 
 
 @nan_if_undefined
@@ -110,7 +104,7 @@ def higuchi_fd(x, fs, kmax: int = 10) -> float:
     require(x, 2 * kmax)  # every offset m < kmax has at least one step of kmax samples
     value = _higuchi_fd(x, kmax)
     if isnan(value):
-        raise Undefined("zero curve length at some k")
+        raise Undefined("degenerate_fit", "zero curve length at some k")
     return value
 
 
@@ -173,7 +167,7 @@ def katz_fd(x, fs) -> float:
     require(x, 3)
     value = _katz_fd(x)
     if isnan(value):
-        raise Undefined("extent equals mean step")
+        raise Undefined("zero_denominator", "extent equals mean step")
     return value
 
 

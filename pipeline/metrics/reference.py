@@ -7,8 +7,10 @@ both engines, so the two differ only by the estimator's code. Where a reference 
 metric (the 0-1 test) or a parameter (nolds' ``corr_dim`` has no Theiler window), this module says
 so next to the function.
 
-A reference package that raises or returns a non-finite number gives ``nan`` with its error as the
-reason; nw2's own checks are not applied first, so the engines may disagree on degenerate windows.
+A reference package that raises gives ``nan`` with the reason kind ``reference_error`` (its error as
+the detail), a non-finite number gives ``non_finite_result``; nw2's own checks are not applied first,
+so the engines may disagree on degenerate windows. Only what nw2 resolves for both engines (the
+embedding, the default radii) can fail with nw2's own kinds (``too_short``, ``no_scaling_region``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from nw2.pipeline.metrics._common import as_signal, check_fs
+from nw2.pipeline.metrics._common import Reason, Undefined, as_signal, check_fs
 from nw2.pipeline.metrics.suite import Measurement, check_selection, resolved_params
 
 
@@ -129,6 +131,8 @@ def measure(x, fs: float, metrics: Iterable[str] | None = None, params: dict | N
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 out.set(name, float(REFERENCE[name](x, fs, **p)))
+        except Undefined as why:  # what nw2 resolves for both engines (embedding, radii) failed
+            out.set(name, None, why.reason)
         except Exception as err:  # the reference package's own failure on this window
-            out.set(name, None, f"reference {type(err).__name__}: {str(err).strip()[:80]}")
+            out.set(name, None, Reason("reference_error", f"reference {type(err).__name__}: {str(err).strip()[:80]}"))
     return out

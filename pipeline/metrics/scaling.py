@@ -15,7 +15,8 @@ import math
 import numpy as np
 from numba import boolean, float64, int64, njit
 
-from ._common import Undefined, as_signal, check_fs, nan_if_undefined, positive_int, require, signatures
+from ._common import (Undefined, as_signal, check_fs, lstsq_slope, nan_if_undefined, positive_int, require,
+                      signatures)
 
 I8 = int64[::1]
 
@@ -61,24 +62,6 @@ def _default_dfa_nvals(n: int) -> tuple[int, ...]:
     if n > 70:
         return tuple(int(v) for v in logarithmic_n(4, 0.1 * n, 1.2))
     return tuple(range(4, 10))
-
-
-@njit(cache=True, nogil=True)
-def _slope(u, v, count):
-    """Least-squares slope of ``v`` on ``u`` over the first ``count`` entries (nan if fewer than 2)."""
-    if count < 2:
-        return np.nan
-    u_mean, v_mean = 0.0, 0.0
-    for i in range(count):
-        u_mean += u[i]
-        v_mean += v[i]
-    u_mean /= count
-    v_mean /= count
-    suv, suu = 0.0, 0.0
-    for i in range(count):
-        suv += (u[i] - u_mean) * (v[i] - v_mean)
-        suu += (u[i] - u_mean) ** 2
-    return suv / suu if suu > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -135,7 +118,7 @@ def _hurst_rs(x, nvals, corrected, unbiased):
         if corrected:
             log_rs[count] -= math.log(_expected_rs(n))
         count += 1
-    slope = _slope(log_n, log_rs, count)
+    slope = lstsq_slope(log_n, log_rs, count)
     return slope + 0.5 if corrected else slope
 
 
@@ -206,7 +189,7 @@ def hurst_rs(x, fs, nvals=None, fit="poly", corrected=True, unbiased=True) -> fl
     # Scales longer than the window have no subseries; nolds gets nan for them and drops them.
     h = _hurst_rs(x, np.ascontiguousarray(scales[scales <= x.size]), bool(corrected), bool(unbiased))
     if not np.isfinite(h):
-        raise Undefined("fewer than two scales with a non-constant subseries")
+        raise Undefined("degenerate_fit", "fewer than two scales with a non-constant subseries")
     return h
 
 
@@ -360,7 +343,7 @@ def _dfa(x, nvals, overlap, order):
             log_n[count] = math.log(n)
             log_f[count] = math.log(fluctuation)
             count += 1
-    return _slope(log_n, log_f, count)
+    return lstsq_slope(log_n, log_f, count)
 
 
 @nan_if_undefined
@@ -438,10 +421,10 @@ def dfa(x, fs, nvals=None, overlap=True, order=1, fit_exp="poly") -> float:
     else:
         scales = given
     if scales.size < 2:
-        raise Undefined(f"fewer than two default scales longer than order + 1 = {order + 1}")
+        raise Undefined("too_short", f"fewer than two default scales longer than order + 1 = {order + 1}")
     if scales.max() >= x.size:
-        raise Undefined(f"too short ({x.size} samples) for windows of {scales.max()} samples")
+        raise Undefined("too_short", f"too short ({x.size} samples) for windows of {scales.max()} samples")
     alpha = _dfa(x, np.ascontiguousarray(scales), bool(overlap), order)
     if not np.isfinite(alpha):
-        raise Undefined("fewer than two scales with a non-zero fluctuation")
+        raise Undefined("degenerate_fit", "fewer than two scales with a non-zero fluctuation")
     return alpha

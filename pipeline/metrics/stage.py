@@ -1,8 +1,10 @@
 """``nw2 metrics``: chaos metric columns for every window of a store, one part file per task.
 
 A part gains one nullable float32 column per metric (null where the metric is undefined) and a
-``metrics_undefined`` column saying why (``"sample_entropy: constant signal; ..."``, null when all
-are defined). The part is rewritten atomically with the metrics' fingerprints (name, parameters,
+``metrics_undefined`` column saying why: a list of ``{metric, kind, detail}`` structs in column order
+(``kind`` one of :data:`~pipeline.metrics._common.UNDEFINED_KINDS`), null when all are defined. A part
+written before schema version 2 (``metrics_undefined`` as ``"name: reason; ..."`` text) is recomputed
+whole. The part is rewritten atomically with the metrics' fingerprints (name, parameters,
 engine) in its Parquet metadata, so a rerun reads only footers to find what is already done, and
 an interrupted run resumes where it stopped.
 """
@@ -19,13 +21,15 @@ import pyarrow as pa
 
 from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import Executor, executor
-from nw2.pipeline.store import Store
-from nw2.pipeline.windows import content_id
+from nw2.artifacts.store import SCHEMA_VERSION, MetricsInfo, WindowStore, check_reachable
+from nw2.core.hashing import content_id
 
 #: Parquet metadata key of a part holding ``{metric: fingerprint}`` and the engine.
 METADATA_KEY = b"nw2.metrics"
 #: The column holding the reasons of undefined metrics.
 REASON_COLUMN = "metrics_undefined"
+#: Its type: per row, one struct per undefined metric (in column order); null when all are defined.
+REASON_TYPE = pa.list_(pa.struct([("metric", pa.string()), ("kind", pa.string()), ("detail", pa.string())]))
 #: Bumped when a kernel changes its numbers, so stores computed before are refreshed.
 METRICS_VERSION = 1
 
@@ -59,16 +63,17 @@ def _recorded(schema: pa.Schema) -> dict[str, str]:
     return json.loads(meta[METADATA_KEY]).get("fingerprints", {}) if METADATA_KEY in meta else {}
 
 
-def _parse_reasons(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    return dict(item.split(": ", 1) for item in text.split("; "))
+def _legacy(schema: pa.Schema) -> bool:
+    """The part holds ``metrics_undefined`` in its schema-1 form (``"name: reason; ..."`` text)."""
+    return REASON_COLUMN in schema.names and not pa.types.is_list(schema.field(REASON_COLUMN).type)
 
 
-def _format_reasons(reasons: dict[str, str], order: list[str]) -> str | None:
-    # ";" separates entries, so a reason may not hold one.
-    items = [f"{n}: {reasons[n].replace(';', ',')}" for n in order if n in reasons]
-    return "; ".join(items) or None
+def _row_reasons(entries: list[dict] | None, order: list[str]) -> list[dict] | None:
+    """One row of the column: its ``{metric, kind, detail}`` entries of the metrics in ``order``, in that
+    order; null if none."""
+    rank = {n: i for i, n in enumerate(order)}
+    kept = sorted((e for e in entries or () if e["metric"] in rank), key=lambda e: rank[e["metric"]])
+    return kept or None
 
 
 def _measure_fn(engine: str):
@@ -79,20 +84,19 @@ def _measure_fn(engine: str):
     return measure
 
 
-def _kind(reason: str) -> str:
-    """A reason without its window-specific numbers, for counting: ``"too short (9 < 16 samples)"``
-    -> ``"too short"``, ``"oversampled: thinning by 36 ..."`` -> ``"oversampled"``."""
-    return reason.split(" (")[0].split(":")[0].strip()
-
-
 def _tally(table: pa.Table, names: list[str]) -> dict:
-    """Per metric, how many rows hold a value and why the others do not (from the stored columns)."""
-    reasons = Counter()
+    """Per metric, how many rows hold a value, and per metric and kind how many do not (from the
+    stored columns): ``{"defined": {metric: n}, "undefined": {metric: {kind: n}}}``."""
+    pairs = Counter()
     if REASON_COLUMN in table.column_names:
-        for text in table.column(REASON_COLUMN).to_pylist():
-            reasons.update(f"{n}: {_kind(r)}" for n, r in _parse_reasons(text).items())
+        entries = table.column(REASON_COLUMN).combine_chunks().flatten()
+        pairs.update(zip(entries.field("metric").to_pylist(), entries.field("kind").to_pylist()))
+    undefined = {n: {} for n in names}
+    for (n, kind), count in sorted(pairs.items()):
+        if n in undefined:
+            undefined[n][kind] = count
     return {"defined": {n: table.num_rows - table.column(n).null_count for n in names if n in table.column_names},
-            "undefined": dict(reasons)}
+            "undefined": undefined}
 
 
 def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
@@ -100,12 +104,19 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
     Returns what the part holds afterwards (``defined``/``undefined`` counts) and what this call did."""
     from nw2.pipeline.metrics.suite import METRICS
 
-    store = Store(store_url)
+    store = WindowStore(store_url)
     stats = {"part": rel, "rows": 0, "computed": [], "seconds": 0.0, "error": None,
              "defined": {}, "undefined": {}, "undefined_now": {}}
     try:
-        recorded = _recorded(store.schema_of(rel))
+        schema = store.schema_of(rel)
+        recorded = _recorded(schema)
         todo = [n for n in plan.names if recorded.get(n) != plan.fingerprint(n)]
+        if _legacy(schema):  # schema 1: its reasons are text, so every metric of the part is recomputed
+            others = [n for n in METRICS if n in recorded and n not in plan.names]
+            if others:
+                raise Nw2Error(f"{REASON_COLUMN} is in the schema-1 text form and the part holds metrics this run "
+                               f"does not compute ({', '.join(others)}); rerun nw2 metrics with them too")
+            todo = list(plan.names)
         if not todo:
             table = store.read_table(rel, columns=[*plan.names, REASON_COLUMN])
             stats.update(rows=table.num_rows, **_tally(table, list(plan.names)))
@@ -118,18 +129,19 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
         fs = table.column("fs").to_numpy()
         columns = {n: np.full(table.num_rows, np.nan, np.float32) for n in todo}
         old_reasons = (table.column(REASON_COLUMN).to_pylist() if REASON_COLUMN in table.column_names
-                       else [None] * table.num_rows)
-        reasons_out, now = [], Counter()
+                       and not _legacy(table.schema) else [None] * table.num_rows)
+        present = [n for n in METRICS if n in todo or n in recorded]
+        reasons_out, now = [], {n: Counter() for n in todo}
         params = {n: plan.params[n] for n in todo}
         for i in range(table.num_rows):
             m = measure(values[offsets[i]:offsets[i + 1]], float(fs[i]), todo, params)
             for n in todo:
                 columns[n][i] = m.values[n]
-            reasons = {k: v for k, v in _parse_reasons(old_reasons[i]).items() if k not in todo}
-            reasons.update(m.reasons)
-            now.update(m.reasons.keys())
-            reasons_out.append(reasons)
-        present = [n for n in METRICS if n in todo or n in recorded]
+            entries = [e for e in old_reasons[i] or () if e["metric"] not in todo]
+            for n, why in m.reasons.items():
+                entries.append({"metric": n, "kind": why.kind, "detail": why.detail})
+                now[n][why.kind] += 1
+            reasons_out.append(_row_reasons(entries, present))
         keep = [c for c in table.column_names if c not in METRICS and c != REASON_COLUMN]
         out = table.select(keep)
         for n in present:
@@ -138,15 +150,15 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
             else:
                 col = table.column(n)
             out = out.append_column(pa.field(n, pa.float32()), col)
-        out = out.append_column(pa.field(REASON_COLUMN, pa.string()),
-                                pa.array([_format_reasons(r, present) for r in reasons_out], pa.string()))
+        out = out.append_column(pa.field(REASON_COLUMN, REASON_TYPE), pa.array(reasons_out, REASON_TYPE))
         fingerprints = {n: (plan.fingerprint(n) if n in todo else recorded[n]) for n in present}
         meta = dict(table.schema.metadata or {})
+        meta[b"nw2.schema_version"] = str(SCHEMA_VERSION).encode()  # the part now has this schema's column types
         meta[METADATA_KEY] = json.dumps({"fingerprints": fingerprints, "engine": plan.engine},
                                         sort_keys=True).encode()
         store.write_table(rel, out.replace_schema_metadata(meta))
         stats.update(rows=table.num_rows, computed=todo, seconds=time.perf_counter() - t0,
-                     undefined_now={n: now[n] for n in todo}, **_tally(out, list(plan.names)))
+                     undefined_now={n: dict(sorted(now[n].items())) for n in todo}, **_tally(out, list(plan.names)))
     except Exception as err:  # a part that cannot be read or written: reported, the rest goes on
         stats["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
     return stats
@@ -173,8 +185,8 @@ class MetricsResult:
 
 def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResult:
     """Run the stage on an executor that is already running (``nw2 ingest`` shares its cluster)."""
-    store = Store(store_url)
-    if not store.exists("store.json"):
+    store = WindowStore(store_url)
+    if not store.is_store():
         raise Nw2Error(f"{store_url}: not a window store (no store.json); build one with nw2 ingest")
     parts = store.parts()
     results = ex.map(process_part, parts, desc="metrics", store_url=store.url, plan=plan)
@@ -182,27 +194,27 @@ def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResul
     return MetricsResult(store.url, plan, results)
 
 
-def _write_summary(store: Store, plan: MetricsPlan, results: list[dict]) -> None:
+def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict]) -> None:
     """``metrics.json``: what the store's metric columns hold. It describes the store, not the run,
     so a rerun that changes nothing writes the same bytes."""
-    defined, undefined = Counter(), Counter()
+    defined, undefined = Counter(), {n: Counter() for n in plan.names}
     for r in results:
         defined.update(r["defined"])
-        undefined.update(r["undefined"])
-    store.write_json("metrics.json", {
-        "metrics_version": METRICS_VERSION, "engine": plan.engine, "names": list(plan.names),
-        "params": plan.params, "fingerprints": {n: plan.fingerprint(n) for n in plan.names},
-        "parts": len(results), "rows": sum(r["rows"] for r in results),
-        "failed_parts": [{"part": r["part"], "error": r["error"]} for r in results if r["error"]],
-        "defined": {n: defined[n] for n in plan.names}, "undefined": dict(sorted(undefined.items())),
-    })
+        for n, kinds in r["undefined"].items():
+            undefined[n].update(kinds)
+    store.write_metrics_info(MetricsInfo(
+        metrics_version=METRICS_VERSION, engine=plan.engine, names=list(plan.names),
+        params=plan.params, fingerprints={n: plan.fingerprint(n) for n in plan.names},
+        parts=len(results), rows=sum(r["rows"] for r in results),
+        failed_parts=[{"part": r["part"], "error": r["error"]} for r in results if r["error"]],
+        defined={n: defined[n] for n in plan.names},
+        undefined={n: dict(sorted(undefined[n].items())) for n in plan.names},
+    ))
 
 
 def compute_metrics(store_url: str, names=None, params=None, engine: str = "numba", scheduler: str = "local",
                     workers: int | None = None, progress: bool = True) -> MetricsResult:
     """``nw2 metrics``: add or refresh metric columns in every part of a store."""
-    from nw2.pipeline.store import check_reachable
-
     check_reachable(store_url, scheduler)
     plan = MetricsPlan.build(names, params, engine)
     with executor(scheduler, workers, progress) as ex:

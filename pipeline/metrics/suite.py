@@ -2,7 +2,8 @@
 
 ``measure`` is what the stage calls per window: it coerces the window once, shares the embedding and
 the neighbour search between the Lyapunov exponent and the correlation dimension, and never raises
-for a bad window: an undefined metric is ``nan`` with a short reason.
+for a bad window: an undefined metric is ``nan`` with a :class:`Reason` (a kind from
+:data:`~pipeline.metrics._common.UNDEFINED_KINDS` and a short detail).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nw2.pipeline.metrics._common import Undefined, as_signal, check_fs
+from nw2.pipeline.metrics._common import Reason, Undefined, as_signal, check_fs
 from nw2.pipeline.metrics.chaos01 import chaos_01
 from nw2.pipeline.metrics.dynamics import correlation_dimension, largest_lyapunov, lyapunov_and_dimension
 from nw2.pipeline.metrics.entropy import (lempel_ziv, permutation_entropy, sample_entropy, spectral_entropy,
@@ -80,11 +81,11 @@ class Measurement:
     """The metrics of one window: values (``nan`` where undefined) and why each ``nan`` is one."""
 
     values: dict[str, float] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, Reason] = field(default_factory=dict)
 
-    def set(self, name: str, value: float | None, reason: str | None = None) -> None:
+    def set(self, name: str, value: float | None, reason: Reason | None = None) -> None:
         if reason is None and (value is None or not np.isfinite(value)):
-            reason = "non-finite result"
+            reason = Reason("non_finite_result", "non-finite result")
         if reason is not None:
             self.values[name], self.reasons[name] = float("nan"), reason
         else:
@@ -95,7 +96,7 @@ def _strict(name: str, x: np.ndarray, fs: float, params: dict, out: Measurement)
     try:
         out.set(name, METRICS[name].strict(x, fs, **params))
     except Undefined as why:
-        out.set(name, None, str(why))
+        out.set(name, None, why.reason)
 
 
 def measure(x, fs: float, metrics: Iterable[str] | None = None, params: dict | None = None) -> Measurement:
@@ -128,7 +129,7 @@ def measure(x, fs: float, metrics: Iterable[str] | None = None, params: dict | N
                 out.set(name, value, values.reasons.get(slot))
         except Undefined as why:
             for name in pair:
-                out.set(name, None, str(why))
+                out.set(name, None, why.reason)
     for name in names:
         if shared and name in pair:
             continue

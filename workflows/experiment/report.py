@@ -9,6 +9,7 @@ bytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
@@ -16,6 +17,9 @@ from nw2.core.plots import png_bytes, report_style
 
 from nw2.core.files import atomic_bytes, atomic_text
 from .stats import Comparison
+
+if TYPE_CHECKING:
+    from nw2.model.evaluate.summary import ScoreKey
 
 COLORS = {"beats": "#009E73", "matches": "#56B4E9", "worse": "#D55E00"}  # Okabe & Ito
 ARM_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -26,8 +30,13 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _differences_figure(comparisons: dict[str, dict[str, Comparison]], baseline: str) -> Figure:
-    scores = sorted({s for c in comparisons.values() for s in c})
+def _scores_of(comparisons: dict[str, dict[ScoreKey, Comparison]]) -> list[ScoreKey]:
+    """Every compared score, in report order."""
+    return sorted({s for c in comparisons.values() for s in c}, key=lambda s: s.sort_key())
+
+
+def _differences_figure(comparisons: dict[str, dict[ScoreKey, Comparison]], baseline: str) -> Figure:
+    scores = _scores_of(comparisons)
     rows = [(arm, s) for s in scores for arm in comparisons if s in comparisons[arm]]
     fig = Figure(figsize=(7.5, 0.9 + 0.32 * max(1, len(rows))))
     ax = fig.add_subplot()
@@ -38,7 +47,7 @@ def _differences_figure(comparisons: dict[str, dict[str, Comparison]], baseline:
         ax.plot([lo, hi], [y, y], color=COLORS[c.outcome], lw=2.5)
         ax.plot([mean], [y], "o", color=COLORS[c.outcome], ms=5)
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(range(len(rows)), [f"{s} ({arm})" if len(comparisons) > 1 else s for arm, s in rows])
+    ax.set_yticks(range(len(rows)), [f"{s.label} ({arm})" if len(comparisons) > 1 else s.label for arm, s in rows])
     ax.invert_yaxis()
     ax.set_xlabel(f"difference to {baseline}, % of {baseline}'s mean (interval: bootstrap)")
     for outcome, color in COLORS.items():
@@ -49,8 +58,8 @@ def _differences_figure(comparisons: dict[str, dict[str, Comparison]], baseline:
     return fig
 
 
-def _scores_figure(doc: dict, comparisons: dict[str, dict[str, Comparison]], baseline: str) -> Figure:
-    scores = sorted({s for c in comparisons.values() for s in c})
+def _scores_figure(doc: dict, comparisons: dict[str, dict[ScoreKey, Comparison]], baseline: str) -> Figure:
+    scores = _scores_of(comparisons)
     arms = list(comparisons) + [baseline]
     n = max(1, len(scores))
     cols = min(4, n)
@@ -68,13 +77,13 @@ def _scores_figure(doc: dict, comparisons: dict[str, dict[str, Comparison]], bas
             ax.bar(i, iv.mean, color=ARM_COLORS[i % len(ARM_COLORS)], width=0.6)
             ax.errorbar(i, iv.mean, yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], color="0.2", capsize=3, lw=1)
         ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=7)
-        ax.set_title(score, fontsize=9)
+        ax.set_title(score.label, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 
 
-def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparison]]) -> None:
+def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Comparison]]) -> None:
     baseline = doc["baseline"]
     with report_style():
         atomic_bytes(out / "differences.png", png_bytes(_differences_figure(comparisons, baseline)))
@@ -93,11 +102,9 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[str, Comparis
     for arm, scores in comparisons.items():
         lines += ["", f"## {arm} against {baseline}", "",
                   f"| score | better | {arm} | {baseline} | difference | outcome |", "|---|---|---|---|---|---|"]
-        from nw2.model.evaluate import higher_is_better
-
         for score, c in scores.items():
-            better = "higher" if higher_is_better(score) else "lower"
-            lines.append(f"| {score} | {better} | {_fmt(c.a.mean)} [{_fmt(c.a.lo)}, {_fmt(c.a.hi)}] | "
+            better = "higher" if score.higher_is_better else "lower"
+            lines.append(f"| {score.label} | {better} | {_fmt(c.a.mean)} [{_fmt(c.a.lo)}, {_fmt(c.a.hi)}] | "
                          f"{_fmt(c.b.mean)} [{_fmt(c.b.lo)}, {_fmt(c.b.hi)}] | "
                          f"{_fmt(c.diff.mean)} [{_fmt(c.diff.lo)}, {_fmt(c.diff.hi)}] | **{c.outcome}** |")
     lines += ["", "`beats`: the whole interval of the difference lies on the better side of 0; `worse`: on the "

@@ -22,14 +22,15 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from nw2.core.errors import Nw2Error
+from nw2.artifacts import Corpus, Run, RunInfo, WindowStore
+from nw2.artifacts.report import EvalReport
+from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
                            experiment_baseline, load_spec)
 
@@ -38,6 +39,9 @@ from .stats import Comparison, compare
 
 __all__ = ["ExperimentResult", "run_experiment"]
 
+if TYPE_CHECKING:
+    from nw2.model.evaluate.summary import ScoreKey
+
 
 
 @dataclass
@@ -45,8 +49,8 @@ class ExperimentResult:
     out: Path
     arms: list[str]
     baseline: str
-    comparisons: dict[str, dict[str, Comparison]]
-    """``{arm: {score: Comparison against the baseline}}``."""
+    comparisons: dict[str, dict[ScoreKey, Comparison]]
+    """``{arm: {score: Comparison against the baseline}}``, in report order (:meth:`ScoreKey.sort_key`)."""
     steps: dict[str, int]
     """Optimizer steps each run took (the first seed's), per arm."""
 
@@ -67,37 +71,36 @@ def _run_name(arm: ArmSpec, seed: int) -> str:
 
 def _store_for(spec: IngestSpec, out: Path, store: str | None, scheduler: str, progress: bool, log) -> Path:
     if store is not None:
-        path = Path(store)
-        if not (path / "store.json").is_file():
-            raise Nw2Error(f"{path}: not a window store (no store.json); build it with nw2 ingest")
-        if not (path / "metrics.json").is_file():
-            raise Nw2Error(f"{path}: the store has no chaos metrics; run nw2 metrics on it first")
-        return path
+        WindowStore.open(store, metrics=True)
+        return Path(store)
     from nw2.pipeline.ingest import ingest
 
     path = out / "store"
-    if not (path / "metrics.json").is_file():
+    if WindowStore(path).metrics_info() is None:
         log(f"ingesting {spec.name} into {path}")
         result = ingest(spec, str(path), scheduler=scheduler, progress=progress, log=log, metrics=True)
         if result.metrics is None or result.metrics.failed:
-            raise Nw2Error(f"{path}: the chaos metrics failed on some parts; see {path}/metrics.json")
+            raise Nw2Error(f"{path}: the chaos metrics failed on some parts; rerun nw2 metrics {path}")
     return path
 
 
-KEY = ".experiment-key.json"
+def _key_file(d: Path) -> Path:
+    """Where the key of ``d`` is kept: beside it, not in it, so the corpus, run or evaluation in ``d``
+    holds only what its own stage wrote (and that stage may check it holds nothing else)."""
+    return d.parent / f".{d.name}.experiment-key.json"
 
 
 def _key_matches(d: Path, key: dict) -> bool:
     """True when ``d`` was made from the same inputs (its key file, written before the work, says so)."""
     try:
-        return json.loads((d / KEY).read_text()) == json.loads(json.dumps(key, sort_keys=True))
+        return d.exists() and json.loads(_key_file(d).read_text()) == json.loads(json.dumps(key, sort_keys=True))
     except (OSError, ValueError):
         return False
 
 
 def _mark(d: Path, key: dict) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_text(d / KEY, json.dumps(key, sort_keys=True))
+    d.parent.mkdir(parents=True, exist_ok=True)
+    atomic_text(_key_file(d), json.dumps(key, sort_keys=True))
 
 
 def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, log) -> Path:
@@ -106,9 +109,9 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
     chosen = balance_from_dict({**arm.balance, "strategy": arm.strategy, "size": arm.size, "fraction": None,
                                 "seed": seed, "weights_only": False}, where=f"experiment arm {arm.name}",
                                base=spec.balance)
-    key = {"store": json.loads((store / "metrics.json").read_text()).get("fingerprints"),
+    key = {"store": WindowStore(store).metrics_info().fingerprints,
            "balance": dataclasses.asdict(chosen)}
-    if (dest / "corpus.json").is_file() and _key_matches(dest, key):
+    if Corpus(dest).is_corpus() and _key_matches(dest, key):
         return dest
     log(f"{dest.name}: drawing {arm.size} train windows ({arm.strategy})")
     balance(str(store), str(dest), chosen, overwrite=True, report=False, log=log)
@@ -116,57 +119,90 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
     return dest
 
 
-def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bool, nproc: int, log) -> dict:
-    from nw2.model.data import CorpusLoader
-    from nw2.model.train import _has_weights, _loader_config, prepare, pretrain, resolve
+def _check_run_settings(exp: ExperimentSpec, where: str) -> None:
+    """The ``model:`` and ``train:`` settings of every run checked against ModelConfig and TrainConfig, field
+    names and values, before any work: a typo fails at once, naming the spec file and the field, not after
+    the ingest and the first corpus draw."""
+    from nw2.model.config import ModelConfig, TrainConfig, load_model_config
+
+    for section, cls, values, not_settings in (("model", ModelConfig, exp.model, set()),
+                                               ("train", TrainConfig, exp.train, {"corpus", "out"})):
+        known = sorted({f.name for f in dataclasses.fields(cls)} - not_settings)
+        for name in values:
+            if name not in known:
+                raise SpecError(f"{where}.{section}.{name}: unknown field (known: {', '.join(known)})")
+    for name, value in exp.train.items():
+        try:
+            TrainConfig(corpus="", out="", **{name: value})  # TrainConfig checks each field on its own
+        except Nw2Error as exc:
+            raise SpecError(f"{where}.train.{name}: {exc}") from None
+    try:
+        base = load_model_config(exp.config)
+    except Nw2Error as exc:
+        raise SpecError(f"{where}.config: {exc}") from None
+    try:
+        base.replace(**exp.model)  # ModelConfig's messages name the field (some checks relate two fields)
+    except ValueError as exc:
+        raise SpecError(f"{where}.model: {exc}") from None
+
+
+def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bool, nproc: int, log) -> RunInfo:
+    from nw2.model.train import prepare, pretrain, resolve, steps_per_epoch
 
     overrides = {**exp.model, **exp.train, "seed": seed, "val_split": None}
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": 1})
-    weighted = _has_weights(str(corpus)) if cfg.weighted is None else cfg.weighted
-    samples = CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, weighted), 0, 1).expected_samples()
     # the budget is a number of optimizer steps: a corpus half the size gets twice the epochs
-    per_epoch = max(1, math.ceil(samples / nproc / (cfg.batch_size * cfg.accum_iter)))
+    per_epoch = steps_per_epoch(model_cfg, cfg, nproc)
     epochs = max(1, round(exp.steps / per_epoch))
-    key = {"corpus": json.loads((corpus / "corpus.json").read_text())["content_sha256"], "config": exp.config,
+    key = {"corpus": Corpus.open(corpus).info().content_sha256, "config": exp.config,
            "overrides": {**overrides, "epochs": epochs}, "nproc": nproc}
-    meta_path = run / "run.json"
     if _key_matches(run, key):
-        if meta_path.is_file() and json.loads(meta_path.read_text()).get("status") == "finished":
-            return json.loads(meta_path.read_text())
+        done = Run(run).info()
+        if done is not None and done.finished:
+            return done
     elif run.exists():
-        shutil.rmtree(run)  # made from other inputs: start again
+        Run(run).clear()  # made from other inputs: start again (only what nw2 pretrain wrote is removed)
     _mark(run, key)
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": epochs}, resume=True)
     log(f"{run.name}: pretraining {epochs} epochs of ~{per_epoch} steps")
     pretrain(prepare(model_cfg, cfg, resume=True), nproc=nproc, progress=progress, log=log)
-    return json.loads(meta_path.read_text())
+    return Run(run).require_info()
 
 
-def _evaluate(run: Path, meta: dict, store: Path, exp: ExperimentSpec, dest: Path, progress: bool, log):
+def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: Path, progress: bool, log):
     """``(summary, per-window frame)`` of a run on the experiment's windows, reused when already made."""
     import polars as pl
 
     from nw2.model.evaluate import evaluate
+    from nw2.model.evaluate.stage import FORMAT, VERSION
 
-    key = {"params": meta["param_digests"][0], "split": exp.eval_split,
+    key = {"params": meta.param_digests[0], "split": exp.eval_split,
            "horizons": list(exp.horizons) if exp.horizons else None, "max_windows": exp.max_windows}
-    frame_path, metrics_path = dest / "per_window.parquet", dest / "metrics.json"
-    if _key_matches(dest, key) and frame_path.is_file() and metrics_path.is_file():
-        return json.loads(metrics_path.read_text())["summary"], pl.read_parquet(frame_path)
+    frame_path = dest / "per_window.parquet"
+    metrics = EvalReport(dest).metrics() if _key_matches(dest, key) and frame_path.is_file() else None
+    if metrics is not None:
+        if (metrics.get("format"), metrics.get("version")) == (FORMAT, VERSION):  # an older summary: redo it
+            return metrics["summary"], pl.read_parquet(frame_path)
+    frame_path.unlink(missing_ok=True)  # written by this workflow beside the report, not by nw2 evaluate
     result = evaluate(run, store, split=exp.eval_split, horizons=list(exp.horizons) if exp.horizons else None,
                       out=dest, max_windows=exp.max_windows, seed=0, progress=progress, log=log)
     result.per_window.write_parquet(frame_path)
     _mark(dest, key)
-    return dict(result.summary), result.per_window
+    return result.summary, result.per_window
 
 
-def _scores(summary: dict) -> dict:
-    """The model's own scores (baseline scores are the same for every arm: the windows are the same)."""
-    return {k: v for k, v in summary.items() if not k.startswith("baseline_") and v is not None}
+def _scores(summary: dict) -> dict[ScoreKey, float]:
+    """The model's own scores, each the mean over horizons (a baseline's scores are the same for every arm: the
+    windows are the same)."""
+    from nw2.model.evaluate.summary import score_keys, score_value
+
+    values = {k: score_value(summary, k) for k in score_keys(summary) if not k.is_baseline}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _per_window(frame) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Per-window scores averaged over horizons: ``{score: (window ids, values)}`` in window-id order."""
+    """Per-window scores averaged over horizons: ``{column: (window ids, values)}`` in window-id order (the
+    columns of ``EvalResult.per_window``; :func:`per_window_column` names the one of a score)."""
     import polars as pl
 
     out = {}
@@ -183,13 +219,14 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
                    scheduler: str = "local", nproc: int = 1, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """Run (or finish) the experiment of the spec's ``experiment:`` section into ``out``."""
-    from nw2.model.evaluate import higher_is_better
+    from nw2.model.evaluate.summary import ScoreKey, per_window_column
 
     from .report import write_report
 
     log = log or (lambda m: None)
     spec = load_spec(spec_path)
     exp = spec.experiment
+    _check_run_settings(exp, where=f"{spec_path}: experiment")
     arms = experiment_arms(exp, spec.balance, where=f"{spec_path}: experiment")
     baseline = experiment_baseline(exp, arms)
     if len(exp.seeds) < 3:
@@ -198,7 +235,8 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
     out.mkdir(parents=True, exist_ok=True)
     store_path = _store_for(spec, out, store, scheduler, progress, log)
 
-    summaries: dict[str, list[dict]] = {a.name: [] for a in arms}
+    summaries: dict[str, list[dict]] = {a.name: [] for a in arms}  # each run's summary, as evaluate wrote it
+    values: dict[str, list[dict[ScoreKey, float]]] = {a.name: [] for a in arms}
     windows: dict[str, list[dict]] = {a.name: [] for a in arms}
     steps: dict[str, list[int]] = {a.name: [] for a in arms}
     for arm in arms:
@@ -206,32 +244,36 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
             name = _run_name(arm, seed)
             corpus = _corpus(store_path, arm, seed, spec, out / "corpora" / name, log)
             meta = _train(corpus, out / "runs" / name, exp, seed, progress, nproc, log)
-            steps[arm.name].append(int(meta["steps"]))
+            steps[arm.name].append(int(meta.steps))
             summary, frame = _evaluate(out / "runs" / name, meta, store_path, exp, out / "evals" / name,
                                        progress, log)
-            summaries[arm.name].append(_scores(summary))
+            summaries[arm.name].append(summary)
+            values[arm.name].append(_scores(summary))
             windows[arm.name].append(_per_window(frame))
 
-    comparisons: dict[str, dict[str, Comparison]] = {}
+    comparisons: dict[str, dict[ScoreKey, Comparison]] = {}
     table: dict[str, dict] = {}
     for arm in arms:
         if arm.name == baseline:
             continue
         comparisons[arm.name] = {}
-        for score in sorted(set.intersection(*(set(s) for s in summaries[arm.name] + summaries[baseline]))):
+        shared = set.intersection(*(set(v) for v in values[arm.name] + values[baseline]))
+        for score in sorted(shared, key=ScoreKey.sort_key):
             a_w, b_w = windows[arm.name], windows[baseline]
-            if all(score in w for w in a_w + b_w):  # a score with a value per window
-                ids = sorted(set.intersection(*(set(w[score][0]) for w in a_w + b_w)))
+            column = (per_window_column(score.name, score.metric)
+                      if score.section == "forecast" and score.horizon is None else None)
+            if column is not None and all(column in w for w in a_w + b_w):  # a score with a value per window
+                ids = sorted(set.intersection(*(set(w[column][0]) for w in a_w + b_w)))
                 if not ids:
                     continue
-                A = np.stack([_align(w[score], ids) for w in a_w])
-                B = np.stack([_align(w[score], ids) for w in b_w])
+                A = np.stack([_align(w[column], ids) for w in a_w])
+                B = np.stack([_align(w[column], ids) for w in b_w])
             else:
-                A = np.array([s[score] for s in summaries[arm.name]], dtype=np.float64)
-                B = np.array([s[score] for s in summaries[baseline]], dtype=np.float64)
+                A = np.array([v[score] for v in values[arm.name]], dtype=np.float64)
+                B = np.array([v[score] for v in values[baseline]], dtype=np.float64)
                 if not (np.isfinite(A).all() and np.isfinite(B).all()):
                     continue
-            comparisons[arm.name][score] = compare(A, B, higher_is_better(score), n_boot=exp.bootstrap,
+            comparisons[arm.name][score] = compare(A, B, score.higher_is_better, n_boot=exp.bootstrap,
                                                    confidence=exp.confidence, seed=0)
     for arm in arms:
         table[arm.name] = {"strategy": arm.strategy, "size": arm.size, "steps": steps[arm.name],
@@ -241,7 +283,9 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
     doc = {"spec": str(Path(spec_path)), "store": str(store_path), "baseline": baseline,
            "seeds": list(exp.seeds), "budget_steps": exp.steps, "eval_split": exp.eval_split,
            "bootstrap": exp.bootstrap, "confidence": exp.confidence, "arms": table,
-           "comparisons": {arm: {score: dataclasses.asdict(c) for score, c in scores.items()}
+           "comparisons": {arm: [{"score": score.to_dict(), "label": score.label,
+                                  "higher_is_better": score.higher_is_better, **dataclasses.asdict(c)}
+                                 for score, c in scores.items()]
                            for arm, scores in comparisons.items()},
            "headline": result.headline()}
     atomic_text(out / "experiment.json", json.dumps(_rounded(doc), indent=2, sort_keys=True) + "\n")

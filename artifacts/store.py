@@ -1,0 +1,279 @@
+"""The window store: its Parquet schema, its metadata files as types, parts, completion markers.
+
+Layout of a store directory (any fsspec URL; ``docs/window_store.md`` is the contract)::
+
+    store.json              StoreInfo: format, schema version, the settings that built it, their fingerprint
+    manifest.json           Manifest: one entry per input file: status, reason, checksum, counts
+    metrics.json            MetricsInfo: what the metric columns hold (written by nw2 metrics)
+    data/part-<piece>.parquet   the windows of one work piece
+    _progress/<piece>.json  completion marker with that piece's stats (merged into the manifest)
+
+A part is written under a temporary name and moved into place, then its marker is written: a piece with a
+marker is finished, and a rerun skips it. Only :class:`WindowStore` names these files.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nw2.core.errors import ArtifactError, Nw2Error, NotAnArtifactError, OverwriteRefusedError
+from nw2.core.files import Folder
+from nw2.core.hashing import sha256_file, sha256_json
+
+from ._meta import Meta
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
+           "WindowStore", "check_reachable", "parquet_bytes"]
+
+SCHEMA_VERSION = 2  # 2: metrics_undefined is a list<struct<metric, kind, detail>> (was "name: reason; ..." text)
+FORMAT = "nw2-window-store"
+
+SCHEMA = pa.schema([
+    pa.field("window_id", pa.string(), nullable=False),
+    pa.field("group_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("record", pa.string(), nullable=False),
+    pa.field("channel", pa.string(), nullable=False),
+    pa.field("modality", pa.string(), nullable=False),
+    pa.field("unit", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("fs", pa.float64(), nullable=False),
+    pa.field("source_fs", pa.float64(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("start_time", pa.timestamp("us", tz="UTC")),
+    pa.field("length", pa.int32(), nullable=False),
+    pa.field("scale", pa.float64(), nullable=False),
+    pa.field("offset", pa.float64(), nullable=False),
+    pa.field("missing_fraction", pa.float32(), nullable=False),
+    pa.field("label", pa.string()),
+    pa.field("annotations", pa.list_(pa.string()), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("samples", pa.list_(pa.float32()), nullable=False),
+], metadata={b"nw2.schema_version": str(SCHEMA_VERSION).encode()})
+
+#: Rows per Parquet row group: about 4 MB of float32 samples at 1024 samples per window.
+ROW_GROUP_SIZE = 1024
+#: Columns stored with dictionary encoding (few distinct values).
+_DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source"]
+
+STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
+PARTS = "data/part-*.parquet"
+
+
+@dataclass(frozen=True)
+class StoreInfo(Meta):
+    """``store.json``: what built the store. Written first, so a store that has it is one (finished or not)."""
+
+    FILE = STORE_JSON
+
+    format: str
+    """Always ``nw2-window-store``."""
+    schema_version: int
+    """Version of the part schema (``SCHEMA_VERSION``)."""
+    nw2_version: str
+    spec_fingerprint: str
+    """Fingerprint of the settings below: a rerun with other settings needs ``--overwrite``."""
+    preprocess: dict
+    windows: dict
+    split: dict
+
+
+@dataclass(frozen=True)
+class Manifest(Meta):
+    """``manifest.json``: one entry per input (``path``, ``dataset``, ``status``, ``reason``, checksum and
+    counts; ``docs/window_store.md``), sorted by path and dataset."""
+
+    FILE = MANIFEST_JSON
+
+    schema_version: int
+    inputs: list
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.inputs if e["status"] == status)
+
+
+@dataclass(frozen=True)
+class MetricsInfo(Meta):
+    """``metrics.json``: what the store's metric columns hold. It describes the store, not the run that
+    wrote it, so a rerun that changes nothing writes the same bytes."""
+
+    FILE = METRICS_JSON
+
+    metrics_version: int
+    engine: str
+    names: list
+    params: dict
+    fingerprints: dict
+    """Per metric, the fingerprint of its name, parameters, engine and version."""
+    parts: int
+    rows: int
+    failed_parts: list
+    """``{"part", "error"}`` of every part the metrics failed on."""
+    defined: dict
+    undefined: dict
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as a Parquet file with the settings of every part nw2 writes (stores and corpora): row groups
+    of ``ROW_GROUP_SIZE`` rows, zstd, dictionary encoding of the few-valued string columns."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=ROW_GROUP_SIZE, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+    return buf.getvalue()
+
+
+def check_reachable(url: str, scheduler: str) -> None:
+    """Refuse a ``memory://`` store with worker processes: it lives in this process's memory, so what the
+    workers wrote would vanish with them (the run would report windows that no part holds)."""
+    if str(url).startswith("memory://") and (scheduler or "local") != "sync":
+        raise Nw2Error(f"{url}: a memory:// store lives in this process only and worker processes cannot "
+                       f"write to it; use --scheduler sync, or a path or shared URL")
+
+
+class WindowStore(Folder):
+    """A window store at ``url`` (a local path or any fsspec URL).
+
+    ``WindowStore(url)`` only names the place; :meth:`open` checks that a store is there, and
+    :meth:`prepare` makes ``url`` ready for ``nw2 ingest``."""
+
+    kind = "store"
+
+    # -- opening -----------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, url: str, metrics: bool = False) -> "WindowStore":
+        """The store at ``url``, checked: it exists, has ``store.json`` and parts; with ``metrics``, also a
+        ``metrics.json`` with no failed part. Raises a one-line :class:`ArtifactError` otherwise."""
+        store = cls(url)
+        if not store.exists(STORE_JSON):
+            if not store.exists():
+                raise NotAnArtifactError(url, "no such store", missing=True)
+            raise NotAnArtifactError(url, "not a window store (no store.json); build one with nw2 ingest")
+        if not store.parts():
+            raise ArtifactError(url, "empty store (no parts in data/); ingest some recordings first")
+        if metrics:
+            info = store.metrics_info()
+            if info is None:
+                raise ArtifactError(url, f"the store has no metric columns; run nw2 metrics {url} first")
+            if info.failed_parts:
+                first = info.failed_parts[0]
+                raise ArtifactError(url, f"nw2 metrics failed on {len(info.failed_parts)} part(s) "
+                                         f"({first['part']}: {first['error']}); rerun nw2 metrics {url} first")
+        return store
+
+    def is_store(self) -> bool:
+        return self.exists(STORE_JSON)
+
+    def prepare(self, spec_fingerprint: str, overwrite: bool) -> None:
+        """Make the place ready for ``nw2 ingest`` with settings of ``spec_fingerprint``: a new or empty
+        directory, or a store built with the same settings (whose finished pieces a rerun skips); with
+        ``overwrite``, a store is emptied first. A non-empty directory that is no store is refused, with or
+        without ``overwrite``: nw2 never deletes what it cannot prove it wrote."""
+        if not self.is_store():
+            if not self.is_empty():
+                if not self.isdir():
+                    raise OverwriteRefusedError(self.url, "exists and is not a directory")
+                raise OverwriteRefusedError(
+                    self.url, "exists, is not empty and holds no window store (no store.json); nw2 writes a "
+                              "store only into a new or empty directory or an existing store: choose another --out")
+            return
+        if overwrite:
+            self.clear()
+            return
+        if self.info().spec_fingerprint != spec_fingerprint:
+            raise OverwriteRefusedError(self.url, "was built with other preprocessing, window or split settings; "
+                                                  "pass --overwrite to rebuild it or choose another --out")
+
+    def clear(self) -> None:
+        """Remove what nw2 wrote here (``--overwrite``): the metadata files, the parts, the markers and their
+        temporary files, by name. Anything else in the directory stays where it is."""
+        if not self.is_store():
+            raise OverwriteRefusedError(self.url, "holds no window store (no store.json); nothing of it is deleted")
+        owned = [STORE_JSON, MANIFEST_JSON, METRICS_JSON, *self.glob(PARTS), *self.glob("data/.tmp-*"),
+                 *self.glob("_progress/*.json"), *self.glob("_progress/.tmp-*"), *self.glob(".tmp-*")]
+        # store.json last: until it goes, the directory still says it is a store a rerun can clear
+        self.remove([rel for rel in owned if rel != STORE_JSON] + [STORE_JSON])
+
+    # -- metadata ----------------------------------------------------------------------------------------
+    def _read_meta(self, kind: type[Meta], rel: str) -> Any:
+        try:
+            data = self.read_json(rel)
+        except ValueError:
+            raise ArtifactError(self.url, f"{rel} is not valid JSON") from None
+        return kind.from_dict(data, where=self.path(rel))
+
+    def info(self) -> StoreInfo:
+        return self._read_meta(StoreInfo, STORE_JSON)
+
+    def write_info(self, info: StoreInfo) -> None:
+        self.write_json(STORE_JSON, info.to_dict())
+
+    def manifest(self) -> Manifest | None:
+        return self._read_meta(Manifest, MANIFEST_JSON) if self.exists(MANIFEST_JSON) else None
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_json(MANIFEST_JSON, manifest.to_dict())
+
+    def metrics_info(self) -> MetricsInfo | None:
+        return self._read_meta(MetricsInfo, METRICS_JSON) if self.exists(METRICS_JSON) else None
+
+    def write_metrics_info(self, info: MetricsInfo) -> None:
+        self.write_json(METRICS_JSON, info.to_dict())
+
+    def settings_sha256(self) -> str:
+        """sha256 of ``store.json``'s bytes: the settings the store was built with (a run trained on a store
+        records it, as a corpus's ``content_sha256`` is recorded)."""
+        return sha256_file(self.path(STORE_JSON), fs=self.fs)[0]
+
+    def fingerprint(self, parts: list[str] | None = None) -> str:
+        """A content address of the store, cheap to compute: sha256 over ``store.json``'s spec fingerprint,
+        ``metrics.json``'s metric fingerprints and the sorted part names with their byte sizes. The store's
+        location is not part of it, so a moved or copied store keeps its fingerprint."""
+        parts = self.parts() if parts is None else parts
+        spec = self.info().spec_fingerprint if self.is_store() else None
+        metrics = self.metrics_info()
+        listing = [[posixpath.basename(p), self.size(p)] for p in sorted(parts)]
+        return sha256_json({"spec_fingerprint": spec,
+                            "metrics_fingerprints": metrics.fingerprints if metrics else {}, "parts": listing})
+
+    # -- parts -------------------------------------------------------------------------------------------
+    def parts(self) -> list[str]:
+        """Relative paths (``data/part-*.parquet``) of every part, sorted."""
+        return self.glob(PARTS)
+
+    def write_part(self, piece_id: str, table: pa.Table) -> str:
+        """Write one piece's windows as ``data/part-<piece_id>.parquet``; returns the relative path."""
+        rel = f"data/part-{piece_id}.parquet"
+        self.write_table(rel, table)
+        return rel
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        """Write (or atomically replace) a part with the store's Parquet settings."""
+        self.write_bytes(rel, parquet_bytes(table))
+
+    def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        with self.open_file(rel, "rb") as fh:
+            return pq.read_table(fh, columns=columns)
+
+    def schema_of(self, rel: str) -> pa.Schema:
+        """A part's schema with its metadata, from the Parquet footer alone."""
+        with self.open_file(rel, "rb") as fh:
+            return pq.read_schema(fh)
+
+    # -- completion markers ------------------------------------------------------------------------------
+    @staticmethod
+    def marker(piece_id: str) -> str:
+        return f"_progress/{piece_id}.json"
+
+    def finished(self, piece_id: str) -> dict | None:
+        """The stats of a finished piece, or ``None`` when it has not completed."""
+        rel = self.marker(piece_id)
+        return self.read_json(rel) if self.exists(rel) else None
+
+    def finish(self, piece_id: str, stats: dict) -> None:
+        self.write_json(self.marker(piece_id), stats)
