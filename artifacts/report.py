@@ -9,9 +9,10 @@ from typing import Callable, TypeVar
 from nw2.core.errors import ArtifactError, OverwriteRefusedError
 from nw2.core.files import Folder, publish_directory
 
-__all__ = ["EvalReport"]
+__all__ = ["EvalReport", "METRICS_JSON", "SPEED_JSON"]
 
-METRICS_JSON = "metrics.json"
+#: The report's numbers (it lists every file of the report) and its speed figures.
+METRICS_JSON, SPEED_JSON = "metrics.json", "speed.json"
 T = TypeVar("T")
 
 

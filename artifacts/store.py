@@ -146,15 +146,15 @@ class WindowStore(Folder):
 
     # -- opening -----------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, url: str, metrics: bool = False) -> "WindowStore":
-        """The store at ``url``, checked: it exists, has ``store.json`` and parts; with ``metrics``, also a
-        ``metrics.json`` with no failed part. Raises a one-line :class:`ArtifactError` otherwise."""
+    def open(cls, url: str, metrics: bool = False, parts: bool = True) -> "WindowStore":
+        """The store at ``url``, checked: it exists, has ``store.json`` and (with ``parts``) parts; with
+        ``metrics``, also a ``metrics.json`` with no failed part. One-line :class:`ArtifactError` otherwise."""
         store = cls(url)
         if not store.exists(STORE_JSON):
             if not store.exists():
                 raise NotAnArtifactError(url, "no such store", missing=True)
             raise NotAnArtifactError(url, "not a window store (no store.json); build one with nw2 ingest")
-        if not store.parts():
+        if parts and not store.parts():
             raise ArtifactError(url, "empty store (no parts in data/); ingest some recordings first")
         if metrics:
             info = store.metrics_info()

@@ -126,6 +126,10 @@ def test_an_empty_store_and_a_directory_that_is_no_store(demo_store, tmp_path):
     assert "empty store" in one_line(err, empty)
     with pytest.raises(Nw2Error) as err:
         load_rows(str(tmp_path / "nothing"), DEFAULT_METRICS)
+    assert "no such store" in one_line(err, tmp_path / "nothing")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(Nw2Error) as err:
+        load_rows(str(tmp_path / "nothing"), DEFAULT_METRICS)
     assert "not a window store" in one_line(err, tmp_path / "nothing")
     with pytest.raises(Nw2Error, match="no metrics chosen"):
         load_rows(str(demo_store), [])

@@ -236,7 +236,10 @@ def test_bad_requests_get_one_line_errors(store, tmp_path):
     engine = nw2("metrics", store, "--engine", "fast", "--scheduler", "sync")
     assert engine.exit_code == 1 and "unknown engine 'fast'" in engine.output
     missing = nw2("metrics", tmp_path / "nothing", "--scheduler", "sync")
-    assert missing.exit_code == 1 and "not a window store" in missing.output
+    assert missing.exit_code == 1 and "no such store" in missing.output
+    (tmp_path / "nothing").mkdir()
+    missing = nw2("metrics", tmp_path / "nothing", "--scheduler", "sync")
+    assert missing.exit_code == 1 and "not a window store (no store.json)" in missing.output
     spec = write_spec(tmp_path, {"params": {"dfa": {"window": 3}}})
     bad_param = nw2("metrics", store, "--spec", spec, "--scheduler", "sync")
     assert bad_param.exit_code == 1 and "unknown parameter 'window'" in bad_param.output

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from nw2.pipeline import __version__
-from nw2.artifacts.report import EvalReport
+from nw2.artifacts.report import METRICS_JSON, SPEED_JSON, EvalReport
 from nw2.artifacts.run import Run
 from nw2.core.errors import EmptySplitError, Nw2Error
 from nw2.core.files import json_text
@@ -162,9 +162,9 @@ def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int =
     def write(folder) -> None:
         tmp = Path(folder.root)
         files = write_report(tmp, metrics, fc["examples"], proto)
-        metrics["files"] = sorted(["metrics.json", "speed.json"] + files)
-        (tmp / "metrics.json").write_text(dumps(metrics))
-        (tmp / "speed.json").write_text(json_text(speed))
+        metrics["files"] = sorted([METRICS_JSON, SPEED_JSON] + files)
+        (tmp / METRICS_JSON).write_text(dumps(metrics))
+        (tmp / SPEED_JSON).write_text(json_text(speed))
 
     EvalReport.publish(out_dir, write)
     return EvalResult(out_dir, metrics, json.loads(json.dumps(metrics["summary"])), per_window, speed)

@@ -63,15 +63,11 @@ def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str]
     Local stores are scanned by polars directly; any other fsspec URL is read part by part with
     pyarrow (the same columns only) and handed to polars.
     """
-    store = WindowStore(store_url)
     metrics = list(metrics)
     if not metrics:
         raise Nw2Error(f"{store_url}: no metrics chosen to balance on")
+    store = WindowStore.open(store_url)
     parts = store.parts()
-    if not parts:
-        what = ("not a window store (no store.json, no data/part-*.parquet); build one with nw2 ingest"
-                if not store.is_store() else "empty store: no data/part-*.parquet")
-        raise Nw2Error(f"{store_url}: {what}")
     counts, columns = _footers(store, parts)
     known = _known_metrics()
     everywhere = set.intersection(*columns)

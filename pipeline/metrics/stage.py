@@ -185,9 +185,7 @@ class MetricsResult:
 
 def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResult:
     """Run the stage on an executor that is already running (``nw2 ingest`` shares its cluster)."""
-    store = WindowStore(store_url)
-    if not store.is_store():
-        raise Nw2Error(f"{store_url}: not a window store (no store.json); build one with nw2 ingest")
+    store = WindowStore.open(store_url, parts=False)
     parts = store.parts()
     results = ex.map(process_part, parts, desc="metrics", store_url=store.url, plan=plan)
     _write_summary(store, plan, results)
