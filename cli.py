@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from nw2.core.errors import Nw2Error
-from nw2.model.cli_options import PRETRAIN_FLAGS, with_config_options
+from nw2.model.cli_options import EVALUATE_FLAGS, PRETRAIN_FLAGS, with_config_options
 
 app = typer.Typer(help="nw2: curate physiological signals into a chaos-balanced corpus for world models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -126,14 +126,17 @@ def metrics(
     """Add or refresh chaos-metric columns in every part of a store.
 
     Parts already computed with the same metrics, parameters and engine are skipped."""
+    import dataclasses
+
     from nw2.pipeline.metrics.stage import compute_metrics
     from nw2.pipeline.spec import MetricsSpec, load_spec
 
     try:
         section = load_spec(spec_path).metrics if spec_path else MetricsSpec()
-        chosen = [n.strip() for n in names.split(",") if n.strip()] if names else section.names
-        result = compute_metrics(store, chosen, section.params, engine or section.engine, scheduler=scheduler,
-                                 workers=workers, progress=progress)
+        chosen = [n.strip() for n in names.split(",") if n.strip()] if names else None
+        section = dataclasses.replace(section, names=tuple(chosen) if chosen else section.names,
+                                      engine=engine or section.engine)
+        result = compute_metrics(store, section, scheduler=scheduler, workers=workers, progress=progress)
     except Nw2Error as err:
         _fail(str(err))
     _report_metrics(result)
@@ -261,28 +264,21 @@ def pretrain(
 
 
 @app.command()
+@with_config_options(EVALUATE_FLAGS, before="progress", defaults=True)  # the EvalConfig flags
 def evaluate(
     run: str = typer.Argument(..., help="Run directory written by nw2 pretrain (RUN/model is loaded)."),
     data: str = typer.Option(..., "--data", "-d", help="Window store or corpus to evaluate on."),
-    split: str = typer.Option("test", "--split", help="Split(s) to evaluate, comma-separated (val,test)."),
-    horizons: Optional[str] = typer.Option(None, "--horizons", help="Forecast horizons in samples, comma-separated (default: one patch, two, four, ... up to half the model window)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report directory (default RUN/eval-<split>); an earlier report there is replaced."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Windows per model batch."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Evaluate a seeded uniform sample of this many windows."),
-    adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Also score the model with test-time adaptation."),
-    probe: bool = typer.Option(True, "--probe/--no-probe", help="Fit linear probes on frozen embeddings (train split -> evaluated split)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the --max-windows sample and the probes' train sample."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    **options: Any,
 ) -> None:
     """Score a trained model's forecasts against baselines on held-out windows, and fit linear probes.
 
     Time, frequency and latent domains, by dataset, modality and dynamical regime; writes a report."""
-    from nw2.model.evaluate import describe
+    from nw2.model.evaluate import EvalConfig, describe
     from nw2.model.evaluate import evaluate as run_evaluate
 
     try:
-        result = run_evaluate(run, data, split=split, horizons=horizons, out=out, batch_size=batch_size,
-                              max_windows=max_windows, adapt=adapt, probe=probe, seed=seed, progress=progress,
+        result = run_evaluate(run, data, EvalConfig(**options), progress=progress,
                               log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))

@@ -81,12 +81,12 @@ def main() -> None:
                 run = Path(tmp) / "run"
                 m, c = resolve(corpus, run, "tiny", {"epochs": args.epochs})
                 pretrain(prepare(m, c), progress=False, log=lambda s: None)
-        from nw2.model.evaluate import evaluate
+        from nw2.model.evaluate import EvalConfig, evaluate
 
-        evaluate(run, data, split=args.split, out=Path(tmp) / "warm", batch_size=args.batch_size, progress=False,
-                 max_windows=64)  # warm-up: imports, first model calls
-        result = evaluate(run, data, split=args.split, out=Path(tmp) / "eval", batch_size=args.batch_size,
-                          progress=False)
+        config = EvalConfig(split=args.split, batch_size=args.batch_size)
+        evaluate(run, data, config.replace(out=Path(tmp) / "warm", max_windows=64),
+                 progress=False)  # warm-up: imports, first model calls
+        result = evaluate(run, data, config.replace(out=Path(tmp) / "eval"), progress=False)
         speed = result.speed
         horizon = max(result.metrics["protocol"]["horizons"])
         ref = bare_predict_rate(run, data, args.split, args.batch_size, horizon)

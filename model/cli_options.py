@@ -1,12 +1,15 @@
-"""Command-line options made from config dataclass fields: ``nw2 pretrain``'s model and training flags.
+"""Command-line options made from config dataclass fields: ``nw2 pretrain``'s model and training flags, and
+``nw2 evaluate``'s options.
 
 Each option's type comes from its field's annotation (``int``, ``float``, ``str``, a bool as a ``--x/--no-x``
-flag; a ``Literal`` field takes a string, checked by the config itself), and every option defaults to None,
-"not given": the preset, config file or saved run then decides, so the help shows no default of its own. The
-help texts below are the command line's (shorter than the field docstrings; some name the field's default).
+flag; a ``Literal`` field, or a union with ``str`` such as ``str | Sequence[str]``, takes a string, checked and
+parsed by the config itself). ``nw2 pretrain``'s options default to None, "not given": the preset, config
+file or saved run then decides, so the help shows no default of its own. ``nw2 evaluate``'s default to their
+field's default, shown in the help (``with_config_options(..., defaults=True)``). The help texts below are the
+command line's (shorter than the field docstrings; some name the field's default).
 
-This module imports no torch (nor does ``nw2.model.config``): the command line builds every command's options
-when it starts, whichever command it runs.
+This module imports no torch (nor do ``nw2.model.config`` and ``nw2.model.evaluate.config``): the command line
+builds every command's options when it starts, whichever command it runs.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, Literal, Optional, Sequence
 
 from .config import ModelConfig, TrainConfig
+from .evaluate.config import EvalConfig
 
-__all__ = ["Flag", "MODEL_FLAGS", "TRAIN_FLAGS", "config_parameters", "with_config_options"]
+__all__ = ["Flag", "MODEL_FLAGS", "TRAIN_FLAGS", "PRETRAIN_FLAGS", "EVAL_FLAGS", "EVALUATE_FLAGS",
+           "config_parameters", "with_config_options"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,9 @@ class Flag:
 
     field: str
     help: str
-    decls: str | None = None
-    """The option's spelling; default ``--field-name``, or ``--field-name/--no-field-name`` for a bool."""
+    decls: str | tuple[str, ...] | None = None
+    """The option's spelling, or spellings (``("--out", "-o")``); default ``--field-name``, or
+    ``--field-name/--no-field-name`` for a bool."""
 
 
 #: ``nw2 pretrain``'s ModelConfig options, in the order of its help (not every field is a flag).
@@ -77,45 +83,75 @@ TRAIN_FLAGS: tuple[Flag, ...] = (
 
 PRETRAIN_FLAGS: tuple[tuple[type, tuple[Flag, ...]], ...] = ((ModelConfig, MODEL_FLAGS), (TrainConfig, TRAIN_FLAGS))
 
+#: ``nw2 evaluate``'s EvalConfig options, in the order of its help (``device`` and ``probe_train_windows`` are
+#: Python-only).
+EVAL_FLAGS: tuple[Flag, ...] = (
+    Flag("split", "Split(s) to evaluate, comma-separated (val,test)."),
+    Flag("horizons", "Forecast horizons in samples, comma-separated (default: one patch, two, four, ... up to "
+                     "half the model window)."),
+    Flag("out", "Report directory (default RUN/eval-<split>); an earlier report there is replaced.", ("--out", "-o")),
+    Flag("batch_size", "Windows per model batch."),
+    Flag("max_windows", "Evaluate a seeded uniform sample of this many windows."),
+    Flag("adapt", "Also score the model with test-time adaptation."),
+    Flag("probe", "Fit linear probes on frozen embeddings (train split -> evaluated split)."),
+    Flag("seed", "Seed of the --max-windows sample and the probes' train sample."),
+)
+
+EVALUATE_FLAGS: tuple[tuple[type, tuple[Flag, ...]], ...] = ((EvalConfig, EVAL_FLAGS),)
+
 
 def _option_type(hint: Any) -> type:
-    """The type an option parses: the field's, without ``None``; a ``Literal``'s values' (a string)."""
+    """The type an option parses: the field's, without ``None``; a ``Literal``'s values' (a string); a string
+    for a union with ``str`` (``str | Sequence[str]``: the config parses it)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is not Literal else []
-    if args:  # X | None
-        return _option_type(args[0]) if len(args) == 1 else str
+    if args:  # X | None, or X | Y (| None)
+        if len(args) == 1:
+            return _option_type(args[0])
+        if str in args:
+            return str
+        raise TypeError(f"no option type for {hint!r}: a union needs str among its types")
     if typing.get_origin(hint) is Literal:
         return type(typing.get_args(hint)[0])
     return hint
 
 
-def config_parameters(cls: type, flags: Sequence[Flag]) -> list[inspect.Parameter]:
-    """Typer parameters (``inspect.Parameter`` with a ``typer.Option`` default) for ``flags`` of ``cls``."""
+def config_parameters(cls: type, flags: Sequence[Flag], defaults: bool = False) -> list[inspect.Parameter]:
+    """Typer parameters (``inspect.Parameter`` with a ``typer.Option`` default) for ``flags`` of ``cls``; each
+    option defaults to None, or with ``defaults`` to its field's default (which the help then shows)."""
     import typer
 
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    by_name = {f.name: f for f in fields(cls)}
     params = []
     for flag in flags:
-        if flag.field not in names:
+        if flag.field not in by_name:
             raise TypeError(f"{cls.__name__} has no field {flag.field!r}")  # a bug in the table above
         kind = _option_type(hints[flag.field])
         dashed = flag.field.replace("_", "-")
         decls = flag.decls or (f"--{dashed}/--no-{dashed}" if kind is bool else f"--{dashed}")
+        default = None
+        if defaults:
+            default = by_name[flag.field].default
+            if default is MISSING:
+                raise TypeError(f"{cls.__name__}.{flag.field} has no default to show")  # a bug in the table
         params.append(inspect.Parameter(flag.field, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        default=typer.Option(None, decls, help=flag.help),
-                                        annotation=Optional[kind]))
+                                        default=typer.Option(default, *(decls if isinstance(decls, tuple)
+                                                                        else (decls,)), help=flag.help),
+                                        annotation=Optional[kind] if default is None else kind))
     return params
 
 
-def with_config_options(groups: Sequence[tuple[type, Sequence[Flag]]], before: str) -> Callable:
+def with_config_options(groups: Sequence[tuple[type, Sequence[Flag]]], before: str, defaults: bool = False
+                        ) -> Callable:
     """Decorate a typer command that takes ``**overrides``: its signature gets one option per flag of
     ``groups`` (placed before its parameter ``before``), and it is called with the options given (not None)
-    in ``overrides``, named by field."""
+    in ``overrides``, named by field. With ``defaults``, each option defaults to its field's default (shown in
+    the help), so ``overrides`` holds every option whose default is not None."""
 
     def decorate(func: Callable) -> Callable:
         sig = inspect.signature(func, eval_str=True)
         own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        generated = [p for cls, flags in groups for p in config_parameters(cls, flags)]
+        generated = [p for cls, flags in groups for p in config_parameters(cls, flags, defaults)]
         clash = {p.name for p in own} & {p.name for p in generated}
         if clash:
             raise TypeError(f"{func.__name__}: parameters named like config fields: {', '.join(sorted(clash))}")

@@ -151,7 +151,7 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
         # Imported here: the metrics package loads Numba (about 110 MB), which ingest alone never needs.
         from nw2.pipeline.metrics.stage import MetricsPlan, run_metrics
 
-        plan = MetricsPlan.build(spec.metrics.names, spec.metrics.params, spec.metrics.engine)
+        plan = MetricsPlan.from_spec(spec.metrics)
     store.write_info(StoreInfo(
         format=FORMAT, schema_version=SCHEMA_VERSION, nw2_version=__version__,
         spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),

@@ -6,7 +6,10 @@ one-line errors for bad input."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,8 @@ import pytest
 
 from helpers import SMALL as TRAIN_SMALL
 from helpers import nw2, ok
-from nw2.model.evaluate import (EvalResult, SUMMARY_HIGHER_IS_BETTER, ScoreKey, ar_forecast, auroc, auroc_ovr,
-                            balanced_accuracy, default_horizons, evaluate, fit_logistic, last_value,
+from nw2.model.evaluate import (EvalConfig, EvalResult, SUMMARY_HIGHER_IS_BETTER, ScoreKey, ar_forecast, auroc,
+                            auroc_ovr, balanced_accuracy, default_horizons, evaluate, fit_logistic, last_value,
                             log_spectral_distance, parse_horizons, per_window_column, score_keys, score_value,
                             seasonal_naive, seasonal_period, spectral_correlation, window_mean)
 from nw2.model.evaluate.probe import run_classification, run_regression
@@ -170,8 +173,9 @@ def test_same_inputs_give_the_same_bytes_and_a_rerun_replaces_only_the_report(re
 
 
 def test_python_api_summary_and_per_window(run, store, tmp_path):
-    result = evaluate(run, store, split="val,test", horizons=[64, 32], out=tmp_path / "r", max_windows=30,
-                      adapt=False, probe=False, progress=False, seed=3)
+    config = EvalConfig(split="val,test", horizons=[64, 32], out=tmp_path / "r", max_windows=30, adapt=False,
+                        probe=False, seed=3)
+    result = evaluate(run, store, config, progress=False)
     assert isinstance(result, EvalResult) and result.out == tmp_path / "r"
     assert result.metrics == json.loads((result.out / "metrics.json").read_text())
     assert result.metrics["data"]["evaluated"] == 30 and result.metrics["data"]["available"] == 108
@@ -223,7 +227,7 @@ def test_python_api_summary_and_per_window(run, store, tmp_path):
 def test_known_answers_end_to_end_on_sines(run, tmp_path):
     rng = np.random.default_rng(0)
     data = write_store(tmp_path / "sines", sines(12, 512, "test", rng))
-    result = evaluate(run, data, out=tmp_path / "r", probe=False, progress=False)
+    result = evaluate(run, data, EvalConfig(out=tmp_path / "r", probe=False), progress=False)
     o = result.metrics["forecast"]["overall"]
     # the context and the truth are contiguous: repeating the last period is exact, and so is AR(16)
     assert o["seasonal_naive"]["mse"] < 1e-10 and result.metrics["forecast"]["seasonal_fallback_windows"] == 0
@@ -242,7 +246,7 @@ def test_a_failed_write_leaves_nothing(run, store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(report_module, "write_report", broken)
     with pytest.raises(Nw2Error, match="cannot write the report"):
-        evaluate(run, store, out=tmp_path / "r", max_windows=8, probe=False, adapt=False, progress=False)
+        evaluate(run, store, EvalConfig(out=tmp_path / "r", max_windows=8, probe=False, adapt=False), progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -262,7 +266,8 @@ def test_bad_input_gives_one_line_errors(run, store, tmp_path):
     one_line_error(nw2("evaluate", run, "--data", store, "--horizons", "0"), "horizon 0 must be positive")
     one_line_error(nw2("evaluate", run, "--data", store, "--horizons", "-32"), "must be positive")
     one_line_error(nw2("evaluate", run, "--data", store, "--horizons", "abc"), "not an integer")
-    one_line_error(nw2("evaluate", run, "--data", store, "--batch-size", "0"), "--batch-size must be positive")
+    one_line_error(nw2("evaluate", run, "--data", store, "--batch-size", "0"),
+                   "--batch-size must be a positive integer, got 0")
     short = write_store(tmp_path / "short", [{"samples": np.zeros(128), "split": "test"}])
     one_line_error(nw2("evaluate", run, "--data", short), "windows of 128 samples are shorter than the model "
                                                            "window (256 samples)")
@@ -275,6 +280,50 @@ def test_bad_input_gives_one_line_errors(run, store, tmp_path):
     shutil.copytree(run / "model", no_model / "model")
     (no_model / "model" / "model.safetensors").write_bytes(b"not weights")
     one_line_error(nw2("evaluate", no_model, "--data", store), "cannot load the model")
+
+
+def test_eval_config_owns_its_defaults_checks_and_the_command_line_options():
+    c = EvalConfig()
+    assert (c.split, c.horizons, c.out, c.batch_size, c.max_windows, c.adapt, c.probe, c.seed, c.device,
+            c.probe_train_windows) == (("test",), None, None, 64, None, True, True, 0, "cpu", 20000)
+    # split and horizons take a comma-separated string or a sequence, kept normalised (and hashable)
+    assert EvalConfig(split="val, test,val").split == EvalConfig(split=["val", "test"]).split == ("val", "test")
+    assert EvalConfig(horizons="64, 32,64").horizons == EvalConfig(horizons=[64, 32]).horizons == (32, 64)
+    assert hash(EvalConfig(horizons=[32])) == hash(EvalConfig(horizons="32"))
+    assert EvalConfig(max_windows=np.int64(5)).max_windows == 5
+    for kwargs, message in [({"batch_size": 0}, "--batch-size must be a positive integer, got 0"),
+                            ({"batch_size": True}, "--batch-size must be a positive integer"),
+                            ({"max_windows": 0}, "--max-windows must be a positive integer"),
+                            ({"seed": -1}, "--seed must be an integer >= 0"),
+                            ({"adapt": "yes"}, "--adapt must be true or false"),
+                            ({"split": " , "}, "--split names no split"),
+                            ({"horizons": ""}, "--horizons names no horizon"),
+                            ({"horizons": "abc"}, "not an integer"),
+                            ({"horizons": [2]}, "too short for its spectrum"),
+                            ({"device": "tpu"}, "EvalConfig.device must be cpu or cuda"),
+                            ({"probe_train_windows": 0}, "EvalConfig.probe_train_windows must be a positive")]:
+        with pytest.raises(Nw2Error, match=re.escape(message)):
+            EvalConfig(**kwargs)
+    with pytest.raises(TypeError, match="must be an EvalConfig"):
+        evaluate("run", "data", {"split": "test"})
+    # nw2 evaluate's options are EvalConfig's fields, with its defaults
+    import typer
+
+    from nw2.cli import app
+
+    command = typer.main.get_command(app).commands["evaluate"]
+    options = {p.name: p for p in command.params}
+    for name in ("split", "horizons", "out", "batch_size", "max_windows", "adapt", "probe", "seed"):
+        default = getattr(EvalConfig, name)
+        assert options[name].default == default, name
+    assert options["out"].opts == ["--out", "-o"]
+
+
+def test_the_config_and_the_command_line_start_without_torch():
+    code = ("import sys, nw2.cli, nw2.model.evaluate; from nw2.model.evaluate import EvalConfig; EvalConfig(); "
+            "assert 'torch' not in sys.modules, 'torch loaded'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_horizons_parse_and_defaults():

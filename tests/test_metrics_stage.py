@@ -19,6 +19,7 @@ from nw2.pipeline.metrics import UNDEFINED_KINDS, compute_all
 from nw2.pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, REASON_TYPE, MetricsPlan, process_part
 from nw2.pipeline.metrics.suite import METRICS
 from nw2.artifacts.store import SCHEMA_VERSION, WindowStore
+from nw2.core.errors import Nw2Error
 
 #: A few metrics keep these tests quick; the suite as a whole is covered in test_metrics_suite.py.
 FEW = ["sample_entropy", "permutation_entropy", "dfa", "katz_fd"]
@@ -117,6 +118,26 @@ def test_rerun_skips_parts_and_changed_parameters_refresh_only_that_metric(store
     x = np.asarray(table["samples"][0].as_py(), np.float32)
     assert table["sample_entropy"][0].as_py() == pytest.approx(
         compute_all(x, 100.0, ["sample_entropy"], {"sample_entropy": {"r": 0.3}})["sample_entropy"], rel=1e-6)
+
+
+def test_the_python_api_takes_a_metrics_spec_and_writes_what_the_command_line_does(store, tmp_path):
+    from nw2.pipeline.metrics.stage import compute_metrics
+    from nw2.pipeline.spec import MetricsSpec
+
+    other = tmp_path / "other"
+    shutil.copytree(store, other)
+    assert nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress").exit_code == 0
+    result = compute_metrics(str(other), MetricsSpec(names=tuple(FEW)), scheduler="sync", progress=False)
+    assert result.plan == MetricsPlan.build(FEW) and result.computed_parts == len(result.parts) and not result.failed
+    assert tree_bytes(other / "data") == tree_bytes(store / "data")
+    assert (other / "metrics.json").read_bytes() == (store / "metrics.json").read_bytes()
+    r = {"sample_entropy": {"r": 0.3}}
+    assert MetricsPlan.from_spec(MetricsSpec(names=tuple(FEW), params=r, engine="reference")) == \
+        MetricsPlan.build(FEW, r, "reference")
+    with pytest.raises(Nw2Error, match="metrics: "):
+        compute_metrics(str(other), MetricsSpec(names=("lyapunov",)), scheduler="sync", progress=False)
+    with pytest.raises(TypeError, match="must be a MetricsSpec"):
+        compute_metrics(str(other), FEW, scheduler="sync", progress=False)
 
 
 def test_an_interrupted_run_resumes_with_the_parts_left(store):

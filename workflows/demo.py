@@ -40,7 +40,7 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
              progress: bool = True, log: Callable[[str], None] | None = None) -> DemoResult:
     """Run (or finish) the demo pipeline into ``out``."""
     from nw2.artifacts import Run
-    from nw2.model.evaluate import evaluate
+    from nw2.model.evaluate import EvalConfig, evaluate
     from nw2.model.train import prepare, pretrain, resolve
     from nw2.pipeline.balance.stage import balance
     from nw2.pipeline.ingest import ingest
@@ -65,7 +65,7 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
     pretrain(prepare(model_cfg, train_cfg, resume=True), nproc=nproc, progress=progress, log=say)
 
     say(f"[4/4] evaluate on the {DEMO_SPLIT} windows of {store}")
-    result = evaluate(run, store, split=DEMO_SPLIT, out=None, progress=progress, log=say)
+    result = evaluate(run, store, EvalConfig(split=DEMO_SPLIT), progress=progress, log=say)
 
     meta = Run(run).require_info()
     s = result.summary

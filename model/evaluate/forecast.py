@@ -32,6 +32,7 @@ import torch
 from nw2.core.errors import Nw2Error
 
 from . import baselines, spectra
+from .config import horizon_values
 
 __all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons", "plan", "Scorer"]
 
@@ -76,30 +77,16 @@ def default_horizons(window_size: int, patch_size: int) -> tuple[int, ...]:
 
 def parse_horizons(horizons, window_size: int, patch_size: int) -> tuple[int, ...]:
     """``None`` (the defaults), a comma-separated string or a sequence of ints -> sorted unique horizons;
-    :class:`Nw2Error` for one that is not an integer, shorter than the spectra need, or longer than half the
-    model window."""
-    if horizons is None:
+    :class:`Nw2Error` for one that is not an integer, shorter than the spectra need
+    (:func:`.config.horizon_values`), or longer than half the model window."""
+    values = horizon_values(horizons)
+    if values is None:
         return default_horizons(window_size, patch_size)
-    items = [t.strip() for t in horizons.split(",") if t.strip()] if isinstance(horizons, str) else list(horizons)
-    if not items:
-        raise Nw2Error("--horizons names no horizon")
-    out = []
-    for item in items:
-        try:
-            h = int(item)
-            if isinstance(item, float) and h != item:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise Nw2Error(f"horizon {item!r} is not an integer number of samples") from None
-        if h < 1:
-            raise Nw2Error(f"horizon {h} must be positive")
-        if h < spectra.MIN_LENGTH:
-            raise Nw2Error(f"horizon {h} is shorter than {spectra.MIN_LENGTH} samples, too short for its spectrum")
+    for h in values:
         if h > window_size // 2:
             raise Nw2Error(f"horizon {h} is longer than half the model window ({window_size // 2} of {window_size} "
                            f"samples)")
-        out.append(h)
-    return tuple(sorted(set(out)))
+    return values
 
 
 def plan(window_size: int, patch_size: int, horizons: tuple[int, ...], min_length: int, adapt: bool,

@@ -1,6 +1,7 @@
 """``nw2 evaluate``: the model against baselines on held-out windows, linear probes, and the report.
 
-:func:`evaluate` checks the run, the data, the split and the horizons before any work; reads the rows of the
+:func:`evaluate` takes its settings as an :class:`~.config.EvalConfig` (checked when it is made), checks the
+run, the data, the split and the model's horizons before any work; reads the rows of the
 evaluated split(s) and streams them through the model and the baselines in batches (:mod:`.forecast`); embeds
 the train split for the probes (:mod:`.probe`); then writes ``metrics.json``, ``speed.json`` and the report
 (:mod:`.report`) into a temporary directory renamed to ``out`` at the end, so a failed run leaves nothing
@@ -28,12 +29,13 @@ from nw2.core.files import json_text
 from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
+from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
 from .data import Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
 from .summary import build_summary, per_window_column
 
-__all__ = ["EvalResult", "evaluate", "REGIME_METRICS", "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS",
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "REGIME_METRICS", "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS",
            "load_run_model", "parse_splits"]
 
 #: Version 2: ``summary`` is nested data (``docs/evaluate.md``; :mod:`.summary`), no longer a flat dict of keys.
@@ -41,8 +43,6 @@ FORMAT, VERSION = "nw2-eval", 2
 #: Chaos metrics whose terciles define the dynamical-regime bins (and the ridge probes' targets).
 REGIME_METRICS = ("largest_lyapunov", "sample_entropy")
 REGIME_BINS = ("low", "mid", "high")
-#: Most train-split windows embedded for the probes (a seeded uniform sample beyond that).
-PROBE_TRAIN_WINDOWS = 20000
 #: Forecast examples drawn in the report.
 EXAMPLES = 4
 #: Significant digits of the floats in metrics.json.
@@ -67,14 +67,6 @@ class EvalResult:
 
 
 # -- inputs -----------------------------------------------------------------------------------------
-def parse_splits(split) -> tuple[str, ...]:
-    items = [s.strip() for s in split.split(",")] if isinstance(split, str) else [str(s).strip() for s in split]
-    items = [s for s in items if s]
-    if not items:
-        raise Nw2Error("--split names no split")
-    return tuple(dict.fromkeys(items))
-
-
 def load_run_model(run, device: str = "cpu"):
     """``(model, run_dir, run_info)`` of a run directory written by ``nw2 pretrain`` (``run_info`` is its
     :class:`~nw2.artifacts.RunInfo`, or ``None`` without ``run.json``); one-line :class:`Nw2Error` when it
@@ -96,45 +88,43 @@ def load_run_model(run, device: str = "cpu"):
 
 
 # -- the evaluation ---------------------------------------------------------------------------------
-def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int = 64, max_windows: int | None = None,
-             adapt: bool = True, probe: bool = True, seed: int = 0, progress: bool = True,
-             log: Callable[[str], None] | None = None, *, device: str = "cpu",
-             probe_train_windows: int = PROBE_TRAIN_WINDOWS) -> EvalResult:
-    """Evaluate the model of ``run`` (``RUN/model``) on the ``split`` rows (``"val,test"`` for several) of the
-    store or corpus ``data``: forecasts at ``horizons`` (default: one patch, two, four, ... up to half the
-    model window) against the truth and the baselines, with and without test-time adaptation (``adapt``), and
-    linear probes on frozen embeddings (``probe``). ``max_windows`` evaluates a seeded uniform sample of that
-    many rows. Writes the report into ``out`` (default ``RUN/eval-<split>``), replacing an earlier report
-    there. Raises :class:`Nw2Error` for unusable input."""
+def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True,
+             log: Callable[[str], None] | None = None) -> EvalResult:
+    """Evaluate the model of ``run`` (``RUN/model``) on the ``config.split`` rows (``"val,test"`` for several)
+    of the store or corpus ``data``: forecasts at ``config.horizons`` (default: one patch, two, four, ... up to
+    half the model window) against the truth and the baselines, with and without test-time adaptation
+    (``config.adapt``), and linear probes on frozen embeddings (``config.probe``). ``config.max_windows``
+    evaluates a seeded uniform sample of that many rows. Writes the report into ``config.out`` (default
+    ``RUN/eval-<split>``), replacing an earlier report there. ``progress`` shows progress bars; ``log`` gets
+    the warnings, one line each. Raises :class:`Nw2Error` for unusable input."""
+    if not isinstance(config, EvalConfig):
+        raise TypeError(f"evaluate: config must be an EvalConfig, got {type(config).__name__}")
+    c = config  # every field checked and normalised already (split: a tuple of names; horizons: ints or None)
     say = log or (lambda message: None)
     started = time.perf_counter()
-    model, run_dir, run_meta = load_run_model(run, device)
+    model, run_dir, run_meta = load_run_model(run, c.device)
     cfg = model.config
-    splits = parse_splits(split)
-    hs = parse_horizons(horizons, cfg.window_size, cfg.patch_size)
-    if int(batch_size) < 1:
-        raise Nw2Error(f"--batch-size must be positive, got {batch_size}")
-    if max_windows is not None and int(max_windows) < 1:
-        raise Nw2Error(f"--max-windows must be positive, got {max_windows}")
+    splits = c.split
+    hs = parse_horizons(c.horizons, cfg.window_size, cfg.patch_size)
     source = open_source(data)
     meta = read_meta(source, splits)
     counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
     for s in splits:
         if not counts.get(s):
             raise EmptySplitError(source.root, s)
-    proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), adapt,
+    proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
                  where=str(source.root))
-    out_dir = Path(out) if out is not None else run_dir / f"eval-{'-'.join(splits)}"
+    out_dir = Path(c.out) if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
     EvalReport.check_destination(out_dir)
 
     available = meta.height
-    if max_windows is not None and available > int(max_windows):
-        idx = np.sort(np.random.default_rng(seed).choice(available, int(max_windows), replace=False))
+    if c.max_windows is not None and available > c.max_windows:
+        idx = np.sort(np.random.default_rng(c.seed).choice(available, c.max_windows, replace=False))
         rows = meta[idx]
     else:
         rows = meta
 
-    fc = _forecast_pass(model, proto, source, rows, int(batch_size), adapt, probe, device, progress)
+    fc = _forecast_pass(model, proto, source, rows, c.batch_size, c.adapt, c.probe, c.device, progress)
     if fc["n"] == 0:
         raise Nw2Error(f"{source.root}: no evaluated window of split {', '.join(splits)} has finite samples")
     if fc["skipped"]:
@@ -143,17 +133,17 @@ def evaluate(run, data, split="test", horizons=None, out=None, batch_size: int =
         say(f"seasonal naive: no period in {fc['fallback']} of {fc['n']} contexts; last value used there")
 
     probe_section, probe_seconds, probe_windows = ({"skipped": "turned off (--no-probe)"}, 0.0, 0)
-    if probe:
+    if c.probe:
         probe_section, probe_seconds, probe_windows = _probe_pass(
-            model, proto, source, fc, splits, int(batch_size), seed, probe_train_windows, progress)
+            model, proto, source, fc, splits, c.batch_size, c.seed, c.probe_train_windows, progress)
         for task, info in probe_section.get("tasks", {}).items():
             if "skipped" in info:
                 say(f"probe {task}: skipped ({info['skipped']})")
         if "skipped" in probe_section:
             say(f"probe: skipped ({probe_section['skipped']})")
 
-    metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, max_windows, proto,
-                                    adapt, seed, fc, probe_section)
+    metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, c.max_windows,
+                                    proto, c.adapt, c.seed, fc, probe_section)
     elapsed = time.perf_counter() - started
     speed = _speed(fc, probe_seconds, probe_windows, elapsed)
 

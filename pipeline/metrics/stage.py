@@ -15,6 +15,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,9 @@ from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import Executor, executor
 from nw2.artifacts.store import SCHEMA_VERSION, MetricsInfo, WindowStore, check_reachable
 from nw2.core.hashing import content_id
+
+if TYPE_CHECKING:  # the spec module (YAML, readers) is not a worker's import
+    from nw2.pipeline.spec import MetricsSpec
 
 #: Parquet metadata key of a part holding ``{metric: fingerprint}`` and the engine.
 METADATA_KEY = b"nw2.metrics"
@@ -51,6 +55,11 @@ class MetricsPlan:
         except ValueError as err:
             raise Nw2Error(f"metrics: {err}") from None
         return cls(tuple(chosen), resolved_params(chosen, params), engine)
+
+    @classmethod
+    def from_spec(cls, spec: "MetricsSpec") -> "MetricsPlan":
+        """The plan of a spec's ``metrics:`` section (its names, parameters and engine)."""
+        return cls.build(spec.names, spec.params, spec.engine)
 
     def fingerprint(self, name: str) -> str:
         """Same metric, parameters, engine and kernel version -> same fingerprint."""
@@ -210,10 +219,15 @@ def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict]) -
     ))
 
 
-def compute_metrics(store_url: str, names=None, params=None, engine: str = "numba", scheduler: str = "local",
-                    workers: int | None = None, progress: bool = True) -> MetricsResult:
-    """``nw2 metrics``: add or refresh metric columns in every part of a store."""
+def compute_metrics(store_url: str, spec: MetricsSpec, scheduler: str = "local", workers: int | None = None,
+                    progress: bool = True) -> MetricsResult:
+    """``nw2 metrics``: add or refresh the metric columns of ``spec`` (its names, parameters and engine; its
+    ``enabled``, which is about ``nw2 ingest``, is not read) in every part of a store."""
+    from nw2.pipeline.spec import MetricsSpec
+
+    if not isinstance(spec, MetricsSpec):
+        raise TypeError(f"compute_metrics: spec must be a MetricsSpec, got {type(spec).__name__}")
     check_reachable(store_url, scheduler)
-    plan = MetricsPlan.build(names, params, engine)
+    plan = MetricsPlan.from_spec(spec)
     with executor(scheduler, workers, progress) as ex:
         return run_metrics(store_url, plan, ex)

@@ -173,7 +173,7 @@ def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: 
     """``(summary, per-window frame)`` of a run on the experiment's windows, reused when already made."""
     import polars as pl
 
-    from nw2.model.evaluate import evaluate
+    from nw2.model.evaluate import EvalConfig, evaluate
     from nw2.model.evaluate.stage import FORMAT, VERSION
 
     key = {"params": meta.param_digests[0], "split": exp.eval_split,
@@ -184,8 +184,9 @@ def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: 
         if (metrics.get("format"), metrics.get("version")) == (FORMAT, VERSION):  # an older summary: redo it
             return metrics["summary"], pl.read_parquet(frame_path)
     frame_path.unlink(missing_ok=True)  # written by this workflow beside the report, not by nw2 evaluate
-    result = evaluate(run, store, split=exp.eval_split, horizons=list(exp.horizons) if exp.horizons else None,
-                      out=dest, max_windows=exp.max_windows, seed=0, progress=progress, log=log)
+    config = EvalConfig(split=exp.eval_split, horizons=list(exp.horizons) if exp.horizons else None, out=dest,
+                        max_windows=exp.max_windows, seed=0)
+    result = evaluate(run, store, config, progress=progress, log=log)
     result.per_window.write_parquet(frame_path)
     _mark(dest, key)
     return result.summary, result.per_window
