@@ -23,10 +23,11 @@ class EvalReport(Folder):
 
     def owned_files(self) -> list[str]:
         """The files of the report, as its ``metrics.json`` lists them (itself included)."""
-        try:
-            files = self.read_json(METRICS_JSON).get("files") or []
-        except (ValueError, AttributeError):
-            raise ArtifactError(self.url, "metrics.json is not an nw2 evaluation's (unreadable JSON)") from None
+        data = self.metrics()
+        files = data.get("files") if isinstance(data, dict) and data.get("format") == "nw2-eval" else None
+        if not isinstance(files, list):
+            raise OverwriteRefusedError(self.url, "metrics.json is not an nw2 evaluation report's (no format "
+                                                  "nw2-eval with its list of files); nothing here is replaced")
         return sorted({METRICS_JSON, *map(str, files)})
 
     def metrics(self) -> dict | None:
@@ -40,7 +41,10 @@ class EvalReport(Folder):
 
     @classmethod
     def check_destination(cls, path: str | os.PathLike) -> None:
-        """``path`` must be missing, empty, or an earlier report holding only the files it lists."""
+        """``path`` must be a local directory: missing, empty, or an earlier report holding only the files
+        it lists."""
+        if "://" in str(path):
+            raise ArtifactError(path, "an evaluation report is written to a local directory, not a URL")
         dest = cls(path)
         if not dest.exists():
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,7 @@ ROW_GROUP_SIZE = 1024
 _DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source"]
 
 STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
+_PIECE_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")
 PARTS = "data/part-*.parquet"
 
 
@@ -194,7 +196,10 @@ class WindowStore(Folder):
         temporary files, by name. Anything else in the directory stays where it is."""
         if not self.is_store():
             raise OverwriteRefusedError(self.url, "holds no window store (no store.json); nothing of it is deleted")
-        owned = [STORE_JSON, MANIFEST_JSON, METRICS_JSON, *self.glob(PARTS), *self.glob("data/.tmp-*"),
+        self.info()  # a store.json that is not nw2's is refused here, before anything goes
+        # parts by their exact name: piece ids are 32 hex digits (data/part-<id>.parquet)
+        parts = [p for p in self.glob(PARTS) if _PIECE_PART.fullmatch(posixpath.basename(p))]
+        owned = [STORE_JSON, MANIFEST_JSON, METRICS_JSON, *parts, *self.glob("data/.tmp-*"),
                  *self.glob("_progress/*.json"), *self.glob("_progress/.tmp-*"), *self.glob(".tmp-*")]
         # store.json last: until it goes, the directory still says it is a store a rerun can clear
         self.remove([rel for rel in owned if rel != STORE_JSON] + [STORE_JSON])
@@ -208,7 +213,15 @@ class WindowStore(Folder):
         return kind.from_dict(data, where=self.path(rel))
 
     def info(self) -> StoreInfo:
-        return self._read_meta(StoreInfo, STORE_JSON)
+        """``store.json``; a file of that name that is not an nw2 store's is refused (never used or deleted)."""
+        try:
+            data = self.read_json(STORE_JSON)
+        except ValueError:
+            raise NotAnArtifactError(self.url, "store.json is not valid JSON: not an nw2 window store") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise NotAnArtifactError(self.url, f"store.json is not an nw2 window store's (no format "
+                                               f"{FORMAT!r}); nothing here is used or deleted")
+        return StoreInfo.from_dict(data, where=self.path(STORE_JSON))
 
     def write_info(self, info: StoreInfo) -> None:
         self.write_json(STORE_JSON, info.to_dict())

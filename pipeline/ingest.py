@@ -152,10 +152,11 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
         from nw2.pipeline.metrics.stage import MetricsPlan, run_metrics
 
         plan = MetricsPlan.from_spec(spec.metrics)
-    store.write_info(StoreInfo(
-        format=FORMAT, schema_version=SCHEMA_VERSION, nw2_version=__version__,
-        spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),
-        windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
+    if not store.is_store():  # an existing store keeps the store.json it was built with
+        store.write_info(StoreInfo(
+            format=FORMAT, schema_version=SCHEMA_VERSION, nw2_version=__version__,
+            spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),
+            windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
     inputs, manifest = resolve_inputs(spec)
     # A file's pieces start as soon as its plan is in (no barrier between the steps), largest first;
     # workers import the steps while the cluster starts.

@@ -111,3 +111,36 @@ def test_trainer_and_evaluation_name_a_url_as_such(tmp_path):
     assert result.exit_code == 1 and "file:///tmp/corpus: the trainer reads a local directory" in result.output
     with pytest.raises(Nw2Error, match="s3://bucket/store: nw2 evaluate reads a local directory"):
         open_source("s3://bucket/store")
+
+
+def test_a_users_folder_is_never_deleted_by_overwrite(tmp_path):
+    """--overwrite replaces only what nw2 can prove it wrote: a folder whose store.json is someone else's
+    (and its data/ files) is refused, and every file stays as it was."""
+    user = tmp_path / "user"
+    (user / "data").mkdir(parents=True)
+    files = {"store.json": '{"my": "app config"}', "metrics.json": "mine", "data/part-2024.parquet": "a,b",
+             "data/rec.csv": "x"}
+    for rel, text in files.items():
+        (user / rel).write_text(text)
+    source = tmp_path / "g.npy"
+    np.save(source, np.sin(np.arange(3000) / 7.0))
+    for extra in ((), ("--overwrite",)):
+        result = nw2("ingest", source, "--fs", "100", "--modality", "ecg", "--out", user, "--scheduler", "sync",
+                     "--no-progress", "--no-metrics", *extra)
+        assert result.exit_code == 1 and "not an nw2 window store" in result.output, result.output
+    assert {rel: (user / rel).read_text() for rel in files} == files
+
+
+def test_an_evaluation_never_replaces_a_users_metrics_json(demo_corpus, tmp_path):
+    run = tmp_path / "run"
+    trained = nw2("pretrain", demo_corpus, "--out", run, "--epochs", "1", "--no-progress")
+    assert trained.exit_code == 0, trained.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"accuracy": 0.93}')
+    result = nw2("evaluate", run, "--data", demo_corpus, "--split", "val", "--no-adapt", "--no-probe", "--out", mine,
+                 "--no-progress")
+    assert result.exit_code == 1 and "not an nw2 evaluation report" in result.output, result.output
+    assert (mine / "metrics.json").read_text() == '{"accuracy": 0.93}'
+    url = nw2("evaluate", run, "--data", demo_corpus, "--out", "memory://r", "--no-progress")
+    assert url.exit_code == 1 and "not a URL" in url.output and not (tmp_path / "memory:").exists()

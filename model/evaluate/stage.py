@@ -24,6 +24,7 @@ import polars as pl
 from nw2.pipeline import __version__
 from nw2.artifacts.report import METRICS_JSON, SPEED_JSON, EvalReport
 from nw2.artifacts.run import Run
+from nw2.core.errors import ArtifactError
 from nw2.core.errors import EmptySplitError, Nw2Error
 from nw2.core.files import json_text
 from nw2.core.hashing import sha256_file
@@ -114,6 +115,8 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
             raise EmptySplitError(source.root, s)
     proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
                  where=str(source.root))
+    if c.out is not None and "://" in str(c.out):  # before Path() folds "memory://r" into "memory:/r"
+        raise ArtifactError(c.out, "an evaluation report is written to a local directory, not a URL")
     out_dir = Path(c.out) if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
     EvalReport.check_destination(out_dir)
 

@@ -109,7 +109,9 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
     chosen = balance_from_dict({**arm.balance, "strategy": arm.strategy, "size": arm.size, "fraction": None,
                                 "seed": seed, "weights_only": False}, where=f"experiment arm {arm.name}",
                                base=spec.balance)
-    key = {"store": WindowStore(store).metrics_info().fingerprints,
+    # the store's content address (settings, metric fingerprints, parts): another store never reuses a draw
+    source = WindowStore(store)
+    key = {"store": source.metrics_info().fingerprints, "store_fingerprint": source.fingerprint(),
            "balance": dataclasses.asdict(chosen)}
     if Corpus(dest).is_corpus() and _key_matches(dest, key):
         return dest
@@ -176,7 +178,7 @@ def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: 
     from nw2.model.evaluate import EvalConfig, evaluate
     from nw2.model.evaluate.stage import FORMAT, VERSION
 
-    key = {"params": meta.param_digests[0], "split": exp.eval_split,
+    key = {"params": meta.param_digests[0], "store": WindowStore(store).fingerprint(), "split": exp.eval_split,
            "horizons": list(exp.horizons) if exp.horizons else None, "max_windows": exp.max_windows}
     frame_path = dest / "per_window.parquet"
     metrics = EvalReport(dest).metrics() if _key_matches(dest, key) and frame_path.is_file() else None
