@@ -39,6 +39,8 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 M = TypeVar("M", bound="Meta")
+#: Fields annotated as a plain container must hold one (what every reader of them iterates).
+_CONTAINERS = {"list": list, "dict": dict}
 
 
 def optional(**kwargs: Any) -> Any:
@@ -65,6 +67,11 @@ class Meta:
                    if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
         if missing:
             raise ArtifactError(where, f"missing field(s) {', '.join(missing)}")
+        for f in fields(cls):  # type: ignore[arg-type]
+            kind = _CONTAINERS.get(str(f.type))
+            if kind is not None and f.name in data and not isinstance(data[f.name], kind):
+                raise ArtifactError(where, f"field {f.name} is a {type(data[f.name]).__name__}, not a "
+                                           f"{kind.__name__}")
         return cls(**data)
 
     def get(self, name: str) -> Any:

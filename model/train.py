@@ -86,8 +86,11 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "ti
     saved = Run(out).info() if resume else None
     if saved is not None:
         run_json = Run(out).info_path
-        model_cfg = ModelConfig.from_dict(saved.model)
-        train_cfg = TrainConfig.from_dict({**saved.train, "corpus": str(corpus), "out": str(out)})
+        try:
+            model_cfg = ModelConfig.from_dict(saved.model)
+            train_cfg = TrainConfig.from_dict({**saved.train, "corpus": str(corpus), "out": str(out)})
+        except (ValueError, TypeError) as exc:
+            raise Nw2Error(f"{run_json}: its saved settings are not this nw2's ({exc})") from None
         clash = [f"{k} {getattr(model_cfg, k)!r} -> {v!r}" for k, v in model_over.items() if getattr(model_cfg, k) != v]
         clash += [f"{k} {getattr(train_cfg, k)!r} -> {v!r}" for k, v in train_over.items() if getattr(train_cfg, k) != v]
         if clash:

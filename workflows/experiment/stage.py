@@ -92,6 +92,9 @@ def _key_file(d: Path) -> Path:
 
 def _key_matches(d: Path, key: dict) -> bool:
     """True when ``d`` was made from the same inputs (its key file, written before the work, says so)."""
+    inside = d / ".experiment-key.json"  # where nw2 before 2026-12 kept it: moved beside the directory
+    if inside.is_file() and not _key_file(d).exists():
+        os.replace(inside, _key_file(d))
     try:
         return d.exists() and json.loads(_key_file(d).read_text()) == json.loads(json.dumps(key, sort_keys=True))
     except (OSError, ValueError):
