@@ -24,7 +24,6 @@ import polars as pl
 from nw2.pipeline import __version__
 from nw2.artifacts.report import METRICS_JSON, SPEED_JSON, EvalReport
 from nw2.artifacts.run import Run
-from nw2.core.errors import ArtifactError
 from nw2.core.errors import EmptySplitError, Nw2Error
 from nw2.core.files import json_text
 from nw2.core.hashing import sha256_file
@@ -115,10 +114,10 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
             raise EmptySplitError(source.root, s)
     proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
                  where=str(source.root))
-    if c.out is not None and "://" in str(c.out):  # before Path() folds "memory://r" into "memory:/r"
-        raise ArtifactError(c.out, "an evaluation report is written to a local directory, not a URL")
-    out_dir = Path(c.out) if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
-    EvalReport.check_destination(out_dir)
+    # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
+    target = c.out if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
+    EvalReport.check_destination(target)
+    out_dir = Path(target)
 
     available = meta.height
     if c.max_windows is not None and available > c.max_windows:
@@ -375,8 +374,8 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
     metrics = {
         "format": FORMAT, "version": VERSION, "nw2_version": __version__,
         "run": {"name": run_dir.resolve().name, "model_sha256": sha256_file(run_dir / "model" / "model.safetensors")[0][:16],
-                "config": model.config.to_dict(), "steps": _outcome(run_meta, "steps"),
-                "epochs_done": _outcome(run_meta, "epochs_done")},
+                "config": model.config.to_dict(), "steps": run_meta.get("steps") if run_meta else None,
+                "epochs_done": run_meta.get("epochs_done") if run_meta else None},
         "data": {"name": source.root.resolve().name, "kind": source.kind, "splits": list(splits),
                  "rows": {s: int(counts.get(s, 0)) for s in splits}, "available": int(available),
                  "max_windows": max_windows, "evaluated": int(fc["n"]), "evaluated_by_split": evaluated_by_split,
@@ -435,9 +434,3 @@ def _clean(obj):
 def dumps(metrics: dict) -> str:
     """metrics.json's text: sorted keys, indent 2, a final newline."""
     return json.dumps(_clean(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
-def _outcome(info, name: str):
-    """A finished run's ``steps``/``epochs_done`` (``None`` for an unfinished run or one without run.json)."""
-    value = getattr(info, name, None) if info is not None else None
-    return value if isinstance(value, int) else None
