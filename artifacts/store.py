@@ -29,10 +29,16 @@ from nw2.core.hashing import sha256_file, sha256_json
 
 from ._meta import Meta
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "METRICS_SCHEMA_VERSION", "GROUND_TRUTH_COLUMNS", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
            "WindowStore", "check_reachable", "parquet_bytes"]
 
-SCHEMA_VERSION = 2  # 2: metrics_undefined is a list<struct<metric, kind, detail>> (was "name: reason; ..." text)
+#: 3: the ground-truth columns (``system`` .. ``noise``, null for recordings); 2: metrics_undefined is a
+#: list<struct<metric, kind, detail>> (was "name: reason; ..." text).
+SCHEMA_VERSION = 3
+#: The version whose metric columns ``nw2 metrics`` writes (its types did not change in version 3).
+METRICS_SCHEMA_VERSION = 2
+#: The columns that say what generated a synthetic window (``docs/window_store.md``); null on recordings.
+GROUND_TRUTH_COLUMNS = ("system", "system_params", "true_lyapunov", "regime", "noise")
 FORMAT = "nw2-window-store"
 
 SCHEMA = pa.schema([
@@ -56,13 +62,19 @@ SCHEMA = pa.schema([
     pa.field("label", pa.string()),
     pa.field("annotations", pa.list_(pa.string()), nullable=False),
     pa.field("source", pa.string(), nullable=False),
+    pa.field("system", pa.string()),
+    pa.field("system_params", pa.string()),
+    pa.field("true_lyapunov", pa.float64()),
+    pa.field("regime", pa.string()),
+    pa.field("noise", pa.float64()),
     pa.field("samples", pa.list_(pa.float32()), nullable=False),
 ], metadata={b"nw2.schema_version": str(SCHEMA_VERSION).encode()})
 
 #: Rows per Parquet row group: about 4 MB of float32 samples at 1024 samples per window.
 ROW_GROUP_SIZE = 1024
 #: Columns stored with dictionary encoding (few distinct values).
-_DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source"]
+_DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source", "system",
+                       "regime"]
 
 STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
 _PIECE_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")
@@ -187,7 +199,12 @@ class WindowStore(Folder):
         if overwrite:
             self.clear()
             return
-        if self.info().spec_fingerprint != spec_fingerprint:
+        info = self.info()
+        if info.schema_version < SCHEMA_VERSION:  # its parts lack columns that new parts have: no mixed store
+            raise OverwriteRefusedError(self.url, f"was ingested with schema version {info.schema_version}, whose "
+                                                  f"parts lack the ground-truth columns of version {SCHEMA_VERSION}; "
+                                                  f"pass --overwrite to rebuild it or choose another --out")
+        if info.spec_fingerprint != spec_fingerprint:
             raise OverwriteRefusedError(self.url, "was built with other preprocessing, window or split settings; "
                                                   "pass --overwrite to rebuild it or choose another --out")
 

@@ -15,7 +15,8 @@ from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import executor
 from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from nw2.pipeline.readers.base import ReadOptions
-from nw2.pipeline.spec import IngestSpec, SourceSpec
+from nw2.pipeline.spec import IngestSpec, SourceSpec, SyntheticSourceSpec
+from nw2.pipeline.synthetic.source import SyntheticInput, dataset_of, expand
 from nw2.artifacts.store import FORMAT, SCHEMA_VERSION, Manifest, StoreInfo, WindowStore, check_reachable
 from nw2.pipeline.windows import DROP_REASONS
 
@@ -68,6 +69,12 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
     base = Path(spec.base_dir)
     inputs, problems = [], []
     for src in spec.sources:
+        if isinstance(src, SyntheticSourceSpec):
+            tasks, failed = expand(src, spec.preprocess.target_fs)
+            inputs += tasks
+            problems += [_entry(display, dataset_of(src), "failed", reason, format="synthetic")
+                         for display, reason in failed]
+            continue
         if src.sample:
             path = samples.fetch([src.sample])[src.sample]
             fmt = src.format if src.format != "auto" else samples.lookup(src.sample).format
@@ -116,8 +123,13 @@ def _merge(plan: FilePlan, results: list[dict]) -> dict:
     windows = sum(s["windows"] for s in results)
     errors = [s["error"] for s in results if s["error"]]
     status, reason = plan.status, plan.reason
+    extra = {}
+    if isinstance(plan.input, SyntheticInput):  # every setting is named, and each that failed says why
+        extra["settings"] = [s.label() for s in plan.input.settings]
     if status == "planned":
-        if errors:
+        if errors and isinstance(plan.input, SyntheticInput):
+            status, reason = "failed", f"{len(errors)} of {len(results)} settings failed: " + "; ".join(errors)
+        elif errors:
             status, reason = "failed", f"{len(errors)} of {len(results)} pieces failed: {errors[0]}"
         elif windows == 0:
             status = "skipped"
@@ -127,7 +139,8 @@ def _merge(plan: FilePlan, results: list[dict]) -> dict:
             status = "ingested"
     return _entry(plan.input.display, plan.input.opts.dataset, status, reason, sha256=plan.sha256,
                   bytes=plan.size, format=plan.format, channels=plan.channels,
-                  input_samples=plan.input_samples, windows=windows, pieces=len(results), dropped=dict(dropped))
+                  input_samples=plan.input_samples, windows=windows, pieces=len(results), dropped=dict(dropped),
+                  **extra)
 
 
 def _pieces_of(plan: FilePlan) -> list[Piece]:

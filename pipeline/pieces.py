@@ -22,7 +22,9 @@ from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec
-from nw2.artifacts.store import SCHEMA, WindowStore
+from nw2.artifacts.store import GROUND_TRUTH_COLUMNS, SCHEMA, WindowStore
+from nw2.pipeline.synthetic import source as synthetic
+from nw2.pipeline.synthetic.source import SyntheticInput
 from nw2.core.hashing import content_id, sha256_file
 
 #: Seconds read beyond a piece's windows on each side, so filters and resamplers settle before the
@@ -54,6 +56,8 @@ class Piece:
     k1: int
     samples: int = 0
     """Source samples of its windows, all channels (the executor starts larger pieces first)."""
+    setting: int | None = None
+    """Synthetic inputs: the index of the setting (system and parameters) this piece generates."""
 
 
 @dataclass
@@ -82,8 +86,10 @@ def n_windows(n_samples: int, fs: float, spec: IngestSpec) -> int:
     return 0 if n_target < length else (n_target - length) // stride + 1
 
 
-def plan_file(item: InputFile, spec: IngestSpec) -> FilePlan:
-    """Checksum, format, channels and pieces of one input file."""
+def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
+    """Checksum, format, channels and pieces of one input file (or of one task of a synthetic source)."""
+    if isinstance(item, SyntheticInput):
+        return _plan_synthetic(item, spec)
     plan = FilePlan(item)
     try:
         plan.sha256, plan.size = sha256_file(item.path)
@@ -112,6 +118,26 @@ def plan_file(item: InputFile, spec: IngestSpec) -> FilePlan:
         plan.status, plan.reason = "failed", _one_line(err, item.path)
     except Exception as err:  # a reader library choking on a malformed file
         plan.status, plan.reason = "failed", _one_line(err, item.path)
+    return plan
+
+
+def _synthetic_length(spec: IngestSpec, item: SyntheticInput) -> int:
+    """Samples at the target rate that a setting's ``windows`` windows span."""
+    return spec.windows.length + (item.source.windows - 1) * spec.windows.stride
+
+
+def _plan_synthetic(item: SyntheticInput, spec: IngestSpec) -> FilePlan:
+    """One piece per setting; nothing is generated yet (that is the pieces' work)."""
+    plan = FilePlan(item, sha256=item.task_id, format="synthetic")
+    n = _synthetic_length(spec, item)
+    per_setting = len(item.source.coordinates) * len(item.source.noise)
+    plan.channels = ([f"x{c}" for c in item.source.coordinates] if item.source.generator == "dysts"
+                     else sorted({s.system for s in item.settings}))
+    plan.input_samples = n * per_setting * len(item.settings)
+    fingerprint = spec_fingerprint(spec)
+    plan.pieces = [Piece(content_id("piece", item.task_id, fingerprint, index), item, "synthetic",
+                         tuple(range(per_setting)), 0, item.source.windows, n * per_setting, index)
+                   for index in range(len(item.settings))]
     return plan
 
 
@@ -185,8 +211,11 @@ def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table |
     tfs, length, stride = spec.preprocess.target_fs, spec.windows.length, spec.windows.stride
     t_first = piece.k0 * stride / tfs
     t_last = (piece.k1 - 1) * stride / tfs + length / tfs
-    records = reader_for(piece.format).read(piece.input.path, piece.input.opts, list(piece.channels),
-                                            max(0.0, t_first - PAD_S), t_last + PAD_S)
+    if isinstance(piece.input, SyntheticInput):
+        records = synthetic.generate(piece.input, piece.setting, _synthetic_length(spec, piece.input), tfs)
+    else:
+        records = reader_for(piece.format).read(piece.input.path, piece.input.opts, list(piece.channels),
+                                                max(0.0, t_first - PAD_S), t_last + PAD_S)
     columns: dict[str, list] = {name: [] for name in _LIST_COLUMNS}
     blocks, group_ids = [], {}
     for rec in records:
@@ -248,7 +277,10 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, columns: dict
     src_len = int(round(length / tfs * rec.fs))
     n_missing = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
     missing = (n_missing[j + length] - n_missing[j]) / length
-    problems = win.quality_problems(rec.samples, s0, src_len, missing, wspec, rec.fs)
+    # The flat and clipping checks look for sensor faults, which a generated signal has none of: a fixed point
+    # is flat and a period-2 orbit sits at its two extremes, and both are regimes the store must keep.
+    checks = wspec if rec.truth is None else dataclasses.replace(wspec, max_flat=1.0, max_clipped=1.0)
+    problems = win.quality_problems(rec.samples, s0, src_len, missing, checks, rec.fs)
     keep = np.fromiter((p is None for p in problems), bool, len(problems))
     for problem in problems:
         if problem is not None:
@@ -293,6 +325,9 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, columns: dict
     columns["label"] += ([None] * n if rec.labels is None
                          else [win.window_label(rec.labels[max(0, s): s + src_len]) for s in s0.tolist()])
     columns["annotations"] += _annotations(rec.annotations, t0, t0 + length / tfs)
+    truth = rec.truth
+    for name in GROUND_TRUTH_COLUMNS:
+        columns[name] += [None if truth is None else getattr(truth, name)] * n
     return values
 
 

@@ -8,7 +8,23 @@ from datetime import datetime
 import numpy as np
 
 #: Modalities nw2 knows. Anything else is stored as ``other``.
-MODALITIES = ("ecg", "ppg", "eeg", "eda", "resp", "acc", "emg", "spo2", "hr", "temp", "other")
+MODALITIES = ("ecg", "ppg", "eeg", "eda", "resp", "acc", "emg", "spo2", "hr", "temp", "synthetic", "other")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What generated a synthetic record: the store's ground-truth columns (``docs/window_store.md``)."""
+
+    system: str
+    """``dysts:Lorenz``, ``neurokit2:ecg_simulate``, ...: the generator and its system."""
+    system_params: str
+    """The parameters it ran with, as canonical JSON (sorted keys)."""
+    true_lyapunov: float | None
+    """Largest Lyapunov exponent of the system at those parameters, per second; ``None`` when not known."""
+    regime: str | None
+    """``fixed_point``, ``periodic``, ``quasiperiodic``, ``chaotic`` or ``hyperchaotic``; ``None`` when not known."""
+    noise: float
+    """Standard deviation of the observation noise added, as a fraction of the clean signal's."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Record:
     offset_s: float = 0.0
     labels: np.ndarray | None = None
     annotations: list[tuple[float, float, str]] = field(default_factory=list)
+    truth: GroundTruth | None = None
+    """Set on generated records only (``kind: synthetic`` sources)."""
 
 
 def guess_modality(*names: str) -> str:

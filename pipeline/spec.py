@@ -29,6 +29,8 @@ class SourceSpec:
 
     dataset: str
     """Dataset name stored in every row of these files."""
+    kind: Literal["files"] = "files"
+    """``files`` (the default); ``synthetic`` makes the source a :class:`SyntheticSourceSpec`."""
     paths: tuple[str, ...] = ()
     """Files, folders (searched recursively) or glob patterns, relative to the spec file."""
     sample: str | None = None
@@ -59,6 +61,49 @@ class SourceSpec:
     """Regular expression on the file's relative path whose first group is the subject id."""
     extra: dict = field(default_factory=dict)
     """Format-specific reader options (see each reader's documentation)."""
+
+
+@dataclass(frozen=True)
+class SyntheticSourceSpec:
+    """A source that generates its windows (``kind: synthetic``), each row carrying its true dynamics in the
+    ground-truth columns (``docs/ingest.md``, "Synthetic sources")."""
+
+    kind: Literal["synthetic"]
+    """``synthetic``: sets this source apart from the file sources (whose ``kind`` is ``files``, the default)."""
+    generator: Literal["dysts", "physio"]
+    """``dysts``: the flows and maps of the dysts package, with their Lyapunov spectrum from the Jacobian;
+    ``physio``: NeuroKit2's ECG, PPG, respiration, EDA and EMG simulators (no known exponent)."""
+    dataset: str | None = None
+    """Dataset name of every row; default: the generator's name."""
+    systems: tuple[str, ...] | None = None
+    """Systems run at their default parameters: dysts class names (``Lorenz``, ``Henon``, ...) or physio signals
+    (``ecg ppg rsp eda emg``); ``null`` for all of them, ``[]`` for none (only the sweeps)."""
+    sweeps: dict | str = field(default_factory=dict)
+    """Parameter sweeps: ``{SYSTEM: {PARAM: [lo, hi], steps: K}}`` (physio: several parameters make a grid), or
+    ``{SYSTEM: ready}`` for nw2's ready sweeps of that system, or ``ready`` for all of them."""
+    points_per_period: int = 50
+    """dysts flows: samples per mean period of the system at its default parameters."""
+    coordinates: tuple[int, ...] = (0,)
+    """dysts: the state coordinates observed, one channel each (``x0``, ``x1``, ...); a forced system adds its
+    forcing signal as the channel ``forcing``."""
+    noise: tuple[float, ...] = (0.0,)
+    """Observation noise levels: Gaussian noise of this standard deviation, as a fraction of the clean channel's,
+    added to every observed coordinate; each level is a record of its own."""
+    windows: int = 4
+    """Windows per setting (system, parameters) and noise level: the trajectory is as long as that many windows."""
+    fs: float | None = None
+    """Sampling rate the samples are given at (one sample per step of a map, ``points_per_period`` per period of a
+    flow); default: ``preprocess.target_fs``. ``true_lyapunov`` is per second at this rate."""
+    bands: int = 4
+    """A sweep's steps are cut into this many contiguous parameter bands; with ``subjects: bands`` each band is a
+    subject, so val and test hold bands that no training window saw."""
+    subjects: Literal["bands", "systems"] = "bands"
+    """What the split's subjects are: ``bands`` (system, sweep and parameter band) or ``systems`` (every window of
+    a system in one split: held-out systems)."""
+    seed: int = 0
+    """Seed of the initial conditions and the noise: the same spec and seed give the same bytes."""
+    chunk: int = 8
+    """Settings per task (a task is one manifest entry; each setting is a piece of it)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +287,7 @@ class IngestSpec:
     """A whole ``nw2 ingest`` run."""
 
     name: str
-    sources: tuple[SourceSpec, ...]
+    sources: tuple[SourceSpec | SyntheticSourceSpec, ...]
     preprocess: PreprocessSpec = PreprocessSpec()
     windows: WindowSpec = WindowSpec()
     split: SplitSpec = SplitSpec()
@@ -265,6 +310,8 @@ def _convert(value, hint, where: str):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
+        if all(dataclasses.is_dataclass(a) for a in args):
+            return _build(_by_kind(args, value, where), value, where)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -302,6 +349,17 @@ def _convert(value, hint, where: str):
     raise TypeError(f"unsupported type hint {hint}")  # a bug in this module, not user input
 
 
+def _by_kind(classes, data, where: str):
+    """The dataclass of a union that a mapping's ``kind`` field names (the first class's default when absent)."""
+    kinds = {typing.get_args(typing.get_type_hints(c)["kind"])[0]: c for c in classes}
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
+    kind = data.get("kind", next(iter(kinds)))
+    if kind not in kinds:
+        raise SpecError(f"{where}.kind: {kind!r} is not one of {', '.join(kinds)}")
+    return kinds[kind]
+
+
 def _build(cls, data, where: str):
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -324,6 +382,9 @@ def _validate(spec: IngestSpec, where: str) -> None:
         raise SpecError(f"{where}: sources is empty")
     for i, src in enumerate(spec.sources):
         at = f"{where}.sources[{i}]"
+        if isinstance(src, SyntheticSourceSpec):
+            validate_synthetic(src, at)
+            continue
         if bool(src.paths) == bool(src.sample):
             raise SpecError(f"{at}: give exactly one of 'paths' or 'sample'")
         if src.format not in FORMATS:
@@ -355,6 +416,31 @@ def _validate(spec: IngestSpec, where: str) -> None:
     validate_metrics(spec.metrics, f"{where}.metrics")
     validate_balance(spec.balance, f"{where}.balance")
     validate_experiment(spec.experiment, f"{where}.experiment")
+
+
+def validate_synthetic(src: SyntheticSourceSpec, where: str) -> None:
+    """Field checks of a synthetic source. Which systems and parameters exist is the generator's to say: an
+    unknown one becomes a failed manifest entry naming it, and the rest of the run goes on."""
+    for name in ("generator", "subjects"):
+        _check_choice(src, name, where)
+    if isinstance(src.sweeps, str) and src.sweeps != "ready":
+        raise SpecError(f"{where}.sweeps: {src.sweeps!r}: give a mapping of systems to sweeps, or 'ready'")
+    for system, sweep in (src.sweeps.items() if isinstance(src.sweeps, dict) else ()):
+        if sweep != "ready" and not isinstance(sweep, dict):
+            raise SpecError(f"{where}.sweeps.{system}: expected {{PARAM: [lo, hi], steps: K}} or 'ready'")
+    if src.points_per_period < 4:
+        raise SpecError(f"{where}.points_per_period: must be >= 4")
+    if not src.coordinates or min(src.coordinates) < 0 or len(set(src.coordinates)) != len(src.coordinates):
+        raise SpecError(f"{where}.coordinates: give distinct coordinate indices >= 0")
+    if not src.noise or min(src.noise) < 0 or len(set(src.noise)) != len(src.noise):
+        raise SpecError(f"{where}.noise: give distinct noise levels >= 0")
+    for name in ("windows", "bands", "chunk"):
+        if getattr(src, name) < 1:
+            raise SpecError(f"{where}.{name}: must be >= 1")
+    if src.fs is not None and src.fs <= 0:
+        raise SpecError(f"{where}.fs: must be positive")
+    if src.seed < 0:
+        raise SpecError(f"{where}.seed: must be >= 0")
 
 
 def experiment_arms(e: ExperimentSpec, balance: BalanceSpec, where: str = "experiment") -> tuple[ArmSpec, ...]:

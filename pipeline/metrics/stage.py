@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from nw2.core.errors import Nw2Error
 from nw2.pipeline.executor import Executor, executor
-from nw2.artifacts.store import SCHEMA_VERSION, MetricsInfo, WindowStore, check_reachable
+from nw2.artifacts.store import METRICS_SCHEMA_VERSION, MetricsInfo, WindowStore, check_reachable
 from nw2.core.hashing import content_id
 
 if TYPE_CHECKING:  # the spec module (YAML, readers) is not a worker's import
@@ -75,6 +75,12 @@ def _recorded(schema: pa.Schema) -> dict[str, str]:
 def _legacy(schema: pa.Schema) -> bool:
     """The part holds ``metrics_undefined`` in its schema-1 form (``"name: reason; ..."`` text)."""
     return REASON_COLUMN in schema.names and not pa.types.is_list(schema.field(REASON_COLUMN).type)
+
+
+def _part_version(table: pa.Table) -> int:
+    """The ``nw2.schema_version`` a part was written with (1 when it has none)."""
+    value = (table.schema.metadata or {}).get(b"nw2.schema_version", b"1")
+    return int(value) if value.isdigit() else 1
 
 
 def _row_reasons(entries: list[dict] | None, order: list[str]) -> list[dict] | None:
@@ -162,7 +168,8 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
         out = out.append_column(pa.field(REASON_COLUMN, REASON_TYPE), pa.array(reasons_out, REASON_TYPE))
         fingerprints = {n: (plan.fingerprint(n) if n in todo else recorded[n]) for n in present}
         meta = dict(table.schema.metadata or {})
-        meta[b"nw2.schema_version"] = str(SCHEMA_VERSION).encode()  # the part now has this schema's column types
+        # the part's metric columns now have version 2's types (an ingested version-3 part keeps its 3)
+        meta[b"nw2.schema_version"] = str(max(_part_version(table), METRICS_SCHEMA_VERSION)).encode()
         meta[METADATA_KEY] = json.dumps({"fingerprints": fingerprints, "engine": plan.engine},
                                         sort_keys=True).encode()
         store.write_table(rel, out.replace_schema_metadata(meta))
