@@ -246,7 +246,7 @@ def _prepare(rec, spec: IngestSpec) -> tuple[np.ndarray, np.ndarray]:
     pre = spec.preprocess
     x = np.asarray(rec.samples, dtype=np.float64)
     missing = pp.missing_mask(x)
-    if pre.clean:
+    if pre.clean and rec.truth is None:  # jumps are electrode pops in a recording, dynamics in a generated signal
         missing |= pp.outlier_jumps(x, rec.fs, pre.outlier_range)
     y = pp.resample(pp.fill_missing(x, missing), rec.fs, pre.target_fs)
     mask = pp.resample_mask(missing, y.size)

@@ -79,8 +79,9 @@ class SyntheticSourceSpec:
     """Systems run at their default parameters: dysts class names (``Lorenz``, ``Henon``, ...) or physio signals
     (``ecg ppg rsp eda emg``); ``null`` for all of them, ``[]`` for none (only the sweeps)."""
     sweeps: dict | str = field(default_factory=dict)
-    """Parameter sweeps: ``{SYSTEM: {PARAM: [lo, hi], steps: K}}`` (physio: several parameters make a grid), or
-    ``{SYSTEM: ready}`` for nw2's ready sweeps of that system, or ``ready`` for all of them."""
+    """Parameter sweeps: ``{SYSTEM: {PARAM: [lo, hi], steps: K}}`` (a list of them sweeps a system in several
+    parameters; for physio several ranges in one make a grid), or ``{SYSTEM: ready}`` for nw2's ready sweeps of
+    that system, or ``ready`` for all of them."""
     points_per_period: int = 50
     """dysts flows: samples per mean period of the system at its default parameters."""
     coordinates: tuple[int, ...] = (0,)
@@ -426,8 +427,10 @@ def validate_synthetic(src: SyntheticSourceSpec, where: str) -> None:
     if isinstance(src.sweeps, str) and src.sweeps != "ready":
         raise SpecError(f"{where}.sweeps: {src.sweeps!r}: give a mapping of systems to sweeps, or 'ready'")
     for system, sweep in (src.sweeps.items() if isinstance(src.sweeps, dict) else ()):
-        if sweep != "ready" and not isinstance(sweep, dict):
-            raise SpecError(f"{where}.sweeps.{system}: expected {{PARAM: [lo, hi], steps: K}} or 'ready'")
+        if sweep != "ready" and not isinstance(sweep, dict) and not (
+                isinstance(sweep, list) and sweep and all(isinstance(one, dict) for one in sweep)):
+            raise SpecError(f"{where}.sweeps.{system}: expected {{PARAM: [lo, hi], steps: K}}, a list of them, "
+                            f"or 'ready'")
     if src.points_per_period < 4:
         raise SpecError(f"{where}.points_per_period: must be >= 4")
     if not src.coordinates or min(src.coordinates) < 0 or len(set(src.coordinates)) != len(src.coordinates):

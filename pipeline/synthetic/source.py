@@ -154,8 +154,8 @@ def _sweeps(src, generator, problems, prefix):
                 problems.append((f"{prefix}/{system}", f"no ready sweep for {system!r} (ready: "
                                                        f"{', '.join(sorted({s for s, _ in generator.ready()}))})"))
             yield from ready
-        else:
-            yield system, sweep
+        else:  # one sweep, or a list of them (a system swept in two parameters)
+            yield from ((system, one) for one in (sweep if isinstance(sweep, list) else [sweep]))
 
 
 # -- the two generators ----------------------------------------------------------------------------------
@@ -267,7 +267,8 @@ def generate(item: SyntheticInput, index: int, n_target: int, target_fs: float) 
     records = []
     for noise in src.noise:
         truth_here = dataclasses.replace(truth, noise=float(noise))
-        record = f"{setting.label()} noise={noise!r}"
+        # the seed too: two sources of one dataset that differ only by it give other trajectories, other ids
+        record = f"{setting.label()} noise={noise!r} seed={src.seed}"
         for name, modality, values, observed in channels:
             if observed and noise > 0:
                 rng = np.random.default_rng(int(content_id("noise", seed, noise, name)[:16], 16))
