@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -127,3 +128,46 @@ def test_an_older_store_is_not_mixed_with_new_parts(tmp_path):
     assert result.exit_code == 1
     assert "was ingested with schema version 2" in result.output and "--overwrite" in result.output
     ok("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress", "--overwrite")
+
+
+DYSTS = {"kind": "synthetic", "generator": "dysts", "systems": ["Lorenz"], "windows": 2, "noise": [0.0, 0.1],
+         "sweeps": {"Logistic": {"r": [3.2, 4.6], "steps": 8}, "Duffing": {"gamma": [0.1, 0.6], "omega": 1.4, "steps": 2}}}
+
+
+def test_dysts_rows_carry_the_true_exponent_per_second_and_the_regime(tmp_path):
+    out = tmp_path / "store"
+    result = _ingest(_spec(tmp_path, DYSTS), out)
+    assert result.exit_code == 0, result.output
+    rows = read_all(out).to_pylist()
+    lorenz = [r for r in rows if r["system"] == "Lorenz"]
+    assert {r["regime"] for r in lorenz} == {"chaotic"}
+    # 0.906 per time unit, sampled 50 times per dysts period (1.5008 time units) at 100 Hz
+    assert lorenz[0]["true_lyapunov"] == pytest.approx(0.906 * 1.5008 / 50 * 100, rel=0.02)
+    logistic = {json.loads(r["system_params"])["r"]: r for r in rows if r["system"] == "Logistic" and r["noise"] == 0}
+    assert logistic[3.2]["regime"] == "periodic" and logistic[3.2]["true_lyapunov"] < 0
+    assert logistic[4.0]["regime"] == "chaotic"
+    assert logistic[4.0]["true_lyapunov"] == pytest.approx(np.log(2) * 100, rel=0.01)  # per step x 100 Hz
+    # r above 4 leaves [0, 1] and diverges: those settings fail by itself, named with its parameters
+    assert sorted(logistic) == [3.2, 3.4, 3.6, 3.8, 4.0]
+    entry = next(e for e in json.loads((out / "manifest.json").read_text())["inputs"] if "Logistic" in e["path"])
+    assert entry["status"] == "failed" and entry["reason"].startswith("3 of 8 settings failed: Logistic r=4.2: ")
+    assert "Logistic r=4.6: Logistic(r=4.6): the orbit diverged" in entry["reason"]
+    # a forced oscillator's forcing is a channel of the same windows, never noised
+    duffing = [r for r in rows if r["system"] == "Duffing"]
+    assert {r["channel"] for r in duffing} == {"x0", "forcing"}
+    by_group = {}
+    for r in duffing:
+        by_group.setdefault(r["group_id"], set()).add(r["channel"])
+    assert all(channels == {"x0", "forcing"} for channels in by_group.values())
+    clean = [r["samples"] for r in duffing if r["channel"] == "forcing" and r["noise"] == 0]
+    noisy = [r["samples"] for r in duffing if r["channel"] == "forcing" and r["noise"] > 0]
+    assert clean == noisy
+
+
+def test_whole_systems_can_be_held_out(tmp_path):
+    spec = _spec(tmp_path, {**DYSTS, "subjects": "systems", "sweeps": {"Logistic": {"r": [3.5, 4.0], "steps": 4}}},
+                 split={"train": 0.5, "val": 0.25, "test": 0.25, "fixed": {"dysts/Logistic": "test"}})
+    ok("ingest", spec, "--out", tmp_path / "store", "--scheduler", "sync", "--no-progress")
+    rows = read_all(tmp_path / "store").to_pylist()
+    assert {r["subject"] for r in rows} == {"Lorenz", "Logistic"}
+    assert {r["split"] for r in rows if r["system"] == "Logistic"} == {"test"}

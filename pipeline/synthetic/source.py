@@ -280,7 +280,7 @@ def generate(item: SyntheticInput, index: int, n_target: int, target_fs: float) 
 
 def _dysts_channels(setting: Setting, src: SyntheticSourceSpec, n: int, fs: float, seed: int):
     from nw2.pipeline.synthetic.systems import simulate, system_info
-    from nw2.pipeline.synthetic.truth import classify_regime, lyapunov_spectrum
+    from nw2.pipeline.synthetic.truth import truth as true_dynamics
 
     params = dict(setting.params)
     info = system_info(setting.system)
@@ -288,12 +288,13 @@ def _dysts_channels(setting: Setting, src: SyntheticSourceSpec, n: int, fs: floa
     if bad:
         raise SettingError(f"synthetic:dysts/{setting.system}: coordinate {bad[0]} out of range "
                            f"({setting.system} has {info.dimension})")
-    trajectory = simulate(setting.system, params, n, points_per_period=src.points_per_period, seed=seed)
-    spectrum = lyapunov_spectrum(setting.system, params, seed=seed)
-    regime = classify_regime(spectrum, info.kind, info.period if info.kind == "flow" else 1.0)
+    known = true_dynamics(setting.system, params, seed=seed)
+    # the windows start where the truth's averaging did: a long transient never passes for the labelled dynamics
+    trajectory = simulate(setting.system, params, n, points_per_period=src.points_per_period, seed=seed,
+                          transient=known.settled_after)
     # exponent per time unit (flows) or per step (maps) -> per sample (x dt) -> per second (x fs)
-    per_second = float(spectrum[0]) * trajectory.dt * fs
-    truth = GroundTruth(setting.system, setting.params_json, per_second, regime, 0.0)
+    per_second = float(known.largest) * trajectory.dt * fs
+    truth = GroundTruth(setting.system, setting.params_json, per_second, known.regime, 0.0)
     channels = [(f"x{c}", "synthetic", np.ascontiguousarray(trajectory.values[:, c], np.float64), True)
                 for c in src.coordinates]
     if trajectory.forcing is not None:  # the intervention the next stages condition on: never noised
