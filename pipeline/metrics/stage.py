@@ -34,8 +34,10 @@ METADATA_KEY = b"nw2.metrics"
 REASON_COLUMN = "metrics_undefined"
 #: Its type: per row, one struct per undefined metric (in column order); null when all are defined.
 REASON_TYPE = pa.list_(pa.struct([("metric", pa.string()), ("kind", pa.string()), ("detail", pa.string())]))
-#: Bumped when a kernel changes its numbers, so stores computed before are refreshed.
+#: Bumped when every kernel changes its numbers, so stores computed before are refreshed.
 METRICS_VERSION = 1
+#: Per metric, bumped when that metric's numbers change (absent: 1), so that only its column is recomputed.
+METRIC_VERSIONS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ class MetricsPlan:
     def fingerprint(self, name: str) -> str:
         """Same metric, parameters, engine and kernel version -> same fingerprint."""
         params = json.dumps(self.params[name], sort_keys=True, default=repr)
-        return content_id("metric", name, params, self.engine, METRICS_VERSION)
+        version = METRIC_VERSIONS.get(name, 1)
+        # a metric at version 1 keeps the fingerprint it always had: its stored columns stay current
+        return content_id("metric", name, params, self.engine, METRICS_VERSION,
+                          *((version,) if version != 1 else ()))
 
 
 def _recorded(schema: pa.Schema) -> dict[str, str]:

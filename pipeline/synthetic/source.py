@@ -284,9 +284,10 @@ def _dysts_channels(setting: Setting, src: SyntheticSourceSpec, n: int, fs: floa
 
     params = dict(setting.params)
     info = system_info(setting.system)
-    bad = [c for c in src.coordinates if c >= info.dimension]
-    if bad:
-        raise SettingError(f"synthetic:dysts/{setting.system}: coordinate {bad[0]} out of range "
+    # a coordinate the system lacks is left out (a 1-D map gives x0 only); none at all is an error
+    observed = [c for c in src.coordinates if c < info.dimension]
+    if not observed:
+        raise SettingError(f"synthetic:dysts/{setting.system}: no coordinate among {list(src.coordinates)} "
                            f"({setting.system} has {info.dimension})")
     known = true_dynamics(setting.system, params, seed=seed)
     # the windows start where the truth's averaging did: a long transient never passes for the labelled dynamics
@@ -296,7 +297,7 @@ def _dysts_channels(setting: Setting, src: SyntheticSourceSpec, n: int, fs: floa
     per_second = float(known.largest) * trajectory.dt * fs
     truth = GroundTruth(setting.system, setting.params_json, per_second, known.regime, 0.0)
     channels = [(f"x{c}", "synthetic", np.ascontiguousarray(trajectory.values[:, c], np.float64), True)
-                for c in src.coordinates]
+                for c in observed]
     if trajectory.forcing is not None:  # the intervention the next stages condition on: never noised
         channels.append(("forcing", "synthetic", np.ascontiguousarray(trajectory.forcing, np.float64), False))
     return channels, truth
