@@ -44,14 +44,23 @@ def _embedding(x, fs, emb_dim, lag, min_tsep):
 
 
 def largest_lyapunov(x, fs, emb_dim=None, lag=None, min_tsep=None, trajectory_len=None):
-    """nolds ``lyap_r`` (Rosenstein) with nw2's embedding, least-squares fit; per step times ``fs``."""
-    from nw2.pipeline.metrics.dynamics import default_trajectory_len
+    """nolds ``lyap_r`` (Rosenstein) with nw2's embedding; per step times ``fs``.
+
+    An explicit ``trajectory_len``: nolds' own least-squares fit over all its steps. The default:
+    nolds' divergence curve (``debug_data=True``) followed as far as nw2's
+    :func:`~pipeline.metrics.dynamics.divergence_plan`, on the same steps, fitted by nw2's
+    :func:`~pipeline.metrics.dynamics.divergence_fit` (the fit-region rule), so the engines differ
+    only by the curve's code."""
+    from nw2.pipeline.metrics.dynamics import divergence_fit, divergence_plan
 
     emb = _embedding(x, fs, emb_dim, lag, min_tsep)
-    steps = trajectory_len if trajectory_len is not None else default_trajectory_len(x.size, emb)
-    per_step = _nolds().lyap_r(x, emb_dim=emb.emb_dim, lag=emb.lag, min_tsep=emb.min_tsep,
-                               trajectory_len=steps, fit="poly")
-    return per_step * fs
+    params = dict(emb_dim=emb.emb_dim, lag=emb.lag, min_tsep=emb.min_tsep, fit="poly")
+    if trajectory_len is not None:
+        return _nolds().lyap_r(x, trajectory_len=trajectory_len, **params) * fs
+    plan = divergence_plan(x, fs, emb, min_tsep)
+    _, (ks, curve, _) = _nolds().lyap_r(x, trajectory_len=plan.reserve + 1, debug_data=True, **params)
+    on_grid = np.asarray(ks) % plan.step == 0
+    return divergence_fit(np.asarray(ks)[on_grid], np.asarray(curve)[on_grid], plan)[0] * fs
 
 
 def correlation_dimension(x, fs, emb_dim=None, lag=None, min_tsep=None, rvals=None):

@@ -37,7 +37,8 @@ REASON_TYPE = pa.list_(pa.struct([("metric", pa.string()), ("kind", pa.string())
 #: Bumped when every kernel changes its numbers, so stores computed before are refreshed.
 METRICS_VERSION = 1
 #: Per metric, bumped when that metric's numbers change (absent: 1), so that only its column is recomputed.
-METRIC_VERSIONS: dict[str, int] = {}
+#: largest_lyapunov 2: the default fit region is chosen from the divergence curve (was k = 0..19).
+METRIC_VERSIONS = {"largest_lyapunov": 2}
 
 
 @dataclass(frozen=True)
