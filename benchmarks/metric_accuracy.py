@@ -13,7 +13,7 @@ Every interval is a 95% bootstrap over systems. Noise-free windows and all windo
 
 Usage::
 
-    .venv/bin/python benchmarks/metric_accuracy.py                      # the table of docs/metrics.md
+    .venv/bin/python benchmarks/metric_accuracy.py                      # the tables, on corpus_specs/synthetic.yaml
     .venv/bin/python benchmarks/metric_accuracy.py --store runs/synthetic   # an existing store with metrics
 """
 

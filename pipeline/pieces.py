@@ -128,14 +128,15 @@ def _synthetic_length(spec: IngestSpec, item: SyntheticInput) -> int:
 
 def _plan_synthetic(item: SyntheticInput, spec: IngestSpec) -> FilePlan:
     """One piece per setting; nothing is generated yet (that is the pieces' work)."""
-    plan = FilePlan(item, sha256=item.task_id, format="synthetic")
+    task_id = item.task_id  # a hash of the whole source section: once, not once per piece
+    plan = FilePlan(item, sha256=task_id, format="synthetic")
     n = _synthetic_length(spec, item)
     per_setting = len(item.source.coordinates) * len(item.source.noise)
     plan.channels = ([f"x{c}" for c in item.source.coordinates] if item.source.generator == "dysts"
                      else sorted({s.system for s in item.settings}))
     plan.input_samples = n * per_setting * len(item.settings)
     fingerprint = spec_fingerprint(spec)
-    plan.pieces = [Piece(content_id("piece", item.task_id, fingerprint, index), item, "synthetic",
+    plan.pieces = [Piece(content_id("piece", task_id, fingerprint, index), item, "synthetic",
                          tuple(range(per_setting)), 0, item.source.windows, n * per_setting, index)
                    for index in range(len(item.settings))]
     return plan

@@ -1,13 +1,11 @@
-"""The chaos metrics against the ground truth of a synthetic store, side by side with nolds on the same windows.
+"""The pieces that score the chaos metrics against the ground truth of a synthetic store.
 
 The store: dysts flows and maps at their default parameters and three systems swept across their bifurcations
-(``SPEC``), built once per session. The figures are ``workflows/metric_accuracy.py``'s; the full table of
-``docs/metrics.md`` comes from ``benchmarks/metric_accuracy.py`` on ``corpus_specs/synthetic.yaml``.
+(``SPEC``), built once per module. The figures are ``workflows/metric_accuracy.py``'s; the full tables come from
+``benchmarks/metric_accuracy.py`` on ``corpus_specs/synthetic.yaml``.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import polars as pl
@@ -33,37 +31,11 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def windows(tmp_path_factory):
-    """The store's dysts windows, with nolds' ``lyap_r`` and ``corr_dim`` (its defaults, ``emb_dim=10``, the
-    least-squares fit) on the same samples."""
+    """The store's dysts windows with their metric columns."""
     folder = tmp_path_factory.mktemp("accuracy")
     (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC))
     ok("ingest", folder / "spec.yaml", "--out", folder / "store", "--workers", "2", "--no-progress")
-    frame = synthetic_windows(str(folder / "store"), samples=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import nolds
-
-        pairs = []
-        for x, fs in zip(frame.get_column("samples").to_list(), frame.get_column("fs").to_list()):
-            x = np.asarray(x, np.float64)
-            pairs.append((nolds.lyap_r(x, emb_dim=10, fit="poly") * fs, nolds.corr_dim(x, emb_dim=10, fit="poly")))
-    return frame.drop("samples").with_columns(pl.Series("nolds_lyapunov", [p[0] for p in pairs]),
-                                              pl.Series("nolds_dimension", [p[1] for p in pairs]))
-
-
-def _annotated(frame):
-    from nw2.pipeline.synthetic.systems import system_info
-
-    out = {}
-    for system in frame.get_column("system").unique().to_list():
-        value = system_info(system).annotated.get("correlation_dimension")
-        if value is not None:
-            out[system] = float(value)
-    return out
-
-
-NW2 = {"lyapunov": "largest_lyapunov", "dimension": "correlation_dimension", "chaos_01": "chaos_01"}
-NOLDS = {"lyapunov": "nolds_lyapunov", "dimension": "nolds_dimension", "chaos_01": None}
+    return synthetic_windows(str(folder / "store"))
 
 
 def test_the_store_holds_every_regime_it_is_scored_on(windows):

@@ -3,7 +3,7 @@
 The windows of a ``kind: synthetic`` dysts source carry their system's true largest Lyapunov exponent and
 regime (``docs/window_store.md``); dysts annotates its flows' correlation dimension. This module scores any
 estimator's columns against them, for nw2's metrics and for nolds' estimators run on the same windows
-(``benchmarks/metric_accuracy.py`` prints the table of ``docs/metrics.md``):
+(``benchmarks/metric_accuracy.py`` prints their tables):
 
 - ``lyapunov_spearman``: Spearman rank correlation of the estimate with ``true_lyapunov``, over every window
   with a known exponent;
@@ -147,7 +147,7 @@ DESCRIPTIONS = {
     "auroc_chaos_01": "AUROC, chaotic vs periodic, `chaos_01`",
     "dimension_spearman": "Spearman, `correlation_dimension` (median per flow) vs dysts' annotated dimension",
 }
-#: The targets of ``docs/metrics.md``: ``(>= or <=, bound)``.
+#: The targets of issue 12 (ground truth for dynamics): ``(>= or <=, bound)``.
 TARGETS = {"lyapunov_spearman": (">=", 0.9), "lyapunov_median_error": ("<=", 0.30), "auroc_lyapunov": (">=", 0.95),
            "auroc_chaos_01": (">=", 0.95), "dimension_spearman": (">=", 0.75)}
 
@@ -182,9 +182,9 @@ def synthetic_windows(store_url: str, metrics: tuple[str, ...] = ("largest_lyapu
     store = WindowStore(str(store_url))
     wanted = [*_READ, *metrics, *(("samples",) if samples else ())]
     tables = []
-    for rel in store.parts():
-        table = store.read_table(rel)
-        tables.append(pl.from_arrow(table.select([c for c in wanted if c in table.column_names])))
+    for rel in store.parts():  # only the wanted columns are read (samples are most of a part)
+        present = set(store.schema_of(rel).names)
+        tables.append(pl.from_arrow(store.read_table(rel, [c for c in wanted if c in present])))
     frame = pl.concat(tables, how="diagonal").filter(pl.col("true_lyapunov").is_not_null()
                                                      & (pl.col("channel") != "forcing"))
     defaults = {s: json.dumps({k: float(v) for k, v in resolve_params(s, {}).items()}, sort_keys=True)
