@@ -24,31 +24,10 @@ import os
 import sys
 import tempfile
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _nolds_pair(args):
-    x, fs = args
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import nolds
-
-        x = np.asarray(x, dtype=np.float64)
-        try:
-            lyap = nolds.lyap_r(x, emb_dim=10, fit="poly") * fs
-        except Exception:
-            lyap = float("nan")
-        try:
-            dim = nolds.corr_dim(x, emb_dim=10, fit="poly")
-        except Exception:
-            dim = float("nan")
-    return float(lyap), float(dim)
 
 
 def main() -> int:
@@ -64,8 +43,8 @@ def main() -> int:
 
     from nw2.pipeline.ingest import ingest
     from nw2.pipeline.spec import load_spec
-    from nw2.pipeline.synthetic.systems import system_info
-    from nw2.workflows.metric_accuracy import figures, markdown, synthetic_windows
+    from nw2.workflows.metric_accuracy import (NOLDS_COLUMNS, annotated_dimensions, figures, markdown,
+                                                synthetic_windows, with_nolds)
 
     store = args.store
     if store is None:
@@ -77,18 +56,10 @@ def main() -> int:
     columns = {"nw2": {"lyapunov": "largest_lyapunov", "dimension": "correlation_dimension", "chaos_01": "chaos_01"}}
     if not args.no_nolds:
         t0 = time.perf_counter()
-        jobs = list(zip(frame.get_column("samples").to_list(), frame.get_column("fs").to_list()))
-        with ProcessPoolExecutor(args.workers) as pool:
-            pairs = list(pool.map(_nolds_pair, jobs, chunksize=16))
-        frame = frame.with_columns(pl.Series("nolds_lyapunov", [p[0] for p in pairs]),
-                                   pl.Series("nolds_dimension", [p[1] for p in pairs])).drop("samples")
-        print(f"nolds on {len(jobs)} windows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        columns["nolds"] = {"lyapunov": "nolds_lyapunov", "dimension": "nolds_dimension", "chaos_01": None}
-    annotated = {}
-    for system in frame.get_column("system").unique().to_list():
-        value = system_info(system).annotated.get("correlation_dimension")
-        if value is not None and np.isfinite(value):
-            annotated[system] = float(value)
+        frame = with_nolds(frame, args.workers)
+        print(f"nolds on {frame.height} windows in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        columns["nolds"] = NOLDS_COLUMNS
+    annotated = annotated_dimensions(frame)
     regimes = frame.group_by("regime").len().sort("regime")
     print("windows by regime: " + ", ".join(f"{r} {n}" for r, n in regimes.iter_rows()))
     for title, part in (("noise-free windows", frame.filter(pl.col("noise") == 0)), ("all windows", frame)):

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from helpers import ok
-from nw2.workflows.metric_accuracy import CHAOTIC, auroc, figures, synthetic_windows
+from nw2.workflows.metric_accuracy import (CHAOTIC, NOLDS_COLUMNS, TARGETS, annotated_dimensions, auroc, figures,
+                                           synthetic_windows, with_nolds)
 
 FLOWS = ["Lorenz", "Rossler", "Chen", "Aizawa", "Halvorsen", "SprottB", "Thomas", "RabinovichFabrikant",
          "Chua", "Dadras", "GenesioTesi", "NoseHoover", "Sakarya", "Finance"]
@@ -35,7 +36,47 @@ def windows(tmp_path_factory):
     folder = tmp_path_factory.mktemp("accuracy")
     (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC))
     ok("ingest", folder / "spec.yaml", "--out", folder / "store", "--workers", "2", "--no-progress")
-    return synthetic_windows(str(folder / "store"))
+    return with_nolds(synthetic_windows(str(folder / "store"), samples=True), workers=1)
+
+
+NW2 = {"lyapunov": "largest_lyapunov", "dimension": "correlation_dimension", "chaos_01": "chaos_01"}
+
+
+@pytest.fixture(scope="module")
+def scored(windows):
+    """Figures of nw2 and of nolds on the same windows (bootstrap over systems)."""
+    annotated = annotated_dimensions(windows)
+    return {"nw2": figures(windows, NW2, annotated, resamples=200),
+            "nolds": figures(windows, NOLDS_COLUMNS, annotated, resamples=200)}
+
+
+def _meets(name: str, value: float) -> bool:
+    sign, bound = TARGETS[name]
+    return value >= bound if sign == ">=" else value <= bound
+
+
+# Measured on this store (19 systems, 96 windows; nw2 / nolds): Spearman 0.95 / 0.94, median error 0.17 / 0.30,
+# AUROC of the exponent 1.00 / 1.00, AUROC of chaos_01 0.95 / -, dimension Spearman -0.12 / 0.27. The full
+# tables on corpus_specs/synthetic.yaml are in docs/metrics.md ("Against the ground truth").
+@pytest.mark.parametrize("name", ["lyapunov_spearman", "lyapunov_median_error", "auroc_lyapunov", "auroc_chaos_01"])
+def test_nw2_meets_the_issue_targets_on_textbook_systems(scored, name):
+    figure = scored["nw2"][name]
+    assert figure.systems >= 17, figure
+    assert _meets(name, figure.value), (name, figure)
+
+
+def test_nw2_is_closer_to_the_truth_than_nolds_on_the_same_windows(scored):
+    nw2, nolds = scored["nw2"], scored["nolds"]
+    assert nw2["lyapunov_median_error"].value < nolds["lyapunov_median_error"].value - 0.05
+    assert nw2["lyapunov_within_25"].value > nolds["lyapunov_within_25"].value + 0.1
+    assert nw2["lyapunov_spearman"].value >= nolds["lyapunov_spearman"].value - 0.02
+    assert nolds["auroc_lyapunov"].value >= 0.9  # nolds is a real second estimator here, not a broken one
+
+
+@pytest.mark.xfail(strict=True, reason="correlation_dimension does not rank flows as dysts' annotation does: "
+                   "-0.12 here (nolds 0.27), 0.60 on corpus_specs/synthetic.yaml (target 0.75)")
+def test_correlation_dimension_ranks_flows_as_dysts_annotates_them(scored):
+    assert _meets("dimension_spearman", scored["nw2"]["dimension_spearman"].value)
 
 
 def test_the_store_holds_every_regime_it_is_scored_on(windows):

@@ -190,3 +190,59 @@ def synthetic_windows(store_url: str, metrics: tuple[str, ...] = ("largest_lyapu
     defaults = {s: json.dumps({k: float(v) for k, v in resolve_params(s, {}).items()}, sort_keys=True)
                 for s in frame.get_column("system").unique().to_list()}
     return frame.with_columns((pl.col("system_params") == pl.col("system").replace_strict(defaults)).alias("default"))
+
+
+def annotated_dimensions(frame: pl.DataFrame) -> dict[str, float]:
+    """dysts' annotated correlation dimension of each system of ``frame`` that has one."""
+    from nw2.pipeline.synthetic.systems import system_info
+
+    out = {}
+    for system in sorted(frame.get_column("system").unique().to_list()):
+        value = system_info(system).annotated.get("correlation_dimension")
+        if value is not None and np.isfinite(value):
+            out[system] = float(value)
+    return out
+
+
+#: The columns :func:`with_nolds` adds, as :func:`figures` takes them.
+NOLDS_COLUMNS = {"lyapunov": "nolds_lyapunov", "dimension": "nolds_dimension", "chaos_01": None}
+
+
+def _nolds_pair(job: tuple) -> tuple[float, float]:
+    """nolds' ``lyap_r`` (per second) and ``corr_dim`` of one window, NaN where nolds raises."""
+    import warnings
+
+    x, fs = job
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import nolds
+
+        x = np.asarray(x, dtype=np.float64)
+        try:
+            lyap = nolds.lyap_r(x, emb_dim=10, fit="poly") * fs
+        except Exception:  # nolds raises on windows it cannot embed: that window has no estimate
+            lyap = float("nan")
+        try:
+            dim = nolds.corr_dim(x, emb_dim=10, fit="poly")
+        except Exception:
+            dim = float("nan")
+    return float(lyap), float(dim)
+
+
+def with_nolds(frame: pl.DataFrame, workers: int = 1) -> pl.DataFrame:
+    """``frame`` (with ``samples`` and ``fs``) plus nolds' estimates on the same windows, ``samples`` dropped.
+
+    nolds at its own defaults (``lyap_r``: ``emb_dim=10`` as nw2, its fixed 20-step fit; ``corr_dim``: its
+    radii), with ``fit="poly"`` instead of the random RANSAC fit so that the figures are reproducible; nolds
+    has no 0-1 test.
+    """
+    jobs = list(zip(frame.get_column("samples").to_list(), frame.get_column("fs").to_list()))
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            pairs = list(pool.map(_nolds_pair, jobs, chunksize=16))
+    else:
+        pairs = [_nolds_pair(job) for job in jobs]
+    return frame.with_columns(pl.Series("nolds_lyapunov", [p[0] for p in pairs], pl.Float64),
+                              pl.Series("nolds_dimension", [p[1] for p in pairs], pl.Float64)).drop("samples")
