@@ -171,8 +171,9 @@ def balance(
     replace: Optional[bool] = typer.Option(None, "--replace/--no-replace", help="Draw with replacement (default: without)."),
     weights_only: Optional[bool] = typer.Option(None, "--weights-only/--no-weights-only", help="Keep every candidate row once with the strategy's sampling weight in sample_weight, instead of subsampling."),
     spec_path: Optional[Path] = typer.Option(None, "--spec", help="A corpus spec whose balance: section gives the defaults; flags override it."),
-    names: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns spanning the balancing space (default: the documented subset)."),
-    pca: Optional[int] = typer.Option(None, "--pca", help="PCA dimensions of the quantile-transformed metrics; 0 keeps every metric (default 3)."),
+    names: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns spanning the balancing space (default: every metric the store holds)."),
+    scale: Optional[str] = typer.Option(None, "--scale", help="How metrics are put on one scale: robust (median/IQR z-scores clipped at 5, the default) or quantile (ranks)."),
+    pca: Optional[int] = typer.Option(None, "--pca", help="Project the scaled metrics on this many principal components; 0 keeps every metric (the default)."),
     bins: Optional[int] = typer.Option(None, "--bins", help="Quantile bins per dimension of the grid (default 5)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits to balance (default train); the others are carried through."),
     nan_policy: Optional[str] = typer.Option(None, "--nan-policy", help="Rows with an undefined chosen metric: own_bin (default) or exclude."),
@@ -200,7 +201,7 @@ def balance(
             raise Nw2Error("give --size or --fraction, not both")
         flags = {name: value for name, value in (
             ("strategy", strategy), ("size", size), ("fraction", fraction), ("seed", seed), ("replace", replace),
-            ("weights_only", weights_only), ("bins", bins), ("nan_policy", nan_policy), ("by", by), ("tau", tau),
+            ("weights_only", weights_only), ("bins", bins), ("nan_policy", nan_policy), ("scale", scale), ("by", by), ("tau", tau),
             ("k", k), ("fit_sample", fit_sample), ("pool", pool)) if value is not None}
         if size is not None:
             flags["fraction"] = None

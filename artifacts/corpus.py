@@ -95,6 +95,11 @@ class CorpusInfo(Meta):
     """The report's files (``report/report.md``, its PNGs), relative to the corpus."""
     cluster_counts_after: list = optional()
     """kmeans only: rows per cluster after selection."""
+    scale: str = optional()
+    """How the metrics were scaled (``robust`` or ``quantile``); absent in older corpora (quantile)."""
+    independent_diversity: dict = optional()
+    """Diversity of the selection against random draws by measures the strategy does not use
+    (:mod:`pipeline.balance.diversity`); absent in older corpora."""
 
 
 class Corpus(Folder):

@@ -204,9 +204,9 @@ class BalanceSpec:
     ``pipeline.balance.strategies.STRATEGIES`` gives them (``spec_params()``); every one is checked,
     whichever strategy is chosen."""
 
-    strategy: StrategyName | None = None
-    """A strategy of the registry (``BALANCE_STRATEGIES``, ``docs/corpus_format.md``); ``--strategy`` when
-    the spec leaves it out."""
+    strategy: StrategyName = "coverage"
+    """A strategy of the registry (``BALANCE_STRATEGIES``, ``docs/corpus_format.md``); ``--strategy``
+    overrides it. The default, ``coverage``, is farthest-point selection in the full metric space."""
     size: int | None = None
     """Rows to select from the balanced splits (``--size``); give this or ``fraction``, not both."""
     fraction: float | None = None
@@ -222,10 +222,12 @@ class BalanceSpec:
     splits: tuple[str, ...] = ("train",)
     """Splits that are balanced; the others are carried into the corpus unchanged."""
     metrics: tuple[str, ...] | None = None
-    """Metric columns spanning the balancing space; ``null`` for the default subset (largest_lyapunov,
-    correlation_dimension, sample_entropy, permutation_entropy, dfa, higuchi_fd)."""
-    pca: int | None = 3
-    """Reduce the quantile-transformed metrics to this many principal components; ``null`` keeps all."""
+    """Metric columns spanning the balancing space; ``null`` for every metric column the store holds."""
+    scale: Literal["robust", "quantile"] = "robust"
+    """How each metric is put on a common scale: ``robust`` z-scores (median and IQR, clipped at 5 IQRs:
+    distances keep their meaning) or ``quantile`` ranks (uniform on [0, 1])."""
+    pca: int | None = None
+    """Reduce the scaled metrics to this many principal components (a projection); ``null`` keeps all."""
     bins: int = 5
     """Quantile bins per dimension of the grid (``bins ** dims`` cells at most)."""
     nan_policy: Literal["own_bin", "exclude"] = "own_bin"
@@ -536,7 +538,7 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
         raise SpecError(f"{where}.splits: names a split twice")
     if b.metrics is not None:
         if not b.metrics:
-            raise SpecError(f"{where}.metrics: is empty (null for the default subset)")
+            raise SpecError(f"{where}.metrics: is empty (null for every metric the store holds)")
         if len(set(b.metrics)) != len(b.metrics):
             raise SpecError(f"{where}.metrics: names a metric twice")
     if b.pca is not None and b.pca < 1:
@@ -544,6 +546,7 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
     if b.bins < 2:
         raise SpecError(f"{where}.bins: must be >= 2, got {b.bins}")
     _check_choice(b, "nan_policy", where)
+    _check_choice(b, "scale", where)
     for strategy in STRATEGIES.values():  # the registry's checks, of every strategy's fields
         try:
             strategy.params(**{name: getattr(b, name) for name in strategy.spec_params})

@@ -95,9 +95,15 @@ def test_empty_store_and_no_store(store, tmp_path):
 
 def test_missing_metrics(store, tmp_path):
     few = strip_metrics(store, tmp_path / "few", keep=("sample_entropy", "dfa"))
-    spec = spec_file(tmp_path, {"strategy": "grid", "size": 10})      # the default subset: lyapunov & co
+    spec = spec_file(tmp_path, {"strategy": "grid", "size": 10, "metrics": ["largest_lyapunov", "dfa"]})
     assert_refused(nw2("balance", few, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
                    "metric largest_lyapunov not in the store", "sample_entropy, dfa")
+    # without a list: every metric the store holds
+    result = nw2("balance", few, "--size", 10, "--out", tmp_path / "all", "--no-report")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "all" / "corpus.json").read_text())
+    assert info["metrics"] == ["sample_entropy", "dfa"] and info["strategy"] == "coverage"
+    assert info["independent_diversity"]["space"]["metrics"] == ["sample_entropy", "dfa"]
     spec = spec_file(tmp_path, {"strategy": "grid", "size": 10, "metrics": ["sample_entropy", "lyapunov"]})
     assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
                    "metric lyapunov not in the store")
@@ -116,7 +122,6 @@ def test_size_and_fraction(store, tmp_path):
     assert_refused(nw2("balance", store, "--strategy", "grid", "--out", out), out, "--size N or --fraction F")
     assert_refused(nw2("balance", store, "--strategy", "grid", "--fraction", 1.5, "--out", out), out,
                    "balance.fraction")
-    assert_refused(nw2("balance", store, "--size", 10, "--out", out), out, "--strategy")
     assert_refused(nw2("balance", store, "--strategy", "coverage", "--size", 10, "--replace", "--out", out), out,
                    "coverage")
 
@@ -161,7 +166,7 @@ def test_spec_section_and_flags_over_it(store, tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads((out / "corpus.json").read_text())
     assert (info["size"], info["fraction"], info["params"], info["pca"], info["components"], info["dims"]) == \
-        (106, 0.1, {"tau": 1.0}, None, None, 6)
+        (106, 0.1, {"tau": 1.0}, None, None, 13)
     out = tmp_path / "w"
     result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report", "--weights-only")
     assert result.exit_code == 0, result.output
@@ -246,7 +251,8 @@ def test_nan_policy_and_balanced_splits(store, tmp_path):
     info = json.loads((out / "corpus.json").read_text())
     assert info["candidates"] == 1079 and info["balanced_splits"] == ["train", "val"]
     assert info["rows"]["train"]["after"] + info["rows"]["val"]["after"] == 500
-    assert info["rows"]["test"] == {"before": 88, "after": 88, "balanced": False, "undefined": 15, "excluded": 0}
+    # undefined on any of the store's 13 metrics (chaos_01 on oversampled windows, most of them)
+    assert info["rows"]["test"] == {"before": 88, "after": 88, "balanced": False, "undefined": 45, "excluded": 0}
 
 
 def test_docs_list_every_balance_field():
@@ -257,4 +263,4 @@ def test_docs_list_every_balance_field():
         assert f"  {f.name}:" in doc, f"docs/corpus_format.md does not document balance.{f.name}"
     block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     section = yaml.safe_load(block)["balance"]
-    assert balance_from_dict(section) == BalanceSpec(strategy="grid", size=50000)
+    assert balance_from_dict(section) == BalanceSpec(size=50000)

@@ -455,6 +455,8 @@ def _markdown(before, after, b, a, splits, info, metrics, occ) -> str:
               + "; after: the corpus rows (a row drawn twice with replacement counts twice).", ""]
     lines += _table(["split", "role", "before", "undefined before", "after"], rows) + [""]
 
+    lines += _diversity_lines(info.get("independent_diversity"))
+
     # Mix.
     lines += ["## Dataset and modality mix", "",
               f"Rows and shares of the compared split(s) ({', '.join(splits) or 'none'})"
@@ -500,6 +502,46 @@ def _markdown(before, after, b, a, splits, info, metrics, occ) -> str:
               "(orange, hatched), so a balancing strategy that shifts the sources shows as bars of unequal length "
               "(the tables above give the numbers).", ""]
     return "\n".join(lines)
+
+
+#: The rows of the independent-diversity table: (section, key, what it is, better when higher).
+_DIVERSITY_ROWS = (
+    ("coverage", "p90", "p90 distance from a candidate to its nearest selected row", False),
+    ("coverage", "mean", "mean distance from a candidate to its nearest selected row", False),
+    ("clusters", "normalized_entropy", "entropy over k-means clusters of all candidates, normalized", True),
+    ("held_out_metrics", "normalized_entropy", "cell entropy over metrics that were not balanced on", True),
+    ("ground_truth", "normalized_entropy", "entropy over true regimes (system, regime, band), normalized", True),
+    ("ground_truth", "represented", "true regimes represented", True),
+    ("ground_truth", "rarest_decile_share", "share of the rarest decile of true regimes", True),
+)
+
+
+def _diversity_lines(div: dict | None) -> list[str]:
+    """The ``independent_diversity`` section of corpus.json as a table: selection against random draws."""
+    if not div:
+        return []
+    rows = []
+    for section, key, text, higher in _DIVERSITY_ROWS:
+        part = div.get(section) or {}
+        sel, rnd = part.get("selection"), part.get("random")
+        if not sel or not rnd or key not in sel:
+            continue
+        r = rnd[key]
+        better = (sel[key] > r["mean"]) if higher else (sel[key] < r["mean"])
+        rows.append([text, _num(sel[key]), f"{_num(r['mean'])} ± {_num(r['sd'])}", "yes" if better else "no"])
+    comp = (div.get("composition") or {}).get("dataset") or {}
+    if comp.get("selection"):
+        top = max(comp["selection"], key=lambda k: (comp["selection"][k], k))
+        rows.append([f"largest dataset share (`{top}`)", _num(comp["selection"][top]),
+                     _num(comp.get("random", {}).get(top, float("nan"))), ""])
+    if not rows:
+        return []
+    return ["## Independent diversity", "",
+            f"Measures the strategy's grid does not enter, for the selection and for {div.get('draws')} uniform random "
+            "draws of the same size (mean ± sd), in the space of all the store's metrics, robust-scaled "
+            "(`corpus.json` `independent_diversity`, `docs/corpus_format.md`). Coverage is measured in the space "
+            "the default `coverage` strategy selects in; the clusters, held-out metrics and true regimes are "
+            "independent of it.", ""] + _table(["measure", "selection", "random", "better than random"], rows) + [""]
 
 
 def _distinct(frame: pl.DataFrame) -> int:

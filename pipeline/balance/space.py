@@ -34,6 +34,12 @@ DEFAULT_METRICS = ("largest_lyapunov", "correlation_dimension", "sample_entropy"
 ROW_COLUMNS = ("window_id", "group_id", "dataset", "subject", "modality", "split")
 #: The values of :attr:`FeatureSpec.nan_policy`.
 NAN_POLICIES = ("own_bin", "exclude")
+#: The values of :attr:`FeatureSpec.scale`.
+SCALES = ("robust", "quantile")
+#: Robust z-scores are clipped to this many IQRs, so one diverged estimate cannot dominate a distance.
+ROBUST_CLIP = 5.0
+#: Where an undefined metric sits in the robust space (``nan_policy: own_bin``): one IQR below the clip.
+UNDEFINED_AT = -ROBUST_CLIP - 1.0
 
 #: Rows per chunk where a pass over all rows would otherwise copy the whole matrix.
 _CHUNK = 1 << 20
@@ -54,6 +60,27 @@ def _footers(store: WindowStore, parts: list[str]) -> tuple[list[int], list[set[
         rows.append(meta.num_rows)
         columns.append(set(meta.schema.to_arrow_schema().names))
     return rows, columns
+
+
+def store_metrics(store_url: str) -> tuple[str, ...]:
+    """The metric columns the store's parts hold, in ``METRICS`` order (the default balancing space).
+
+    A metric some parts lack is listed too, so that reading it names the parts (a metrics run that
+    failed on them) instead of balancing silently without it."""
+    store = WindowStore.open(store_url)
+    parts = store.parts()
+    if not parts:
+        return ()
+    anywhere = set.union(*_footers(store, parts)[1])
+    return tuple(m for m in _known_metrics() if m in anywhere)
+
+
+def store_columns(store_url: str, wanted: Sequence[str]) -> tuple[str, ...]:
+    """Those of ``wanted`` that every part of the store holds (ground-truth columns are absent before v3)."""
+    store = WindowStore.open(store_url)
+    parts = store.parts()
+    everywhere = set.intersection(*_footers(store, parts)[1]) if parts else set()
+    return tuple(c for c in wanted if c in everywhere)
 
 
 def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str] = ROW_COLUMNS) -> pl.LazyFrame:
@@ -154,12 +181,17 @@ class FeatureSpec:
     nan_policy : {"own_bin", "exclude"}
         Windows with an undefined chosen metric: in a cell of their own (id -1), or left out of the
         candidates (the caller drops them; :func:`build_features` marks them in ``defined``).
+    scale : {"quantile", "robust"}
+        How each metric is put on a common scale: its quantile (:func:`quantile_transform`, uniform on
+        [0, 1]), or its robust z-score (:func:`robust_scale`: median and IQR, clipped at
+        :data:`ROBUST_CLIP`), which keeps distances: a window far from the others stays far.
     """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     pca: int | None = 3
     bins: int = 5
     nan_policy: str = "own_bin"
+    scale: str = "quantile"
 
     def __post_init__(self) -> None:
         metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
@@ -175,6 +207,8 @@ class FeatureSpec:
             raise ValueError(f"bins must be a positive integer, got {self.bins!r}")
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {self.nan_policy!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
 
 
 @dataclass
@@ -245,6 +279,34 @@ def quantile_transform(x: np.ndarray, fit: np.ndarray | None = None) -> np.ndarr
     return out
 
 
+def robust_scale(x: np.ndarray, fit: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    r"""Robust z-scores :math:`z_i = \mathrm{clip}((x_i - \mathrm{med}) / \mathrm{IQR}, -c, c)`, NaN where
+    undefined, with ``(z, median, IQR)``.
+
+    Median and interquartile range (``np.quantile``'s linear interpolation) come from the finite values
+    of the rows ``fit`` (default: all finite values); an IQR of 0 is replaced by 1, so a nearly
+    constant metric keeps its raw offsets instead of exploding. :math:`c` is :data:`ROBUST_CLIP`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(x) if fit is None else (np.asarray(fit, bool) & np.isfinite(x))
+    if not ok.any():
+        return np.full(x.shape, np.nan), float("nan"), float("nan")
+    q25, med, q75 = np.quantile(x[ok], [0.25, 0.5, 0.75])
+    iqr = float(q75 - q25)
+    z = np.where(np.isfinite(x), (x - med) / (iqr if iqr > 0 else 1.0), np.nan)
+    np.clip(z, -ROBUST_CLIP, ROBUST_CLIP, out=z)
+    if fit is not None:
+        z[~np.asarray(fit, bool)] = np.nan
+    return z, float(med), iqr
+
+
+def _robust_columns(matrix: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    out = np.empty(matrix.shape)
+    for j in range(matrix.shape[1]):
+        out[:, j] = robust_scale(matrix[:, j], fit)[0]
+    return out
+
+
 def _quantile_columns(matrix: np.ndarray, fit: np.ndarray) -> np.ndarray:
     """:func:`quantile_transform` of every column, fitted on the rows ``fit``; columns run on threads
     (NumPy's sort releases the GIL), one per core, and the result does not depend on their number."""
@@ -292,11 +354,16 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     1. Each metric is replaced by its quantile among the rows on which every chosen metric is defined
        (:func:`quantile_transform`, :math:`q = (r - 1/2)/m`), so units and outliers do not dominate.
        Rows with an undefined metric are not used to fit and get NaN.
+    1b. With ``spec.scale = "robust"`` instead: each metric's robust z-score (:func:`robust_scale`,
+       median and IQR of the defined rows, clipped at :data:`ROBUST_CLIP`); with ``nan_policy`` ``own_bin``
+       an undefined value is placed at :data:`UNDEFINED_AT`, so the row keeps its other coordinates
+       (``defined`` stays False: the grid puts it in cell -1).
     2. With ``spec.pca = k``: principal components of the quantiles of the defined rows (eigenvectors
        of their covariance :math:`\Sigma = \frac{1}{m}\sum_i (q_i - \bar q)(q_i - \bar q)^\top`, in
        order of decreasing eigenvalue, each with its largest absolute loading positive), scores
        :math:`s_i = W (q_i - \bar q)`, and each score quantile-transformed again so every dimension is
-       uniform on [0, 1] and equal-count bins can be cut on it. ``k`` is capped at the number of metrics.
+       uniform on [0, 1] and equal-count bins can be cut on it (robust scale: the scores as they are).
+       ``k`` is capped at the number of metrics.
 
     Parameters
     ----------
@@ -327,7 +394,15 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     defined = np.isfinite(values).all(axis=1)
     if n and not defined.any():
         raise Nw2Error(f"no window has all of the metrics {', '.join(spec.metrics)} defined; choose others")
-    q = _quantile_columns(values, defined)
+    if spec.scale == "quantile":
+        q = _quantile_columns(values, defined)
+    else:
+        q = _robust_columns(values, defined)
+        if spec.nan_policy == "own_bin":
+            # Robust space: a row keeps its place by the metrics it has; an undefined one sits just
+            # outside the clipped range, so "undefined" is a position of its own (the grid still puts
+            # the row in cell -1: ``defined`` is unchanged).
+            q[~np.isfinite(values)] = UNDEFINED_AT
     if spec.pca is None or n == 0:
         return Features(q, defined, None, None)
     k = min(int(spec.pca), d)
@@ -336,4 +411,8 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     for start in range(0, n, _CHUNK):
         scores[start:start + _CHUNK] = (q[start:start + _CHUNK] - mean) @ components.T
     del q
+    if spec.scale == "robust":  # the scores keep their distances too
+        if spec.nan_policy != "own_bin":
+            scores[~defined] = np.nan
+        return Features(scores, defined, components, explained)
     return Features(_quantile_columns(scores, defined), defined, components, explained)

@@ -28,7 +28,7 @@ import polars as pl
 from nw2.pipeline import __version__
 from nw2.pipeline.balance import corpus as C
 from nw2.core.errors import Nw2Error, SpecError
-from nw2.pipeline.spec import BALANCE_STRATEGIES, BalanceSpec, validate_balance
+from nw2.pipeline.spec import BalanceSpec, validate_balance
 from nw2.artifacts.corpus import FORMAT, VERSION, Corpus, CorpusInfo, columns_of, store_name
 from nw2.artifacts.store import WindowStore
 
@@ -52,9 +52,6 @@ def _resolve(spec: BalanceSpec) -> BalanceSpec:
         validate_balance(spec, "balance")
     except SpecError as err:
         raise Nw2Error(str(err)) from None
-    if spec.strategy is None:
-        raise Nw2Error(f"no strategy: give --strategy (one of {', '.join(BALANCE_STRATEGIES)}) "
-                       "or balance.strategy in the spec")
     if not spec.weights_only and spec.size is None and spec.fraction is None:
         raise Nw2Error("give --size N or --fraction F (or --weights-only to keep every row with its weight)")
     return spec
@@ -65,7 +62,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
-    from nw2.pipeline.balance.space import DEFAULT_METRICS, FeatureSpec, build_features, load_rows
+    from nw2.pipeline.balance.space import FeatureSpec, build_features, load_rows, store_columns, store_metrics
     from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select
 
     spec = _resolve(spec)
@@ -73,9 +70,14 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     parts = store.parts()
     # the output is checked (free, or an nw2 corpus with overwrite) before anything is read
     Corpus.check_destination(out, overwrite=overwrite, around=store)
-    metrics = tuple(spec.metrics or DEFAULT_METRICS)
+    every_metric = store_metrics(store.url)
+    metrics = tuple(spec.metrics or every_metric)
+    if not metrics:
+        raise Nw2Error(f"{store_url}: the store has no metric columns; run nw2 metrics {store_url} first")
     schema = C.part_schema(store, parts)
-    rows = load_rows(store.url, metrics, columns=SELECTION_COLUMNS)
+    truth_columns = store_columns(store.url, TRUTH_COLUMNS)
+    measured = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
+    rows = load_rows(store.url, measured, columns=(*SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns))
     if rows.height == 0:
         raise Nw2Error(f"{store_url}: empty store (its parts hold no rows)")
     known = {p: i for i, p in enumerate(parts)}
@@ -85,7 +87,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
 
     # Features and grid.
     values = rows.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in metrics]).to_numpy()
-    fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy)
+    fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy, scale=spec.scale)
     feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
     split, split_names = name_codes(rows.get_column("split"))
     balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
@@ -158,7 +160,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "replace": spec.replace, "weights_only": spec.weights_only, "balanced_splits": list(spec.splits),
         "bin_id": "kmeans cluster" if spec.strategy == "kmeans" else "grid cell",
         # the feature spec and the bin definition
-        "metrics": list(metrics), "pca": spec.pca, "bins_per_dim": spec.bins, "nan_policy": spec.nan_policy,
+        "metrics": list(metrics), "scale": spec.scale, "pca": spec.pca, "bins_per_dim": spec.bins, "nan_policy": spec.nan_policy,
         "dims": int(feats.z.shape[1]), "cells": int(spec.bins ** feats.z.shape[1]),
         "components": _floats(feats.components), "explained_variance": _floats(feats.explained),
         "grid_edges": [_floats(e) for e in grid.edges],
@@ -173,10 +175,13 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "distinct_selected": int(np.unique(sel_global).size), "corpus_rows": int(all_global.size),
         "columns": columns_of(out_schema),
     }
+    info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, spec,
+                                               sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
         ids, n = np.unique(np.asarray(sel.bin_id, np.int64), return_counts=True)
         info["cluster_counts_after"] = [{"cluster": int(c), "after": int(k)} for c, k in zip(ids, n)]
 
+    rows = rows.select("part", "row", *SELECTION_COLUMNS, *metrics)  # what the report reads
     before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64))
     after = rows.select(pl.all().gather(all_global)).with_columns(
         pl.Series("bin_id", all_bin, pl.Int64), pl.Series("sample_weight", all_weight, pl.Float64))
@@ -225,8 +230,32 @@ def _jsonable(d: dict) -> dict:
     return out
 
 
-#: The row columns selection and the report use: window ids, group ids and subjects are not read.
+#: The row columns selection and the report use: window ids and group ids are not read.
 SELECTION_COLUMNS = ("dataset", "modality", "split")
+#: Groups whose shares the diversity section reports (a corpus made of one record is visible).
+GROUP_COLUMNS = ("subject", "record")
+#: The synthetic source's ground truth that the diversity section reads where the store has it.
+TRUTH_COLUMNS = ("system", "regime")
+
+
+def _diversity(rows: pl.DataFrame, cand_idx, sel_index, measured, balancing, truth_columns, spec: BalanceSpec,
+               weights) -> dict:
+    """The ``independent_diversity`` section (:mod:`pipeline.balance.diversity`) of the candidates."""
+    from nw2.pipeline.balance.diversity import independent_diversity
+
+    cand = rows[cand_idx]
+    values = cand.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in measured]).to_numpy()
+    groups = {"dataset": cand.get_column("dataset").to_numpy(), "modality": cand.get_column("modality").to_numpy()}
+    for name in GROUP_COLUMNS:
+        groups[name] = name_codes(cand.get_column(name))[0]
+    truth = None
+    if truth_columns:
+        # A synthetic row's subject is its (system, parameter band): the band of the truth label.
+        truth = {"system": cand.get_column("system").to_numpy(), "regime": cand.get_column("regime").to_numpy(),
+                 "band": np.where(cand.get_column("system").is_null().to_numpy(), None,
+                                  cand.get_column("subject").to_numpy())}
+    return independent_diversity(values, list(measured), list(balancing), np.asarray(sel_index, np.int64),
+                                 groups=groups, truth=truth, seed=spec.seed, weights=weights)
 
 
 def name_codes(series: pl.Series) -> tuple[np.ndarray, list[str]]:
@@ -301,6 +330,16 @@ def describe(result: BalanceResult) -> str:
              f"normalized entropy {s['normalized_entropy']:.3f} (random {r['normalized_entropy']:.3f}), "
              f"cells kept {100 * s['fraction_of_cells_kept']:.0f}% (random {100 * r['fraction_of_cells_kept']:.0f}%), "
              f"effective regimes {s['effective_regimes']:.1f} (random {r['effective_regimes']:.1f})"]
+    div = info.get("independent_diversity") or {}
+    measures = []
+    for label, section, key in (("p90 coverage distance", "coverage", "p90"),
+                                ("cluster entropy", "clusters", "normalized_entropy"),
+                                ("true-regime entropy", "ground_truth", "normalized_entropy")):
+        part = div.get(section) or {}
+        if part.get("selection") and part.get("random"):
+            measures.append(f"{label} {part['selection'][key]:.3f} (random {part['random'][key]['mean']:.3f})")
+    if measures:
+        lines.append("independent: " + ", ".join(measures))
     if result.report:
         lines.append(f"report: {posixpath.join(result.out.rstrip('/'), result.report[-1])}")
     return "\n".join(lines)
