@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from nw2.core.jsonable import jsonable
 from nw2.pipeline import __version__
 from nw2.artifacts.report import METRICS_JSON, SPEED_JSON, EvalReport
 from nw2.artifacts.run import Run
@@ -417,18 +418,7 @@ def _speed(fc: dict, probe_seconds: float, probe_windows: int, elapsed: float) -
 # -- output -----------------------------------------------------------------------------------------
 def _clean(obj):
     """Floats to DIGITS significant digits, non-finite to None, numpy scalars to Python; tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None
-    return obj
+    return jsonable(obj, DIGITS)
 
 
 def dumps(metrics: dict) -> str:

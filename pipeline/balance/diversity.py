@@ -112,6 +112,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nw2.core.jsonable import jsonable
 from nw2.pipeline.balance.bins import Grid, balance_stats, fit_grid
 from nw2.pipeline.balance.space import ROBUST_CLIP, robust_scale
 from nw2.pipeline.balance.strategies import KmeansParams, _nearest, fit_minibatch_kmeans
@@ -142,17 +143,7 @@ def _round(x) -> float | None:
 
 def _clean(obj):
     """Numpy scalars to Python ones and floats rounded, recursively (ints and strings kept)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _round(obj)
-    return obj
+    return jsonable(obj, 6)
 
 
 def _summarize(per_draw: list[dict | None]) -> dict | None:
