@@ -284,7 +284,8 @@ def robust_scale(x: np.ndarray, fit: np.ndarray | None = None) -> tuple[np.ndarr
     undefined, with ``(z, median, IQR)``.
 
     Median and interquartile range (``np.quantile``'s linear interpolation) come from the finite values
-    of the rows ``fit`` (default: all finite values); an IQR of 0 is replaced by 1, so a nearly
+    of the rows ``fit`` (default: all finite values), and every finite value is scaled with them; an
+    IQR of 0 is replaced by 1, so a nearly
     constant metric keeps its raw offsets instead of exploding. :math:`c` is :data:`ROBUST_CLIP`.
     """
     x = np.asarray(x, dtype=np.float64)
@@ -295,8 +296,6 @@ def robust_scale(x: np.ndarray, fit: np.ndarray | None = None) -> tuple[np.ndarr
     iqr = float(q75 - q25)
     z = np.where(np.isfinite(x), (x - med) / (iqr if iqr > 0 else 1.0), np.nan)
     np.clip(z, -ROBUST_CLIP, ROBUST_CLIP, out=z)
-    if fit is not None:
-        z[~np.asarray(fit, bool)] = np.nan
     return z, float(med), iqr
 
 
@@ -398,7 +397,9 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
         q = _quantile_columns(values, defined)
     else:
         q = _robust_columns(values, defined)
-        if spec.nan_policy == "own_bin":
+        if spec.nan_policy != "own_bin":
+            q[~defined] = np.nan
+        else:
             # Robust space: a row keeps its place by the metrics it has; an undefined one sits just
             # outside the clipped range, so "undefined" is a position of its own (the grid still puts
             # the row in cell -1: ``defined`` is unchanged).
