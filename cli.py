@@ -176,6 +176,7 @@ def balance(
     pca: Optional[int] = typer.Option(None, "--pca", help="Project the scaled metrics on this many principal components; 0 keeps every metric (the default)."),
     bins: Optional[int] = typer.Option(None, "--bins", help="Quantile bins per dimension of the grid (default 5)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits to balance (default train); the others are carried through."),
+    dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help="Drop near-duplicate windows before selecting (default: on)."),
     nan_policy: Optional[str] = typer.Option(None, "--nan-policy", help="Rows with an undefined chosen metric: own_bin (default) or exclude."),
     by: Optional[str] = typer.Option(None, "--by", help=_strategy_param_help("by")),
     tau: Optional[float] = typer.Option(None, "--tau", help=_strategy_param_help("tau")),
@@ -201,7 +202,7 @@ def balance(
             raise Nw2Error("give --size or --fraction, not both")
         flags = {name: value for name, value in (
             ("strategy", strategy), ("size", size), ("fraction", fraction), ("seed", seed), ("replace", replace),
-            ("weights_only", weights_only), ("bins", bins), ("nan_policy", nan_policy), ("scale", scale), ("by", by), ("tau", tau),
+            ("weights_only", weights_only), ("bins", bins), ("nan_policy", nan_policy), ("scale", scale), ("dedup", dedup), ("by", by), ("tau", tau),
             ("k", k), ("fit_sample", fit_sample), ("pool", pool)) if value is not None}
         if size is not None:
             flags["fraction"] = None

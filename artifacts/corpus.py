@@ -97,6 +97,9 @@ class CorpusInfo(Meta):
     """kmeans only: rows per cluster after selection."""
     scale: str = optional()
     """How the metrics were scaled (``robust`` or ``quantile``); absent in older corpora (quantile)."""
+    dedup: dict | None = optional()
+    """Near-duplicates dropped before selection (``candidates``, ``kept``, ``exact_dropped``,
+    ``near_dropped``, ``groups``); ``null`` with ``dedup: false``; absent in older corpora."""
     independent_diversity: dict = optional()
     """Diversity of the selection against random draws by measures the strategy does not use
     (:mod:`pipeline.balance.diversity`); absent in older corpora."""

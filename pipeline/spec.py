@@ -230,6 +230,10 @@ class BalanceSpec:
     """Reduce the scaled metrics to this many principal components (a projection); ``null`` keeps all."""
     bins: int = 5
     """Quantile bins per dimension of the grid (``bins ** dims`` cells at most)."""
+    dedup: bool = True
+    """Drop near-duplicate windows of the balanced splits before selecting (exact and affine copies by a
+    hash of the quantized z-scored samples, near copies by spectral signature and time-domain correlation
+    >= 0.98; ``pipeline/balance/dedup.py``); the first in store order is kept, the counts go to corpus.json."""
     nan_policy: Literal["own_bin", "exclude"] = "own_bin"
     """Rows with an undefined (null) chosen metric: ``own_bin`` (one extra cell, id -1) or ``exclude``
     (left out of the balanced splits; counted in corpus.json)."""

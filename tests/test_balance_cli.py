@@ -64,20 +64,20 @@ def assert_refused(result, out: Path, *needles: str) -> str:
 
 def test_store_without_metrics(store, tmp_path):
     bare = strip_metrics(store, tmp_path / "bare")
-    assert_refused(nw2("balance", bare, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+    assert_refused(nw2("balance", "--no-dedup", bare, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
                    tmp_path / "c", f"run nw2 metrics {bare} first")
 
 
 def test_unknown_strategy_lists_the_valid_ones(store, tmp_path):
-    err = assert_refused(nw2("balance", store, "--strategy", "balanced", "--size", 10, "--out", tmp_path / "c"),
+    err = assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "balanced", "--size", 10, "--out", tmp_path / "c"),
                          tmp_path / "c", "'balanced'")
     assert all(s in err for s in ("random", "stratified", "grid", "inverse", "temperature", "kmeans", "coverage"))
 
 
 def test_size_larger_than_available(store, tmp_path):
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 5000, "--out", tmp_path / "c"),
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 5000, "--out", tmp_path / "c"),
                    tmp_path / "c", "5000", "1059", "--replace")
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 700, "--splits", "val,test",
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 700, "--splits", "val,test",
                        "--out", tmp_path / "c"), tmp_path / "c", "700", "108")
 
 
@@ -85,30 +85,30 @@ def test_empty_store_and_no_store(store, tmp_path):
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     shutil.copy(store / "store.json", empty / "store.json")
-    assert_refused(nw2("balance", empty, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+    assert_refused(nw2("balance", "--no-dedup", empty, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
                    tmp_path / "c", "empty store")
-    assert_refused(nw2("balance", tmp_path / "nowhere", "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+    assert_refused(nw2("balance", "--no-dedup", tmp_path / "nowhere", "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
                    tmp_path / "c", "no such store")
-    assert_refused(nw2("balance", tmp_path, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
+    assert_refused(nw2("balance", "--no-dedup", tmp_path, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
                    tmp_path / "c", "not a window store")
 
 
 def test_missing_metrics(store, tmp_path):
     few = strip_metrics(store, tmp_path / "few", keep=("sample_entropy", "dfa"))
     spec = spec_file(tmp_path, {"strategy": "grid", "size": 10, "metrics": ["largest_lyapunov", "dfa"]})
-    assert_refused(nw2("balance", few, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
+    assert_refused(nw2("balance", "--no-dedup", few, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
                    "metric largest_lyapunov not in the store", "sample_entropy, dfa")
     # without a list: every metric the store holds
-    result = nw2("balance", few, "--size", 10, "--out", tmp_path / "all", "--no-report")
+    result = nw2("balance", "--no-dedup", few, "--size", 10, "--out", tmp_path / "all", "--no-report")
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "all" / "corpus.json").read_text())
     assert info["metrics"] == ["sample_entropy", "dfa"] and info["strategy"] == "coverage"
     assert info["independent_diversity"]["space"]["metrics"] == ["sample_entropy", "dfa"]
     spec = spec_file(tmp_path, {"strategy": "grid", "size": 10, "metrics": ["sample_entropy", "lyapunov"]})
-    assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
+    assert_refused(nw2("balance", "--no-dedup", store, "--spec", spec, "--out", tmp_path / "c"), tmp_path / "c",
                    "metric lyapunov not in the store")
     # the same store balances on the metrics it holds
-    result = nw2("balance", few, "--strategy", "grid", "--size", 10, "--metrics", "sample_entropy,dfa",
+    result = nw2("balance", "--no-dedup", few, "--strategy", "grid", "--size", 10, "--metrics", "sample_entropy,dfa",
                  "--out", tmp_path / "ok", "--no-report")
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "ok" / "corpus.json").read_text())
@@ -117,12 +117,12 @@ def test_missing_metrics(store, tmp_path):
 
 def test_size_and_fraction(store, tmp_path):
     out = tmp_path / "c"
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 10, "--fraction", 0.1, "--out", out),
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--fraction", 0.1, "--out", out),
                    out, "--size or --fraction, not both")
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--out", out), out, "--size N or --fraction F")
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--fraction", 1.5, "--out", out), out,
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--out", out), out, "--size N or --fraction F")
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--fraction", 1.5, "--out", out), out,
                    "balance.fraction")
-    assert_refused(nw2("balance", store, "--strategy", "coverage", "--size", 10, "--replace", "--out", out), out,
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "coverage", "--size", 10, "--replace", "--out", out), out,
                    "coverage")
 
 
@@ -131,20 +131,20 @@ def test_out_must_be_free(store, tmp_path):
     out.mkdir()
     (out / "mine.txt").write_text("precious")
     for extra in ((), ("--overwrite",)):
-        result = nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out, *extra)
+        result = nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--out", out, *extra)
         assert result.exit_code == 1 and result.stderr.startswith("error: ")
         assert (out / "mine.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
-    assert "--overwrite" in nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out).stderr
-    assert "not an nw2 corpus" in nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", out,
+    assert "--overwrite" in nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--out", out).stderr
+    assert "not an nw2 corpus" in nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--out", out,
                                       "--overwrite").stderr
     inside = store / "corpus"
-    assert_refused(nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", inside), inside, "store")
+    assert_refused(nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--out", inside), inside, "store")
     # an empty directory is fine; a corpus is replaced with --overwrite
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert nw2("balance", store, "--strategy", "grid", "--size", 10, "--out", empty, "--no-report").exit_code == 0
-    assert nw2("balance", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report").exit_code == 1
-    result = nw2("balance", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report", "--overwrite")
+    assert nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 10, "--out", empty, "--no-report").exit_code == 0
+    assert nw2("balance", "--no-dedup", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report").exit_code == 1
+    result = nw2("balance", "--no-dedup", store, "--strategy", "random", "--size", 20, "--out", empty, "--no-report", "--overwrite")
     assert result.exit_code == 0, result.output
     assert json.loads((empty / "corpus.json").read_text())["size"] == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "taken"]
@@ -155,20 +155,20 @@ def test_spec_section_and_flags_over_it(store, tmp_path):
                                 "pca": 2, "splits": ["train"]})
     assert load_spec(spec).balance == BalanceSpec(strategy="temperature", size=50, seed=3, tau=0.25, bins=4, pca=2)
     out = tmp_path / "a"
-    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report")
+    result = nw2("balance", "--no-dedup", store, "--spec", spec, "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     info = json.loads((out / "corpus.json").read_text())
     assert (info["strategy"], info["size"], info["seed"], info["params"], info["bins_per_dim"], info["pca"]) == \
         ("temperature", 50, 3, {"tau": 0.25}, 4, 2)
     out = tmp_path / "b"
-    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report", "--fraction", 0.1, "--tau", 1,
+    result = nw2("balance", "--no-dedup", store, "--spec", spec, "--out", out, "--no-report", "--fraction", 0.1, "--tau", 1,
                  "--pca", 0, "--strategy", "temperature")
     assert result.exit_code == 0, result.output
     info = json.loads((out / "corpus.json").read_text())
     assert (info["size"], info["fraction"], info["params"], info["pca"], info["components"], info["dims"]) == \
         (106, 0.1, {"tau": 1.0}, None, None, 13)
     out = tmp_path / "w"
-    result = nw2("balance", store, "--spec", spec, "--out", out, "--no-report", "--weights-only")
+    result = nw2("balance", "--no-dedup", store, "--spec", spec, "--out", out, "--no-report", "--weights-only")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "corpus.json").read_text())["size"] is None
 
@@ -211,13 +211,13 @@ def test_fsspec_url_written_in_place_with_corpus_json_last(store, tmp_path, monk
     mem = fsspec.filesystem("memory")
     url = "memory://balance-test/corpus"
     try:
-        result = nw2("balance", store, "--strategy", "inverse", "--size", 30, "--out", url)
+        result = nw2("balance", "--no-dedup", store, "--strategy", "inverse", "--size", 30, "--out", url)
         assert result.exit_code == 0, result.output
         info = json.loads(mem.cat("/balance-test/corpus/corpus.json"))
         assert info["selected"] == 30 and "report/report.md" in info["report"]
         assert mem.exists("/balance-test/corpus/report/report.md")
         local = tmp_path / "local"
-        result = nw2("balance", store, "--strategy", "inverse", "--size", 30, "--out", local, "--no-report")
+        result = nw2("balance", "--no-dedup", store, "--strategy", "inverse", "--size", 30, "--out", local, "--no-report")
         assert result.exit_code == 0, result.output
         part = "data/part-00000.parquet"
         assert mem.cat(f"/balance-test/corpus/{part}") == (local / part).read_bytes()
@@ -234,7 +234,7 @@ def test_fsspec_url_written_in_place_with_corpus_json_last(store, tmp_path, monk
 
 def test_nan_policy_and_balanced_splits(store, tmp_path):
     out = tmp_path / "exclude"
-    result = nw2("balance", store, "--strategy", "grid", "--size", 100, "--nan-policy", "exclude",
+    result = nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 100, "--nan-policy", "exclude",
                  "--metrics", "correlation_dimension,sample_entropy,dfa", "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     table, info = read_corpus(out)
@@ -245,7 +245,7 @@ def test_nan_policy_and_balanced_splits(store, tmp_path):
     assert (bins[split == "train"] >= 0).all() and all(c["cell"] >= 0 for c in info["cell_counts"])
     assert info["rows"]["test"]["after"] == info["rows"]["test"]["before"] == 88   # carried, undefined or not
     out = tmp_path / "two"
-    result = nw2("balance", store, "--strategy", "grid", "--size", 500, "--splits", "train,val", "--out", out,
+    result = nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", 500, "--splits", "train,val", "--out", out,
                  "--no-report")
     assert result.exit_code == 0, result.output
     info = json.loads((out / "corpus.json").read_text())

@@ -37,7 +37,7 @@ def corpora(store, tmp_path_factory):
     made = {}
     for strategy in STRATEGIES:
         out = root / strategy
-        result = nw2("balance", store, "--strategy", strategy, "--size", SIZE, "--out", out, "--seed", 0, "--k", 8)
+        result = nw2("balance", "--no-dedup", store, "--strategy", strategy, "--size", SIZE, "--out", out, "--seed", 0, "--k", 8)
         assert result.exit_code == 0, result.output
         assert f"{SIZE} of 1059 train rows ({strategy}" in result.stdout
         made[strategy] = out
@@ -148,10 +148,10 @@ def test_balancing_strategies_beat_random(corpora):
 
 def test_same_seed_same_bytes_other_seed_other_sample(corpora, store, tmp_path):
     again = tmp_path / "again"
-    assert nw2("balance", store, "--strategy", "grid", "--size", SIZE, "--out", again, "--seed", 0).exit_code == 0
+    assert nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", SIZE, "--out", again, "--seed", 0).exit_code == 0
     assert tree_bytes(again) == tree_bytes(corpora["grid"])
     other = tmp_path / "other"
-    assert nw2("balance", store, "--strategy", "grid", "--size", SIZE, "--out", other, "--seed", 1,
+    assert nw2("balance", "--no-dedup", store, "--strategy", "grid", "--size", SIZE, "--out", other, "--seed", 1,
                "--no-report").exit_code == 0
     a, b = (json.loads((p / "corpus.json").read_text()) for p in (again, other))
     assert a["content_sha256"] != b["content_sha256"] and a["store"] == b["store"] and b["report"] == []
@@ -166,7 +166,7 @@ def test_same_seed_same_bytes_other_seed_other_sample(corpora, store, tmp_path):
 
 def test_weights_only_keeps_every_candidate_once(store, store_table, tmp_path):
     out = tmp_path / "weights"
-    result = nw2("balance", store, "--strategy", "inverse", "--weights-only", "--out", out, "--no-report")
+    result = nw2("balance", "--no-dedup", store, "--strategy", "inverse", "--weights-only", "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     table, info = read_corpus(out)
     assert table.num_rows == store_table.num_rows and info["size"] is None and info["weights_only"]
@@ -184,14 +184,14 @@ def test_weights_only_keeps_every_candidate_once(store, store_table, tmp_path):
 
 def test_replace_repeats_rows_and_fraction(store, tmp_path):
     out = tmp_path / "replace"
-    result = nw2("balance", store, "--strategy", "inverse", "--size", 2000, "--replace", "--out", out, "--no-report")
+    result = nw2("balance", "--no-dedup", store, "--strategy", "inverse", "--size", 2000, "--replace", "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     table, info = read_corpus(out)
     ids = table.column("window_id").to_pylist()
     assert info["selected"] == 2000 and info["distinct_selected"] < 1059 and len(ids) == 2000 + 108
     assert info["corpus_rows"] == 2108 and len(info["parts"]) == 1
     out = tmp_path / "fraction"
-    assert nw2("balance", store, "--strategy", "random", "--fraction", 0.25, "--out", out, "--no-report").exit_code == 0
+    assert nw2("balance", "--no-dedup", store, "--strategy", "random", "--fraction", 0.25, "--out", out, "--no-report").exit_code == 0
     info = json.loads((out / "corpus.json").read_text())
     assert info["size"] == round(0.25 * 1059) and info["fraction"] == 0.25
 

@@ -94,6 +94,9 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     defined = np.asarray(feats.defined, bool)
     cand_mask = balanced & (defined | (spec.nan_policy == "own_bin"))
     cand_idx = np.flatnonzero(cand_mask)
+    duplicates = None
+    if spec.dedup and cand_idx.size:
+        cand_idx, duplicates = _drop_duplicates(store.url, cand_idx, rows.height)
     n_cand = int(cand_idx.size)
     if n_cand == 0:
         why = " with every chosen metric defined (nan_policy exclude)" if balanced.any() else ""
@@ -175,6 +178,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "distinct_selected": int(np.unique(sel_global).size), "corpus_rows": int(all_global.size),
         "columns": columns_of(out_schema),
     }
+    info["dedup"] = duplicates
     info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, spec,
                                                sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
@@ -236,6 +240,17 @@ SELECTION_COLUMNS = ("dataset", "modality", "split")
 GROUP_COLUMNS = ("subject", "record")
 #: The synthetic source's ground truth that the diversity section reads where the store has it.
 TRUTH_COLUMNS = ("system", "regime")
+
+
+def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, dict]:
+    """The candidates without their near-duplicates (:mod:`pipeline.balance.dedup`: the first window of each
+    group in store order stays), and the counts for corpus.json. Reads the candidates' samples, part by part."""
+    from nw2.pipeline.balance.dedup import find_duplicates, window_signatures
+
+    mask = np.zeros(n_rows, bool)
+    mask[cand_idx] = True
+    found = find_duplicates(window_signatures(store_url, rows=mask), cand_idx)
+    return cand_idx[found.keep], found.summary()
 
 
 def _diversity(rows: pl.DataFrame, cand_idx, sel_index, measured, balancing, truth_columns, spec: BalanceSpec,
