@@ -69,3 +69,30 @@ def bench_like(tmp_path_factory):
     (folder / "spec.yaml").write_text(yaml.safe_dump(BENCH_LIKE))
     ok("ingest", folder / "spec.yaml", "--out", folder / "store", "--workers", "2", "--no-progress")
     return _measures(folder / "store", folder)
+
+
+@pytest.mark.parametrize("name", ["demo", "bench_like"])
+def test_coverage_is_at_least_15_percent_better_than_random(name, request):
+    selection, random = request.getfixturevalue(name)["p90"]
+    assert selection <= 0.85 * random, (selection, random)
+
+
+@pytest.mark.parametrize("name", ["demo", "bench_like"])
+def test_cluster_entropy_is_higher_than_random(name, request):
+    selection, random = request.getfixturevalue(name)["clusters"]
+    assert selection > random, (selection, random)
+
+
+# Measured here (dedup on): regime entropy 0.868 against random's 0.864, rarest decile 0.110 against 0.042. On
+# the full corpus_specs/bench.yaml store the same strategy gives 0.956 against 0.893 and 0.022 against 0.015
+# (the note of issue 13): the regime-entropy target holds there and not here, the rarest-decile one the reverse.
+@pytest.mark.xfail(strict=True, reason="on the small bench-like store the default strategy spreads over true "
+                   "regimes hardly more than random does (0.868 vs 0.864); +0.063 on the full bench.yaml store")
+def test_true_regime_entropy_is_higher_than_random(bench_like):
+    selection, random = bench_like["regimes"]
+    assert selection >= random + 0.05, (selection, random)
+
+
+def test_the_rarest_regimes_are_twice_as_represented(bench_like):
+    selection, random = bench_like["rarest"]
+    assert selection >= 2 * random, (selection, random)
