@@ -101,13 +101,14 @@ def test_with_replacement_rows_repeat_and_size_may_exceed_the_candidates(skewed,
     assert np.array_equal(sel.sample_weight, np.ones(size))
 
 
-def test_coverage_refuses_replacement_and_a_size_above_its_pool(skewed):
+def test_coverage_refuses_replacement_and_goes_two_level_above_its_pool(skewed):
     with pytest.raises(ValueError, match="coverage selects distinct windows"):
         select("coverage", skewed, 10, seed=0, replace=True)
-    with pytest.raises(ValueError, match=r"size 600 is larger than pool=500.*raise pool"):
-        select("coverage", skewed, 600, seed=0, pool=500)
-    small = select("coverage", skewed, 100, seed=0, pool=500)
-    assert len(small) == 100
+    small = select("coverage", skewed, 100, seed=0, pool=500)         # exact: grid cells as bins
+    assert len(small) == 100 and np.array_equal(small.bin_id, skewed.cells[small.index])
+    big = select("coverage", skewed, 600, seed=0, pool=500, centres=64)  # size > pool: two-level
+    assert len(big) == 600 and np.all(np.diff(big.index) > 0)
+    assert set(np.unique(big.bin_id)) == set(range(-1, 64))           # 64 Voronoi cells + the undefined one
 
 
 # -- quotas ----------------------------------------------------------------------------------------
@@ -337,3 +338,244 @@ def test_the_registry_is_the_one_list_of_strategies_and_parameters():
     code = "import sys, nw2.pipeline.spec, nw2.cli; assert 'numba' not in sys.modules, 'numba loaded'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- coverage: exact and two-level -----------------------------------------------------------------
+def gonzalez_reference(z: np.ndarray, size: int, seed: int, pool: int) -> np.ndarray:
+    """Greedy k-center in plain NumPy, drawing the pool and the start as coverage's exact mode does."""
+    rng = np.random.default_rng(seed)
+    n = z.shape[0]
+    members = np.sort(rng.choice(n, pool, replace=False, shuffle=False)) if n > pool else np.arange(n)
+    x = z[members]
+    chosen = [int(rng.integers(0, members.size))]
+    best = np.full(members.size, np.inf)
+    for _ in range(1, size):
+        best = np.minimum(best, ((x - x[chosen[-1]]) ** 2).sum(axis=1))
+        best[chosen] = -1.0
+        chosen.append(int(np.argmax(best)))                          # ties: the first
+    return np.sort(members[chosen])
+
+
+def nearest_selected(query: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Brute force: each query row's distance to its nearest chosen row."""
+    return np.sqrt(((query[:, None, :] - chosen[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> Candidates:
+    """4000 rows in 5 dims: a dense blob (80 %), a thin line, scattered rows, and 3 % undefined."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    kind = rng.choice(3, n, p=[0.8, 0.12, 0.08])
+    z = np.where((kind == 0)[:, None], rng.normal(0.3, 0.02, (n, 5)), rng.random((n, 5)))
+    z[kind == 1, 1:] = 0.8
+    z[rng.random(n) < 0.03, 2] = np.nan
+    return Candidates(z, np.zeros(n, np.int64), rng.choice(["a", "b"], n), np.zeros(n, np.int64))
+
+
+@pytest.mark.parametrize("size,pool", [(1, 200_000), (50, 200_000), (120, 700)])
+def test_coverage_exact_mode_is_the_plain_greedy(skewed, size, pool):
+    defined = Candidates(skewed.z[skewed.defined], skewed.cells[skewed.defined],
+                         skewed.dataset[skewed.defined], skewed.modality[skewed.defined])
+    for seed in (0, 5):
+        sel = select("coverage", defined, size, seed=seed, pool=pool)
+        assert np.array_equal(sel.index, gonzalez_reference(defined.z, size, seed, pool))
+        assert np.array_equal(np.sort(sel.order), np.arange(size))     # the pick order, a permutation
+
+
+def test_parallel_nearest_centre_is_the_serial_one():
+    from nw2.pipeline.balance.kernels import nearest_centre, nearest_centre_parallel
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.random((5000, 4)) * 4) / 4                        # many exact ties
+    x[::97, 1] = np.nan
+    for k in (1, 3, 4, 37):
+        centres = np.round(rng.random((k, 4)) * 4) / 4
+        assert np.array_equal(nearest_centre_parallel(x, centres), nearest_centre(x, centres))
+    assert np.all(nearest_centre_parallel(x, centres)[::97] == -1)
+    sub = np.ascontiguousarray(centres[:, :3])                         # a strided x is taken as it is
+    assert np.array_equal(nearest_centre_parallel(x[:, :3], sub), nearest_centre(x[:, :3], sub))
+
+
+def two_level(cand, size, seed, **params):
+    return select("coverage", cand, size, seed=seed, exact_budget=1.0, **params)
+
+
+def test_coverage_two_level_is_deterministic_sized_and_represents_every_cell(blobs):
+    import numba
+
+    size, centres = 400, 48
+    a = two_level(blobs, size, 4, centres=centres)
+    b = two_level(blobs, size, 4, centres=centres)
+    for field in ("index", "bin_id", "order"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.index, two_level(blobs, size, 5, centres=centres).index)
+    assert len(a) == size and np.all(np.diff(a.index) > 0) and np.array_equal(a.sample_weight, np.ones(size))
+    # every Voronoi cell (and the undefined cell) holds a selected row; undefined rows only in -1
+    assert set(np.unique(a.bin_id)) == set(range(-1, centres))
+    assert np.array_equal(a.bin_id == -1, ~blobs.defined[a.index])
+    # quotas: equal under the cell sizes (water-filling); the bins are the nearest centre
+    from nw2.pipeline.balance.kernels import nearest_centre
+
+    centre_rows = a.index[a.order < centres]                            # the centres are picked first
+    assert centre_rows.size == centres and set(a.bin_id[a.order < centres]) == set(range(centres))
+    by_cell = centre_rows[np.argsort(a.bin_id[a.order < centres])]
+    labels = nearest_centre(blobs.z, blobs.z[by_cell])
+    labels[by_cell] = np.arange(centres)
+    assert np.array_equal(labels[a.index], a.bin_id)
+    capacity, taken = group_counts(labels, a.index)
+    assert_water_filled(capacity, taken)
+    # the same selection whatever the number of threads
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = two_level(blobs, size, 4, centres=centres)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one.index, a.index) and np.array_equal(one.bin_id, a.bin_id)
+    # a size below the number of cells, and all rows
+    assert len(two_level(blobs, 5, 0, centres=centres)) == 5
+    assert np.array_equal(two_level(blobs, len(blobs), 0).index, np.arange(len(blobs)))
+
+
+@pytest.mark.parametrize("size", [100, 400])
+def test_coverage_two_level_covers_better_than_random(blobs, size):
+    """Max and 90th percentile of the distance from a row to its nearest selected row, over the rows
+    outside the dense blob (a random draw spends most of its rows in the blob)."""
+    defined = blobs.defined
+    rare = blobs.z[defined & np.any(np.abs(np.nan_to_num(blobs.z) - 0.3) > 0.1, axis=1)]
+    assert 500 < rare.shape[0] < 1000
+
+    def radius(index):
+        d = nearest_selected(rare, blobs.z[index[defined[index]]])
+        return np.array([d.max(), np.quantile(d, 0.9)])
+
+    rnd = np.mean([radius(select("random", blobs, size, seed=s).index) for s in range(4)], axis=0)
+    for seed in range(3):
+        # a tiny budget: centres, then a uniform sample of every cell
+        uniform = two_level(blobs, size, seed, centres=32)
+        assert uniform.bin_id.max() == 31
+        uni = radius(uniform.index)
+        assert np.all(uni < [0.75, 0.7] * rnd)
+        # a budget below the exact search (400 x 4000 x 5 = 8e6) but enough for in-cell farthest-point
+        greedy = select("coverage", blobs, size, seed=seed, exact_budget=1e6, centres=32)
+        assert greedy.bin_id.max() == 31
+        gre = radius(greedy.index)
+        assert np.all(gre <= uni) and np.all(gre < [0.55, 0.6] * rnd)
+        if size == 400:
+            assert np.all(gre < 0.1 * rnd)
+
+
+# -- caps and mixture ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def grouped(skewed) -> Candidates:
+    """The skewed set with records (a few very large ones) and subjects (10 records each)."""
+    rng = np.random.default_rng(8)
+    record = (rng.zipf(1.6, len(skewed)) - 1) % 300
+    return Candidates(skewed.z, skewed.cells, skewed.dataset, skewed.modality, record=record, subject=record // 10)
+
+
+def test_caps_are_never_exceeded(grouped):
+    from nw2.pipeline.balance.strategies import select_constrained
+
+    size = 400
+    for strategy in ALL:
+        for seed in range(4):
+            caps = {"record": 0.02, "subject": 30 + 10 * seed, "dataset": 0.6}
+            sel, rep = select_constrained(strategy, grouped, size, seed, caps=caps)
+            assert np.all(np.diff(sel.index) > 0)
+            for key, cap in (("record", 8), ("subject", 30 + 10 * seed), ("dataset", 240)):
+                _, taken = group_counts(getattr(grouped, key), sel.index)
+                assert taken.max() <= cap and rep["caps"][key]["cap"] == cap
+                assert rep["caps"][key]["max_selected"] == taken.max()
+            assert rep["selected"] == len(sel) == size - rep["short_by"]
+            assert rep["caps"]["record"]["groups_trimmed"] > 0 and rep["rounds"] >= 2
+            again, rep2 = select_constrained(strategy, grouped, size, seed, caps=caps)
+            assert np.array_equal(again.index, sel.index) and rep2 == rep
+    # coverage trims by its pick order
+    assert select_constrained("coverage", grouped, 200, 0, caps={"record": 3})[1]["trim"] == "pick order"
+    assert select_constrained("grid", grouped, 200, 0, caps={"record": 3})[1]["trim"] == "seeded random"
+
+
+def test_caps_that_make_the_size_impossible_report_short_by(grouped):
+    from nw2.pipeline.balance.strategies import select_constrained
+
+    n_records = np.unique(grouped.record).size
+    sel, rep = select_constrained("grid", grouped, 1000, 0, caps={"record": 2})
+    _, taken = group_counts(grouped.record, sel.index)
+    assert taken.max() <= 2
+    # every record gave min(2, its rows): nothing more could be taken
+    capacity, _ = group_counts(grouped.record, np.arange(len(grouped)))
+    assert len(sel) == np.minimum(capacity, 2).sum() < 1000 and rep["short_by"] == 1000 - len(sel)
+    assert rep["caps"]["record"]["groups"] == n_records
+    import json
+
+    assert json.loads(json.dumps(rep)) == rep
+
+
+def test_no_constraint_is_select_and_mixture_quotas_are_exact(grouped):
+    from nw2.pipeline.balance.strategies import select_constrained
+
+    for strategy in ("random", "grid", "coverage"):
+        sel, rep = select_constrained(strategy, grouped, 300, 2)
+        assert np.array_equal(sel.index, select(strategy, grouped, 300, seed=2).index) and rep["rounds"] == 1
+    capacity = dict(zip(*np.unique(grouped.dataset, return_counts=True)))
+    assert capacity["tiny"] < 100
+    for strategy in ALL:
+        # 1000 x (5, 3, 2) / 10 = 500, 300, 200; tiny has fewer than 200: all of it, the rest 5:3
+        sel, rep = select_constrained(strategy, grouped, 1000, 1, mixture={"big": 5, "mid": 3, "tiny": 2})
+        left = 1000 - capacity["tiny"]
+        big = round(left * 5 / 8 - 0.5) + (1 if (left * 5 / 8) % 1 >= (left * 3 / 8) % 1 else 0)
+        expected = {"tiny": capacity["tiny"], "big": big, "mid": left - big}
+        _, taken = group_counts(grouped.dataset, sel.index)
+        assert dict(zip(["big", "mid", "tiny"], taken.tolist())) == expected == rep["mixture"]["quotas"]
+        assert len(sel) == 1000 and rep["short_by"] == 0
+        again, _ = select_constrained(strategy, grouped, 1000, 1, mixture={"big": 5, "mid": 3, "tiny": 2})
+        assert np.array_equal(again.index, sel.index)
+    # a dataset left out gets nothing; integer codes work as keys
+    sel, rep = select_constrained("grid", grouped, 90, 0, mixture={"big": 1, "mid": 2})
+    _, taken = group_counts(grouped.dataset, sel.index)
+    assert taken.tolist() == [30, 60, 0] and rep["mixture"]["excluded"] == ["tiny"]
+    codes = np.unique(grouped.dataset, return_inverse=True)[1]
+    as_codes = Candidates(grouped.z, grouped.cells, codes, grouped.modality)
+    sel, rep = select_constrained("random", as_codes, 90, 0, mixture={0: 1, 1: 2})
+    assert np.bincount(codes[sel.index], minlength=3).tolist() == [30, 60, 0]
+
+
+def test_mixture_and_caps_together(grouped):
+    from nw2.pipeline.balance.strategies import select_constrained
+
+    sel, rep = select_constrained("kmeans", grouped, 600, 3, caps={"record": 10}, mixture={"big": 1, "mid": 1})
+    _, taken = group_counts(grouped.record, sel.index)
+    assert taken.max() <= 10 and np.sum(grouped.dataset[sel.index] == "tiny") == 0
+    assert rep["selected"] + rep["short_by"] == 600
+    assert sum(rep["mixture"]["selected"].values()) == len(sel)
+
+
+def test_constrained_requests_are_checked(grouped, skewed):
+    from nw2.pipeline.balance.strategies import select_constrained
+
+    cases = [({"caps": {"record": 0.1}, "weights_only": True}, "weights_only keeps every candidate"),
+             ({"mixture": {"big": 1}, "weights_only": True}, "weights_only"),
+             ({"caps": {"patient": 3}}, "unknown group 'patient'"),
+             ({"caps": {"record": 0.0}}, "caps.record must be a fraction"),
+             ({"caps": {"record": 1.5}}, "caps.record must be a fraction"),
+             ({"caps": {"record": 0}}, "caps.record must be a row count"),
+             ({"caps": {"record": True}}, "caps.record must be"),
+             ({"mixture": {"huge": 1}}, "mixture names dataset 'huge', which has no candidate windows"),
+             ({"mixture": {"big": -1}}, "weight of 'big' must be a finite number >= 0"),
+             ({"mixture": {"big": 0}}, "at least one weight must be > 0"),
+             ({"mixture": {}}, "mixture must be a non-empty mapping")]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            select_constrained("grid", grouped, 10, 0, **kwargs)
+    with pytest.raises(ValueError, match=r"caps.subject needs the candidates' subject"):
+        select_constrained("grid", skewed, 10, 0, caps={"subject": 3})
+    with pytest.raises(ValueError, match="larger than the"):
+        select_constrained("grid", grouped, len(grouped) + 1, 0, caps={"record": 3})
+    sel, rep = select_constrained("grid", grouped, None, 0, weights_only=True)
+    assert len(sel) == len(grouped) and rep["weights_only"]
+    # with replacement a row drawn twice counts twice
+    sel, rep = select_constrained("random", grouped, 500, 0, replace=True, caps={"record": 5})
+    _, taken = group_counts(grouped.record, sel.index)
+    assert taken.max() <= 5 and np.unique(sel.index).size < len(sel)
