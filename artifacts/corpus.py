@@ -100,6 +100,9 @@ class CorpusInfo(Meta):
     dedup: dict | None = optional()
     """Near-duplicates dropped before selection (``candidates``, ``kept``, ``exact_dropped``,
     ``near_dropped``, ``groups``); ``null`` with ``dedup: false``; absent in older corpora."""
+    constraints: dict | None = optional()
+    """``balance.caps`` / ``balance.mixture``: quotas per dataset, groups trimmed, rows short
+    (``select_constrained``'s report); ``null`` without them."""
     independent_diversity: dict = optional()
     """Diversity of the selection against random draws by measures the strategy does not use
     (:mod:`pipeline.balance.diversity`); absent in older corpora."""

@@ -179,6 +179,8 @@ class MetricsSpec:
 BALANCE_STRATEGIES = tuple(STRATEGIES)
 #: A strategy name, as the balance section's ``strategy`` field takes it.
 StrategyName = Literal[BALANCE_STRATEGIES]
+#: The groups ``balance.caps`` may cap.
+CAP_GROUPS = ("record", "subject", "dataset")
 #: Splits a window store holds.
 SPLITS = ("train", "val", "test")
 
@@ -230,6 +232,14 @@ class BalanceSpec:
     """Reduce the scaled metrics to this many principal components (a projection); ``null`` keeps all."""
     bins: int = 5
     """Quantile bins per dimension of the grid (``bins ** dims`` cells at most)."""
+    caps: dict | None = None
+    """Caps per group of the selection: ``{record: 0.05, subject: 0.1, dataset: 0.5}`` (any of them); a
+    float in (0, 1] is a share of the selected rows, an integer a row count. Groups that reach their cap
+    are closed and the strategy picks the rest elsewhere (``select_constrained``)."""
+    mixture: dict | None = None
+    """Target weight per dataset name (``{mitbih: 1, dysts: 2}``): each dataset's quota is its share of
+    the weights (water-filled when it has fewer rows), the strategy balancing inside each; a dataset
+    left out gets no rows."""
     dedup: bool = True
     """Drop near-duplicate windows of the balanced splits before selecting (exact and affine copies by a
     hash of the quantized z-scored samples, near copies by spectral signature and time-domain correlation
@@ -551,6 +561,20 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
         raise SpecError(f"{where}.bins: must be >= 2, got {b.bins}")
     _check_choice(b, "nan_policy", where)
     _check_choice(b, "scale", where)
+    for name, value in (b.caps or {}).items():
+        if name not in CAP_GROUPS:
+            raise SpecError(f"{where}.caps: {name!r} is not one of {', '.join(CAP_GROUPS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)):
+            raise SpecError(f"{where}.caps.{name}: a share in (0, 1] or a row count >= 1, got {value!r}")
+    if b.mixture is not None:
+        bad = [k for k, v in b.mixture.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+        if bad:
+            raise SpecError(f"{where}.mixture.{bad[0]}: a weight >= 0, got {b.mixture[bad[0]]!r}")
+        if not b.mixture or not sum(b.mixture.values()) > 0:
+            raise SpecError(f"{where}.mixture: needs a positive weight for at least one dataset")
+    if (b.caps or b.mixture) and b.weights_only:
+        raise SpecError(f"{where}: caps and mixture select rows; they do not apply with weights_only")
     for strategy in STRATEGIES.values():  # the registry's checks, of every strategy's fields
         try:
             strategy.params(**{name: getattr(b, name) for name in strategy.spec_params})

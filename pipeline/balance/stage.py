@@ -63,7 +63,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
     from nw2.pipeline.balance.space import FeatureSpec, build_features, load_rows, store_columns, store_metrics
-    from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select
+    from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select, select_constrained
 
     spec = _resolve(spec)
     store = WindowStore.open(store_url, metrics=True)
@@ -109,8 +109,10 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     # only tells the groups apart.
     dataset, dataset_names = name_codes(rows.get_column("dataset"))
     modality, modality_names = name_codes(rows.get_column("modality"))
+    record = name_codes(rows.get_column("record"))[0]
+    subject = name_codes(rows.get_column("subject"))[0]
     cand = Candidates(z=feats.z[cand_idx], cells=cells[cand_idx], dataset=dataset[cand_idx],
-                      modality=modality[cand_idx])
+                      modality=modality[cand_idx], record=record[cand_idx], subject=subject[cand_idx])
 
     # Size and selection.
     size = None
@@ -122,8 +124,14 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     params = {name: getattr(spec, name) for name in STRATEGIES[spec.strategy].spec_params}
     try:
         params = resolve_params(spec.strategy, params)   # with the defaults the spec does not set
-        sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace, weights_only=spec.weights_only,
-                     **params)
+        constraints = None
+        if spec.caps or spec.mixture:
+            sel, constraints = select_constrained(
+                spec.strategy, cand, size, spec.seed, caps=spec.caps, replace=spec.replace,
+                mixture=_mixture_codes(spec.mixture, dataset_names, store_url), **params)
+        else:
+            sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace,
+                         weights_only=spec.weights_only, **params)
         rnd = None if spec.weights_only else select("random", cand, int(sel.index.size), spec.seed,
                                                     replace=spec.replace)
     except ValueError as err:
@@ -179,6 +187,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "columns": columns_of(out_schema),
     }
     info["dedup"] = duplicates
+    info["constraints"] = _named_constraints(constraints, dataset_names)
     info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, spec,
                                                sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
@@ -240,6 +249,35 @@ SELECTION_COLUMNS = ("dataset", "modality", "split")
 GROUP_COLUMNS = ("subject", "record")
 #: The synthetic source's ground truth that the diversity section reads where the store has it.
 TRUTH_COLUMNS = ("system", "regime")
+
+
+def _mixture_codes(mixture: dict | None, names: list[str], store_url: str) -> dict | None:
+    """The mixture keyed by the stage's integer dataset codes; a name the store lacks is refused."""
+    if not mixture:
+        return None
+    unknown = sorted(set(mixture) - set(names))
+    if unknown:
+        raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which the store does not hold "
+                       f"(it holds: {', '.join(names)})")
+    return {names.index(k): float(v) for k, v in mixture.items()}
+
+
+def _named_constraints(report: dict | None, names: list[str]):
+    """``select_constrained``'s report with dataset codes replaced by names, for corpus.json."""
+    if report is None:
+        return None
+
+    def name(obj):
+        if isinstance(obj, dict):
+            return {(names[k] if isinstance(k, (int, np.integer)) and 0 <= k < len(names) else k): name(v)
+                    for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [name(v) for v in obj]
+        return obj
+
+    from nw2.core.jsonable import jsonable
+
+    return jsonable(name(report))
 
 
 def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, dict]:
