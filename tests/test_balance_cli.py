@@ -266,14 +266,17 @@ def test_docs_list_every_balance_field():
     assert balance_from_dict(section) == BalanceSpec(size=50000)
 
 
+def _train_values(table, column: str) -> list:
+    return [v for v, s in zip(table.column(column).to_pylist(), table.column("split").to_pylist()) if s == "train"]
+
+
 def test_caps_and_mixture_from_the_spec(store, tmp_path):
     spec = spec_file(tmp_path, {"size": 300, "caps": {"dataset": 0.3, "record": 0.1}})
     out = tmp_path / "capped"
     result = nw2("balance", "--no-dedup", store, "--spec", spec, "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     table, info = read_corpus(out)
-    train = [d for d, s in zip(table.column("dataset").to_pylist(), table.column("split").to_pylist()) if s == "train"]
-    records = [r for r, s in zip(table.column("record").to_pylist(), table.column("split").to_pylist()) if s == "train"]
+    train, records = _train_values(table, "dataset"), _train_values(table, "record")
     assert len(train) == 300 - info["constraints"]["short_by"]
     assert max(train.count(d) for d in set(train)) <= 90 and max(records.count(r) for r in set(records)) <= 30
     assert info["constraints"]["caps"]["dataset"]["cap"] == 90
@@ -282,7 +285,7 @@ def test_caps_and_mixture_from_the_spec(store, tmp_path):
     result = nw2("balance", "--no-dedup", store, "--spec", spec, "--out", out, "--no-report")
     assert result.exit_code == 0, result.output
     table, info = read_corpus(out)
-    train = [d for d, s in zip(table.column("dataset").to_pylist(), table.column("split").to_pylist()) if s == "train"]
+    train = _train_values(table, "dataset")
     assert (train.count("mitbih"), train.count("eegmmi"), len(train)) == (25, 75, 100)
     spec = spec_file(tmp_path, {"size": 100, "mixture": {"mitbih": 1, "nosuch": 1}})
     assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "bad"), tmp_path / "bad",
