@@ -8,6 +8,7 @@ or ``sample`` (a real recording from ``nw2 samples list``, fetched on demand).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -206,9 +207,10 @@ class BalanceSpec:
     ``pipeline.balance.strategies.STRATEGIES`` gives them (``spec_params()``); every one is checked,
     whichever strategy is chosen."""
 
-    strategy: StrategyName = "coverage"
+    strategy: StrategyName | None = "coverage"
     """A strategy of the registry (``BALANCE_STRATEGIES``, ``docs/corpus_format.md``); ``--strategy``
-    overrides it. The default, ``coverage``, is farthest-point selection in the full metric space."""
+    overrides it. The default, ``coverage``, is farthest-point selection in the full metric space (``null``,
+    as older specs wrote, means the default)."""
     size: int | None = None
     """Rows to select from the balanced splits (``--size``); give this or ``fraction``, not both."""
     fraction: float | None = None
@@ -568,7 +570,8 @@ def validate_balance(b: BalanceSpec, where: str = "balance") -> None:
                 (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)):
             raise SpecError(f"{where}.caps.{name}: a share in (0, 1] or a row count >= 1, got {value!r}")
     if b.mixture is not None:
-        bad = [k for k, v in b.mixture.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+        bad = [k for k, v in b.mixture.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0]
         if bad:
             raise SpecError(f"{where}.mixture.{bad[0]}: a weight >= 0, got {b.mixture[bad[0]]!r}")
         if not b.mixture or not sum(b.mixture.values()) > 0:

@@ -287,9 +287,42 @@ def test_caps_and_mixture_from_the_spec(store, tmp_path):
     table, info = read_corpus(out)
     train = _train_values(table, "dataset")
     assert (train.count("mitbih"), train.count("eegmmi"), len(train)) == (25, 75, 100)
+    assert info["constraints"]["mixture"]["quotas"] == {"mitbih": 25, "eegmmi": 75} or \
+        {k: v for k, v in info["constraints"]["mixture"]["quotas"].items() if v} == {"mitbih": 25, "eegmmi": 75}
+    assert "mitbih" in info["constraints"]["datasets"] and "mitbih" not in info["constraints"]["mixture"]["excluded"]
     spec = spec_file(tmp_path, {"size": 100, "mixture": {"mitbih": 1, "nosuch": 1}})
     assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "bad"), tmp_path / "bad",
                    "balance.mixture names dataset 'nosuch'")
+    spec = spec_file(tmp_path, {"size": 100, "mixture": {"mitbih": 1, "pyphysio": 1}})  # pyphysio: test split only
+    assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "bad"), tmp_path / "bad",
+                   "'pyphysio', which has no candidate rows in the balanced splits")
     spec = spec_file(tmp_path, {"size": 100, "caps": {"channel": 0.1}})
     assert_refused(nw2("balance", store, "--spec", spec, "--out", tmp_path / "bad"), tmp_path / "bad",
                    "caps: 'channel' is not one of record, subject, dataset")
+
+
+def test_a_metric_undefined_everywhere_leaves_the_default_space(store, tmp_path):
+    import pyarrow as pa
+
+    dest = tmp_path / "no-chaos"
+    shutil.copytree(store, dest, ignore=shutil.ignore_patterns("*.parquet"))
+    for part in sorted((store / "data").glob("*.parquet")):
+        table = pq.read_table(part)
+        i = table.column_names.index("chaos_01")
+        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
+        pq.write_table(table, dest / "data" / part.name)
+    result = nw2("balance", "--no-dedup", dest, "--size", 50, "--out", tmp_path / "c", "--no-report")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "c" / "corpus.json").read_text())
+    assert "chaos_01" not in info["metrics"] and len(info["metrics"]) == 12
+
+
+def test_bin_id_holds_grid_cells_when_coverage_runs_on_voronoi_cells(store, tmp_path):
+    # size above the pool: coverage's two-level mode, whose own bins are Voronoi cells, not grid cells
+    out = tmp_path / "two-level"
+    result = nw2("balance", "--no-dedup", store, "--size", 300, "--pool", 100, "--pca", 2, "--out", out, "--no-report")
+    assert result.exit_code == 0, result.output
+    table, info = read_corpus(out)
+    bins = np.asarray(table.column("bin_id").to_pylist())
+    assert info["bin_id"] == "grid cell" and info["cells"] == 25 and bins.min() >= -1 and bins.max() < 25
+    assert sum(c["after"] for c in info["cell_counts"]) == 300

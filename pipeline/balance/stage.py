@@ -19,6 +19,7 @@ through unchanged (all of them, ``sample_weight`` 1, ``bin_id`` their grid cell)
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ def _resolve(spec: BalanceSpec) -> BalanceSpec:
         validate_balance(spec, "balance")
     except SpecError as err:
         raise Nw2Error(str(err)) from None
+    if spec.strategy is None:  # an older spec's "strategy: null" (then it came from --strategy): the default
+        spec = dataclasses.replace(spec, strategy=BalanceSpec.strategy)
     if not spec.weights_only and spec.size is None and spec.fraction is None:
         raise Nw2Error("give --size N or --fraction F (or --weights-only to keep every row with its weight)")
     return spec
@@ -85,10 +88,17 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     if unknown:
         raise Nw2Error(f"{store_url}: rows from {sorted(unknown)[0]}, which is no part of the store")
 
+    if spec.metrics is None:  # the default space: the metrics defined on some row (chaos_01 needs 100 samples)
+        metrics = tuple(m for m in metrics if rows.get_column(m).is_not_null().any())
+        if not metrics:
+            raise Nw2Error(f"{store_url}: no metric is defined on any row; nothing to balance on")
     # Features and grid.
     values = rows.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in metrics]).to_numpy()
     fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy, scale=spec.scale)
-    feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
+    try:
+        feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
+    except Nw2Error as err:
+        raise Nw2Error(f"{store_url}: {err}") from None
     split, split_names = name_codes(rows.get_column("split"))
     balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
     defined = np.asarray(feats.defined, bool)
@@ -128,7 +138,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         if spec.caps or spec.mixture:
             sel, constraints = select_constrained(
                 spec.strategy, cand, size, spec.seed, caps=spec.caps, replace=spec.replace,
-                mixture=_mixture_codes(spec.mixture, dataset_names, store_url), **params)
+                mixture=_mixture_codes(spec.mixture, dataset_names, np.unique(dataset[cand_idx]), store_url),
+                **params)
         else:
             sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace,
                          weights_only=spec.weights_only, **params)
@@ -144,7 +155,9 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     # Everything that goes into the corpus, in store order: the selection plus the carried splits.
     carried = np.flatnonzero(~balanced)
     all_global = np.concatenate([sel_global, carried])
-    all_bin = np.concatenate([np.asarray(sel.bin_id, np.int64), cells[carried]])
+    # bin_id is the grid cell, except for kmeans (its cluster): coverage's Voronoi cells are not grid cells.
+    sel_bin = np.asarray(sel.bin_id, np.int64) if spec.strategy == "kmeans" else sel_cells
+    all_bin = np.concatenate([sel_bin, cells[carried]])
     all_weight = np.concatenate([sel_weight, np.ones(carried.size)])
     order = np.argsort(all_global, kind="stable")
     all_global, all_bin, all_weight = all_global[order], all_bin[order], all_weight[order]
@@ -251,33 +264,42 @@ GROUP_COLUMNS = ("subject", "record")
 TRUTH_COLUMNS = ("system", "regime")
 
 
-def _mixture_codes(mixture: dict | None, names: list[str], store_url: str) -> dict | None:
-    """The mixture keyed by the stage's integer dataset codes; a name the store lacks is refused."""
+def _mixture_codes(mixture: dict | None, names: list[str], present: np.ndarray, store_url: str) -> dict | None:
+    """The mixture keyed by the stage's integer dataset codes; a name without candidate rows is refused."""
     if not mixture:
         return None
-    unknown = sorted(set(mixture) - set(names))
+    mixture = {str(k): v for k, v in mixture.items()}
+    held = [names[int(c)] for c in present]
+    unknown = sorted(set(mixture) - set(held))
     if unknown:
-        raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which the store does not hold "
-                       f"(it holds: {', '.join(names)})")
+        where = "the store does not hold" if unknown[0] not in names else "has no candidate rows in the balanced splits"
+        raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which {where} "
+                       f"(candidates come from: {', '.join(held)})")
     return {names.index(k): float(v) for k, v in mixture.items()}
 
 
 def _named_constraints(report: dict | None, names: list[str]):
-    """``select_constrained``'s report with dataset codes replaced by names, for corpus.json."""
+    """``select_constrained``'s report with dataset codes (``"0"``, ``"1"``, ...) replaced by names."""
     if report is None:
         return None
-
-    def name(obj):
-        if isinstance(obj, dict):
-            return {(names[k] if isinstance(k, (int, np.integer)) and 0 <= k < len(names) else k): name(v)
-                    for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [name(v) for v in obj]
-        return obj
-
     from nw2.core.jsonable import jsonable
 
-    return jsonable(name(report))
+    def name(code):
+        return names[int(code)] if str(code).lstrip("-").isdigit() and 0 <= int(code) < len(names) else code
+
+    out = dict(report)
+    if isinstance(out.get("datasets"), dict):
+        out["datasets"] = {name(k): v for k, v in out["datasets"].items()}
+    mix = out.get("mixture")
+    if isinstance(mix, dict):
+        mix = dict(mix)
+        for key, value in mix.items():
+            if isinstance(value, dict):
+                mix[key] = {name(k): v for k, v in value.items()}
+            elif key == "excluded" and isinstance(value, list):
+                mix[key] = [name(v) for v in value]
+        out["mixture"] = mix
+    return jsonable(out)
 
 
 def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, dict]:
