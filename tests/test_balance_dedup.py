@@ -232,5 +232,8 @@ def test_balance_drops_the_near_copies_before_selecting(demo_store, tmp_path):
     assert 0 < info["dedup"]["near_dropped"] < 100 and info["candidates"] == info["dedup"]["kept"]
     ok("balance", demo_store, "--size", 100, "--out", tmp_path / "again", "--no-report")
     assert (tmp_path / "again" / "corpus.json").read_bytes() == (tmp_path / "c" / "corpus.json").read_bytes()
+    ok("balance", demo_store, "--size", 100, "--out", tmp_path / "reported")
+    kept = f"{info['dedup']['kept']:,}"
+    assert f"| train | balanced | {kept} |" in (tmp_path / "reported" / "report" / "report.md").read_text()
     ok("balance", demo_store, "--size", 100, "--no-dedup", "--out", tmp_path / "all", "--no-report")
     assert json.loads((tmp_path / "all" / "corpus.json").read_text())["dedup"] is None

@@ -105,8 +105,11 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     cand_mask = balanced & (defined | (spec.nan_policy == "own_bin"))
     cand_idx = np.flatnonzero(cand_mask)
     duplicates = None
+    dropped = np.zeros(rows.height, bool)  # near-duplicates left out (not "before" rows of the report either)
     if spec.dedup and cand_idx.size:
+        dropped[cand_idx] = True
         cand_idx, duplicates = _drop_duplicates(store.url, cand_idx, rows.height)
+        dropped[cand_idx] = False
     n_cand = int(cand_idx.size)
     if n_cand == 0:
         why = " with every chosen metric defined (nan_policy exclude)" if balanced.any() else ""
@@ -208,7 +211,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         info["cluster_counts_after"] = [{"cluster": int(c), "after": int(k)} for c, k in zip(ids, n)]
 
     rows = rows.select("part", "row", *SELECTION_COLUMNS, *metrics)  # what the report reads
-    before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64))
+    before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64)).filter(pl.Series(~dropped))
     after = rows.select(pl.all().gather(all_global)).with_columns(
         pl.Series("bin_id", all_bin, pl.Int64), pl.Series("sample_weight", all_weight, pl.Float64))
     written, files = Corpus.publish(
