@@ -317,6 +317,11 @@ def test_a_metric_undefined_everywhere_leaves_the_default_space(store, tmp_path)
     assert "chaos_01" not in info["metrics"] and len(info["metrics"]) == 12
 
 
+def test_a_grid_too_fine_for_int64_cell_ids_is_refused(store, tmp_path):
+    assert_refused(nw2("balance", store, "--size", 10, "--bins", 30, "--out", tmp_path / "c"), tmp_path / "c",
+                   "30 bins over 13 dimensions")
+
+
 def test_bin_id_holds_grid_cells_when_coverage_runs_on_voronoi_cells(store, tmp_path):
     # size above the pool: coverage's two-level mode, whose own bins are Voronoi cells, not grid cells
     out = tmp_path / "two-level"

@@ -99,6 +99,9 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
     except Nw2Error as err:
         raise Nw2Error(f"{store_url}: {err}") from None
+    if spec.bins ** feats.dims >= 2 ** 62:  # cell ids are int64
+        raise Nw2Error(f"balance.bins: {spec.bins} bins over {feats.dims} dimensions make {spec.bins}**{feats.dims} "
+                       "grid cells, more than a cell id holds; lower bins or project with pca")
     split, split_names = name_codes(rows.get_column("split"))
     balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
     defined = np.asarray(feats.defined, bool)
