@@ -62,25 +62,19 @@ def _footers(store: WindowStore, parts: list[str]) -> tuple[list[int], list[set[
     return rows, columns
 
 
-def store_metrics(store_url: str) -> tuple[str, ...]:
-    """The metric columns the store's parts hold, in ``METRICS`` order (the default balancing space).
+def store_columns(store_url: str) -> tuple[tuple[str, ...], set[str]]:
+    """``(metrics, everywhere)`` from one pass over the part footers: the metric columns some part holds,
+    in ``METRICS`` order (the default balancing space), and the columns every part holds.
 
-    A metric some parts lack is listed too, so that reading it names the parts (a metrics run that
-    failed on them) instead of balancing silently without it."""
+    A metric only some parts hold is listed among ``metrics``, so that reading it names the parts (a
+    metrics run that failed on them) instead of balancing silently without it."""
     store = WindowStore.open(store_url)
     parts = store.parts()
     if not parts:
-        return ()
-    anywhere = set.union(*_footers(store, parts)[1])
-    return tuple(m for m in _known_metrics() if m in anywhere)
-
-
-def store_columns(store_url: str, wanted: Sequence[str]) -> tuple[str, ...]:
-    """Those of ``wanted`` that every part of the store holds (ground-truth columns are absent before v3)."""
-    store = WindowStore.open(store_url)
-    parts = store.parts()
-    everywhere = set.intersection(*_footers(store, parts)[1]) if parts else set()
-    return tuple(c for c in wanted if c in everywhere)
+        return (), set()
+    columns = _footers(store, parts)[1]
+    anywhere = set.union(*columns)
+    return tuple(m for m in _known_metrics() if m in anywhere), set.intersection(*columns)
 
 
 def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str] = ROW_COLUMNS) -> pl.LazyFrame:

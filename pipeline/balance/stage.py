@@ -65,7 +65,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
-    from nw2.pipeline.balance.space import FeatureSpec, build_features, load_rows, store_columns, store_metrics
+    from nw2.pipeline.balance.space import FeatureSpec, build_features, load_rows, store_columns
     from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select, select_constrained
 
     spec = _resolve(spec)
@@ -73,12 +73,12 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     parts = store.parts()
     # the output is checked (free, or an nw2 corpus with overwrite) before anything is read
     Corpus.check_destination(out, overwrite=overwrite, around=store)
-    every_metric = store_metrics(store.url)
+    every_metric, everywhere = store_columns(store.url)
     metrics = tuple(spec.metrics or every_metric)
     if not metrics:
         raise Nw2Error(f"{store_url}: the store has no metric columns; run nw2 metrics {store_url} first")
     schema = C.part_schema(store, parts)
-    truth_columns = store_columns(store.url, TRUTH_COLUMNS)
+    truth_columns = tuple(c for c in TRUTH_COLUMNS if c in everywhere)  # absent before store schema v3
     measured = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
     rows = load_rows(store.url, measured, columns=(*SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns))
     if rows.height == 0:
@@ -125,10 +125,10 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     # only tells the groups apart.
     dataset, dataset_names = name_codes(rows.get_column("dataset"))
     modality, modality_names = name_codes(rows.get_column("modality"))
-    record = name_codes(rows.get_column("record"))[0]
-    subject = name_codes(rows.get_column("subject"))[0]
+    groups = {name: name_codes(rows.get_column(name))[0] for name in GROUP_COLUMNS}  # caps and the diversity
     cand = Candidates(z=feats.z[cand_idx], cells=cells[cand_idx], dataset=dataset[cand_idx],
-                      modality=modality[cand_idx], record=record[cand_idx], subject=subject[cand_idx])
+                      modality=modality[cand_idx], record=groups["record"][cand_idx],
+                      subject=groups["subject"][cand_idx])
 
     # Size and selection.
     size = None
@@ -207,8 +207,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     }
     info["dedup"] = duplicates
     info["constraints"] = _named_constraints(constraints, dataset_names)
-    info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, spec,
-                                               sel_weight if spec.weights_only else None)
+    info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, groups,
+                                               spec, sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
         ids, n = np.unique(np.asarray(sel.bin_id, np.int64), return_counts=True)
         info["cluster_counts_after"] = [{"cluster": int(c), "after": int(k)} for c, k in zip(ids, n)]
@@ -319,16 +319,15 @@ def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple
     return cand_idx[found.keep], found.summary()
 
 
-def _diversity(rows: pl.DataFrame, cand_idx, sel_index, measured, balancing, truth_columns, spec: BalanceSpec,
-               weights) -> dict:
+def _diversity(rows: pl.DataFrame, cand_idx, sel_index, measured, balancing, truth_columns, group_codes: dict,
+               spec: BalanceSpec, weights) -> dict:
     """The ``independent_diversity`` section (:mod:`pipeline.balance.diversity`) of the candidates."""
     from nw2.pipeline.balance.diversity import independent_diversity
 
     cand = rows[cand_idx]
     values = cand.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in measured]).to_numpy()
-    groups = {"dataset": cand.get_column("dataset").to_numpy(), "modality": cand.get_column("modality").to_numpy()}
-    for name in GROUP_COLUMNS:
-        groups[name] = name_codes(cand.get_column(name))[0]
+    groups = {"dataset": cand.get_column("dataset").to_numpy(), "modality": cand.get_column("modality").to_numpy(),
+              **{name: codes[cand_idx] for name, codes in group_codes.items()}}
     truth = None
     if truth_columns:
         # A synthetic row's subject is its (system, parameter band): the band of the truth label.
