@@ -9,13 +9,12 @@ systems at their defaults and swept across bifurcations, and NeuroKit2's simulat
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import yaml
 
 from helpers import ok
-from nw2.pipeline.balance.stage import balance
 from nw2.pipeline.spec import BalanceSpec
+from nw2.workflows.balance_diversity import diversity_over_seeds
 
 SEEDS = (0, 1, 2)
 BENCH_LIKE = {
@@ -43,19 +42,8 @@ BENCH_LIKE = {
 
 def _measures(store, tmp_path) -> dict[str, tuple[float, float]]:
     """Mean over the seeds of (selection, random) for each measure, the default strategy at 20%."""
-    got: dict[str, list[tuple[float, float]]] = {}
-    for seed in SEEDS:
-        result = balance(str(store), str(tmp_path / f"corpus-{seed}"), BalanceSpec(fraction=0.2, seed=seed),
-                         report=False)
-        assert result.info["strategy"] == "coverage"
-        div = result.info["independent_diversity"]
-        for name, (section, key) in {"p90": ("coverage", "p90"), "clusters": ("clusters", "normalized_entropy"),
-                                     "regimes": ("ground_truth", "normalized_entropy"),
-                                     "rarest": ("ground_truth", "rarest_decile_share")}.items():
-            part = div[section]
-            if part.get("selection") is not None:
-                got.setdefault(name, []).append((part["selection"][key], part["random"][key]["mean"]))
-    return {k: tuple(np.mean(v, axis=0)) for k, v in got.items()}
+    assert BalanceSpec().strategy == "coverage"
+    return diversity_over_seeds(store, BalanceSpec(fraction=0.2), SEEDS, tmp_path)
 
 
 @pytest.fixture(scope="module")
