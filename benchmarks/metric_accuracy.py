@@ -15,6 +15,7 @@ Usage::
 
     .venv/bin/python benchmarks/metric_accuracy.py                      # the tables, on corpus_specs/synthetic.yaml
     .venv/bin/python benchmarks/metric_accuracy.py --store runs/synthetic   # an existing store with metrics
+    .venv/bin/python benchmarks/metric_accuracy.py --store runs/synthetic --no-nolds --exclude ForcedVanDerPol
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--no-nolds", action="store_true", help="nw2's figures only")
+    parser.add_argument("--exclude", default="", help="comma-separated systems left out of the figures")
     args = parser.parse_args()
 
     import polars as pl
@@ -53,6 +55,9 @@ def main() -> int:
         ingest(load_spec(args.spec), store, workers=args.workers, progress=True)
         print(f"ingested {args.spec} with metrics into {store} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     frame = synthetic_windows(store, samples=not args.no_nolds)
+    excluded = [s for s in args.exclude.split(",") if s]
+    if excluded:
+        frame = frame.filter(~pl.col("system").is_in(excluded))
     columns = {"nw2": {"lyapunov": "largest_lyapunov", "dimension": "correlation_dimension", "chaos_01": "chaos_01"}}
     if not args.no_nolds:
         t0 = time.perf_counter()
