@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 
 from nw2.core.errors import SpecError
-from nw2.pipeline.balance.strategies import STRATEGIES, ParamError, choices, spec_params
+from nw2.pipeline.balance.strategies import CAP_GROUPS, STRATEGIES, ParamError, choices, spec_params
 from nw2.pipeline.readers import FORMATS
 from nw2.pipeline.records import MODALITIES
 
@@ -180,8 +180,6 @@ class MetricsSpec:
 BALANCE_STRATEGIES = tuple(STRATEGIES)
 #: A strategy name, as the balance section's ``strategy`` field takes it.
 StrategyName = Literal[BALANCE_STRATEGIES]
-#: The groups ``balance.caps`` may cap.
-CAP_GROUPS = ("record", "subject", "dataset")
 #: Splits a window store holds.
 SPLITS = ("train", "val", "test")
 
