@@ -121,26 +121,14 @@ from nw2.pipeline.balance.strategies import KmeansParams, _nearest, fit_minibatc
 DRAW_STREAM = 7919
 CLUSTER_STREAM = 104729
 COVERAGE_STREAM = 1299709
-#: Standardized values are clipped to this many IQRs from the median.
-CLIP = ROBUST_CLIP
 #: Held-out metrics measured at most (the joint cell count is ``cells_per_dim ** HELD_OUT_MAX``).
 HELD_OUT_MAX = 3
 #: Groups reported as a share per value; the others as max share and distinct count.
 SHARE_GROUPS = ("dataset", "modality")
-SCALE = f"standardized (median / IQR, clipped at ±{CLIP:g})"
+SCALE = f"standardized (median / IQR, clipped at ±{ROBUST_CLIP:g})"
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def _round(x) -> float | None:
-    """A JSON float with 6 significant digits, ``None`` for None/NaN/inf (JSON has no NaN)."""
-    if x is None:
-        return None
-    x = float(x)
-    if not math.isfinite(x):
-        return None
-    return float(f"{x:.6g}")
-
-
 def _clean(obj):
     """Numpy scalars to Python ones and floats rounded, recursively (ints and strings kept)."""
     return jsonable(obj, 6)
