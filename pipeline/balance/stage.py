@@ -32,6 +32,7 @@ from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import BalanceSpec, validate_balance
 from nw2.artifacts.corpus import FORMAT, VERSION, Corpus, CorpusInfo, columns_of, store_name
 from nw2.artifacts.store import WindowStore
+from nw2.core.jsonable import jsonable
 
 
 @dataclass
@@ -144,8 +145,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         if spec.caps or spec.mixture:
             sel, constraints = select_constrained(
                 spec.strategy, cand, size, spec.seed, caps=spec.caps, replace=spec.replace,
-                mixture=_mixture_codes(spec.mixture, dataset_names, np.unique(dataset[cand_idx]), store_url),
-                **params)
+                mixture=_checked_mixture(spec.mixture, dataset_names, np.unique(dataset[cand_idx]), store_url),
+                dataset_names=dataset_names, **params)
         else:
             sel = select(spec.strategy, cand, size, spec.seed, replace=spec.replace,
                          weights_only=spec.weights_only, **params)
@@ -206,7 +207,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "columns": columns_of(out_schema),
     }
     info["dedup"] = duplicates
-    info["constraints"] = _named_constraints(constraints, dataset_names)
+    info["constraints"] = None if constraints is None else jsonable(constraints)
     info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, groups,
                                                spec, sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
@@ -270,8 +271,8 @@ GROUP_COLUMNS = ("subject", "record")
 TRUTH_COLUMNS = ("system", "regime")
 
 
-def _mixture_codes(mixture: dict | None, names: list[str], present: np.ndarray, store_url: str) -> dict | None:
-    """The mixture keyed by the stage's integer dataset codes; a name without candidate rows is refused."""
+def _checked_mixture(mixture: dict | None, names: list[str], present: np.ndarray, store_url: str) -> dict | None:
+    """The mixture keyed by dataset names; a name without candidate rows is refused, naming the store."""
     if not mixture:
         return None
     mixture = {str(k): v for k, v in mixture.items()}
@@ -281,31 +282,7 @@ def _mixture_codes(mixture: dict | None, names: list[str], present: np.ndarray, 
         where = "the store does not hold" if unknown[0] not in names else "has no candidate rows in the balanced splits"
         raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which {where} "
                        f"(candidates come from: {', '.join(held)})")
-    return {names.index(k): float(v) for k, v in mixture.items()}
-
-
-def _named_constraints(report: dict | None, names: list[str]):
-    """``select_constrained``'s report with dataset codes (``"0"``, ``"1"``, ...) replaced by names."""
-    if report is None:
-        return None
-    from nw2.core.jsonable import jsonable
-
-    def name(code):
-        return names[int(code)] if str(code).lstrip("-").isdigit() and 0 <= int(code) < len(names) else code
-
-    out = dict(report)
-    if isinstance(out.get("datasets"), dict):
-        out["datasets"] = {name(k): v for k, v in out["datasets"].items()}
-    mix = out.get("mixture")
-    if isinstance(mix, dict):
-        mix = dict(mix)
-        for key, value in mix.items():
-            if isinstance(value, dict):
-                mix[key] = {name(k): v for k, v in value.items()}
-            elif key == "excluded" and isinstance(value, list):
-                mix[key] = [name(v) for v in value]
-        out["mixture"] = mix
-    return jsonable(out)
+    return mixture
 
 
 def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, dict]:

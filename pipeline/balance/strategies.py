@@ -958,7 +958,8 @@ def _mixture_weights(mixture: dict, labels: np.ndarray) -> np.ndarray:
 
 def select_constrained(strategy: str, cand: Candidates, size: int | None, seed: int, *,
                        caps: dict[str, float | int] | None = None, mixture: dict[int | str, float] | None = None,
-                       replace: bool = False, weights_only: bool = False, **params) -> tuple[Selection, dict]:
+                       replace: bool = False, weights_only: bool = False, dataset_names=None,
+                       **params) -> tuple[Selection, dict]:
     r"""Choose rows with a strategy (:func:`select`) under a dataset mixture and caps per group.
 
     Parameters
@@ -981,6 +982,9 @@ def select_constrained(strategy: str, cand: Candidates, size: int | None, seed: 
         ``mixture.excluded``); a key that is not a dataset of the candidates is refused (a typo would
         otherwise drop a dataset silently). The strategy then runs inside each dataset, on its rows
         only, for its quota.
+    dataset_names : sequence of str, optional
+        When ``cand.dataset`` holds integer codes: the name of each code, by which ``mixture`` is then
+        keyed and the report names the datasets.
     weights_only : bool
         Refused together with ``caps`` or ``mixture`` (a weighting keeps every row, so there is nothing
         to cap or to mix); without them this is :func:`select`.
@@ -1057,8 +1061,9 @@ def select_constrained(strategy: str, cand: Candidates, size: int | None, seed: 
     limits = {k: limits[k] for k in CAP_GROUPS if k in limits}
     # The parts: the datasets of weight > 0 (mixture), or all candidates.
     d_codes, d_labels, d_counts = _factorize_labels(cand.dataset)
+    shown = d_labels if dataset_names is None else np.array([dataset_names[int(v)] for v in d_labels], object)
     if mixture is not None:
-        weights = _mixture_weights(mixture, d_labels)
+        weights = _mixture_weights(mixture, shown)
         part_of = d_codes
         keys = [_label_key(v) for v in d_labels]
         capacity = np.where(d_counts > 0, np.inf, 0.0) if replace else d_counts
@@ -1156,14 +1161,14 @@ def select_constrained(strategy: str, cand: Candidates, size: int | None, seed: 
     report = {
         "strategy": strategy, "requested": int(size), "selected": int(rows.size), "short_by": int(size - rows.size),
         "rounds": len(rounds), "trim": "pick order" if has_order else "seeded random", "per_round": rounds,
-        "datasets": {_json_label(v): int(c) for v, c in zip(d_labels, per_dataset)},
+        "datasets": {_json_label(v): int(c) for v, c in zip(shown, per_dataset)},
         "mixture": None if mixture is None else {
-            "weights": {_json_label(v): float(w) for v, w in zip(d_labels, weights)},
-            "excluded": [_json_label(v) for v, w in zip(d_labels, weights) if w == 0],
-            "capacity": {_json_label(v): int(c) for v, c in zip(d_labels, d_counts)},
-            "quotas": {_json_label(v): int(q) for v, q in zip(d_labels, quotas)},
-            "targets": {_json_label(v): int(q) for v, q in zip(d_labels, target)},
-            "selected": {_json_label(v): int(c) for v, c in zip(d_labels, per_dataset)}},
+            "weights": {_json_label(v): float(w) for v, w in zip(shown, weights)},
+            "excluded": [_json_label(v) for v, w in zip(shown, weights) if w == 0],
+            "capacity": {_json_label(v): int(c) for v, c in zip(shown, d_counts)},
+            "quotas": {_json_label(v): int(q) for v, q in zip(shown, quotas)},
+            "targets": {_json_label(v): int(q) for v, q in zip(shown, target)},
+            "selected": {_json_label(v): int(c) for v, c in zip(shown, per_dataset)}},
         "caps": {key: {"given": lim["given"] if isinstance(lim["given"], (int, float)) else float(lim["given"]),
                        "cap": int(lim["cap"]), "groups": int(lim["taken"].size),
                        "groups_trimmed": int(lim["trimmed"]), "rows_dropped": int(lim["dropped"]),
