@@ -3,7 +3,7 @@
 
 The rows are made here, not ingested: ``--rows`` (default 10,000,000) rows in the shape
 ``pipeline.balance.space.load_rows`` returns (``part``, ``row``, ``window_id``, ``group_id``, ``dataset``,
-``subject``, ``modality``, ``split`` and the 13 metric columns of ``pipeline.metrics.suite.METRICS`` as
+``subject``, ``record``, ``modality``, ``split`` and the 13 metric columns of ``pipeline.metrics.suite.METRICS`` as
 float64, null where undefined). The metrics are skewed (gamma noise) and multi-modal (each row belongs to one
 of four dynamical regimes whose frequencies depend on its dataset, from 60 % down to 2 %), with heavy-tailed
 outliers and 0.1-3 % nulls per metric. They are written once as a Parquet window store of those columns only
@@ -22,6 +22,8 @@ Sections:
    ``select(strategy, size=--size)``; every row is a candidate (the stage balances only the train split; here
    all 10 million rows are balanced, the harder case). Peak RSS is the process's ``VmHWM``
    (``/proc/self/status``), so it includes the loaded table;
+4. with ``--stage``, per strategy in a fresh process, the whole ``nw2 balance`` stage (``balance()``: the
+   spec's defaults, ``dedup`` off because the store has no samples, no report), wall time and peak RSS;
 3. ``kmeans`` and ``coverage`` again at 1,000,000 rows (the first part of the store), with the scale they used
    (kmeans fits on ``fit_sample`` rows; coverage: its mode, exact greedy k-center on a pool of ``pool`` rows or
    two-level with ``centres`` Voronoi cells).
@@ -34,6 +36,7 @@ Usage::
     .venv/bin/python benchmarks/balance_bench.py            # the figures in docs/performance.md (a few minutes)
     .venv/bin/python benchmarks/balance_bench.py --quick    # 1,000,000 rows, size 100,000: a smoke run
     .venv/bin/python benchmarks/balance_bench.py --rows 3000000 --size 300000 --strategies grid,inverse
+    .venv/bin/python benchmarks/balance_bench.py --stage   # section 4 too: the whole stage per strategy
 """
 
 from __future__ import annotations
@@ -131,6 +134,8 @@ def synthetic(n: int, seed: int = SEED) -> pl.DataFrame:
         "modality": pl.Series(mods[ds]),
         "split": pl.Series(split_of_subject[subject]),
     })
+    # a record is one recording: a subject's file of one dataset
+    frame = frame.with_columns(pl.format("{}/{}", "dataset", "subject").alias("record"))
     frame = frame.with_columns(pl.format("data/part-{}.parquet", pl.col("part").cast(pl.String)
                                          .str.pad_start(5, "0")).alias("part"))
     return frame.with_columns(**cols)
@@ -139,7 +144,7 @@ def synthetic(n: int, seed: int = SEED) -> pl.DataFrame:
 def write_store(frame: pl.DataFrame, root: Path) -> None:
     """``frame`` as a window store of metric columns only: parts of ``PART_ROWS`` rows, 1024-row row groups."""
     (root / "data").mkdir(parents=True, exist_ok=True)
-    store_cols = ["window_id", "group_id", "dataset", "subject", "modality", "split", *METRICS]
+    store_cols = ["window_id", "group_id", "dataset", "subject", "record", "modality", "split", *METRICS]
     for i, part in enumerate(frame.partition_by("part", maintain_order=True)):
         part.select(store_cols).with_columns(pl.col(list(METRICS)).cast(pl.Float32)).write_parquet(
             root / "data" / f"part-{i:05d}.parquet", compression="zstd", row_group_size=1024)
@@ -152,7 +157,7 @@ def write_meta(root: Path, rows: int) -> None:
         "spec_fingerprint": "balance-bench", "preprocess": {}, "windows": {}, "split": {}}, indent=2))
     (root / "metrics.json").write_text(json.dumps({
         "metrics_version": 1, "engine": "numba", "names": list(METRICS), "params": {}, "fingerprints": {},
-        "rows": rows, "failed_parts": [], "defined": {}, "undefined": {}}, indent=2))
+        "parts": max(1, -(-rows // PART_ROWS)), "rows": rows, "failed_parts": [], "defined": {}, "undefined": {}}, indent=2))
 
 
 # -- the child processes ------------------------------------------------------------------------------
@@ -224,25 +229,17 @@ def child_strategy(store: str, strategy: str, size: int, head: int | None) -> di
     peaks = [hwm_mib()]
     reset_hwm()
     t1 = time.perf_counter()
-    values = frame.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in METRICS]).to_numpy()
+    # as the stage: the metrics float32 and column-major, out of the table
+    values = frame.select([pl.col(m).cast(pl.Float32).fill_null(np.nan) for m in METRICS]).to_numpy(order="fortran")
+    frame = frame.drop(METRICS)
     spec = space.FeatureSpec(metrics=METRICS)
     if strategy == "coverage":
-        # coverage searches the quantiles of all metrics; the grid (for the statistics) is cut on the same
-        # 3 PCA dims as for the others, computed from those quantiles as build_features(pca=3) would
-        feats = space.build_features(values, space.FeatureSpec(metrics=METRICS, pca=None))
-    else:
-        feats = space.build_features(values, spec)
+        # coverage: the spec's default space, the robust z-scores of all 13 metrics, grid cut on them too
+        spec = space.FeatureSpec(metrics=METRICS, pca=None, scale="robust")
+    feats = space.build_features(values, spec)
     del values
     t2 = time.perf_counter()
-    if strategy == "coverage":
-        mean, components, _ = space._pca(feats.z, feats.defined, 3)
-        scores = np.empty((feats.z.shape[0], components.shape[0]))
-        for lo in range(0, feats.z.shape[0], 1 << 20):
-            scores[lo:lo + (1 << 20)] = (feats.z[lo:lo + (1 << 20)] - mean) @ components.T
-        grid_z = space._quantile_columns(scores, feats.defined)
-        del scores
-    else:
-        grid_z = feats.z
+    grid_z = feats.z
     grid = bins.fit_grid(grid_z, feats.defined, spec.bins)
     cells = grid.cells(grid_z, feats.defined)
     del grid_z
@@ -271,6 +268,24 @@ def child_strategy(store: str, strategy: str, size: int, head: int | None) -> di
             "normalized_entropy": float(stats["normalized_entropy"]),
             "normalized_entropy_random": float(stats_rnd["normalized_entropy"]),
             "occupied_cells": int(stats["occupied_cells"])}
+
+
+def child_stage(store: str, strategy: str, size: int) -> dict:
+    """The whole ``nw2 balance`` stage (``pipeline.balance.stage.balance``) with its defaults but
+    ``dedup: false`` (the synthetic store has no ``samples`` to hash) and no report: read, features, grid,
+    selection, the independent-diversity section, and the copy of the corpus rows."""
+    from nw2.pipeline.balance.stage import balance
+    from nw2.pipeline.spec import BalanceSpec
+
+    out = Path(tempfile.mkdtemp(prefix="nw2-balance-bench-out-")) / "corpus"
+    try:
+        t = time.perf_counter()
+        result = balance(store, str(out), BalanceSpec(strategy=strategy, size=size, dedup=False), report=False)
+        wall = time.perf_counter() - t
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    return {"strategy": strategy, "size": size, "stage_s": wall, "peak_mib": hwm_mib(),
+            "candidates": result.info["candidates"], "corpus_rows": result.rows}
 
 
 def scale_of(strategy: str, rows: int, size: int, dims: int) -> str:
@@ -332,12 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1,000,000 rows, size 100,000")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all seven)")
     ap.add_argument("--keep", default=None, help="write the synthetic store here and keep it (default: a temp dir)")
+    ap.add_argument("--stage", action="store_true",
+                    help="also run the whole balance stage per strategy (section 4; about 1.5 min each at 10M rows)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         kind, store, *rest = args.child
         if kind == "reference":
             out = child_reference(store, int(rest[0]))
+        elif kind == "stage":
+            out = child_stage(store, rest[0], int(rest[1]))
         else:
             head = int(rest[1]) if len(rest) > 1 and rest[1] != "-" else None
             out = child_strategy(store, kind, int(rest[0]), head)
@@ -384,13 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         ref = run_child("reference", str(store), str(size))
         print(f"polars scan_parquet(...).collect() of the {len(METRICS)} metric columns: {ref['scan_s']:.2f} s")
         print(f"the same of the columns load_rows reads (6 string + {len(METRICS)} metric): {ref['scan_all_s']:.2f} s")
-        print(f"load_rows (those columns + part, row; metrics as float64 with nulls): {ref['load_rows_s']:.2f} s "
+        print(f"load_rows (those columns + part, row; metrics as float32 with nulls): {ref['load_rows_s']:.2f} s "
               f"({ref['load_rows_s'] / ref['scan_all_s']:.2f}x the bare scan of the same columns)")
         print(f"np.random.default_rng(0).choice({rows:,}, {size:,}, replace=False): {ref['choice_s']:.3f} s")
         print(f"peak RSS of that process: {ref['peak_mib']:,.0f} MiB")
 
         print(f"\n== 2. Strategies, each in a fresh process: {rows:,} candidate rows, size {size:,}, PCA to 3 dims "
-              f"(coverage: all {len(METRICS)} quantile dims), 5 bins per dim ==")
+              f"(coverage: all {len(METRICS)} robust dims), 5 bins per dim ==")
         print(f"{'strategy':<12}{'size':>10}{'load s':>8}{'feat s':>8}{'grid s':>8}{'cand s':>8}{'select s':>9}"
               f"{'stats s':>8}{'work s':>8}{'/choice':>8}{'peak MiB':>10}{'(table)':>9}{'(feat)':>9}{'sel +':>9}"
               f"{'H_norm':>8}{'(rand)':>8}"
@@ -423,6 +442,15 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_child(s, str(one), str(size1), "-")
                 print(_row(r, ref))
                 print(f"    scale: {r['scale']}")
+        if args.stage:
+            print(f"\n== 4. The whole stage, balance(), each in a fresh process: {rows:,} rows (those of the train split "
+                  f"are the candidates), size {size:,}, the spec's defaults but dedup off (no samples) and no report ==")
+            print(f"{'strategy':<12}{'candidates':>12}{'corpus rows':>13}{'stage s':>9}{'peak MiB':>10}  60 s / 4 GB")
+            for s in chosen:
+                r = run_child("stage", str(store), s, str(size))
+                met = r["stage_s"] < TARGET_S and r["peak_mib"] < TARGET_MIB
+                print(f"{s:<12}{r['candidates']:>12,}{r['corpus_rows']:>13,}{r['stage_s']:>9.1f}{r['peak_mib']:>10,.0f}"
+                      f"  {'PASS' if met else 'FAIL'}")
         failed = [r["strategy"] for r in results if r["strategy"] in TARGETED and not _meets(r)]
         if rows >= 10_000_000:
             print(f"\ntargets at {rows:,} rows: " + ("all met" if not failed else f"missed by {', '.join(failed)}"))

@@ -43,7 +43,7 @@ def test_load_rows_gives_every_row_in_store_order_with_its_metrics(demo_store):
     assert df.columns == ["part", "row", *ROW_COLUMNS, *metrics]
     assert df.schema["part"] == pl.String and df.schema["row"] == pl.Int64
     assert all(df.schema[c] == pl.String for c in ROW_COLUMNS)
-    assert all(df.schema[m] == pl.Float64 for m in metrics)
+    assert all(df.schema[m] == pl.Float32 for m in metrics)
 
     parts = sorted(p.name for p in (demo_store / "data").glob("part-*.parquet"))
     expected = [pq.read_table(demo_store / "data" / p, columns=["window_id", "split", *metrics]) for p in parts]

@@ -147,7 +147,11 @@ def _summarize(per_draw: list[dict | None]) -> dict | None:
 
 
 def _factorize(values) -> tuple[np.ndarray, list[str]]:
-    """Codes 0..g-1 and the value of each code as a string (sorted); None becomes ``"None"``."""
+    """Codes 0..g-1 and the value of each code as a string (sorted); None becomes ``"None"``. A pair
+    ``(codes, names)`` (integer codes into sorted names, as the stage keeps its columns) is taken as it is."""
+    if isinstance(values, tuple):
+        codes, names = values
+        return np.asarray(codes).astype(np.int64, copy=False), [str(v) for v in names]
     arr = np.asarray(values)
     if arr.dtype == object:
         # Object arrays of str (polars/pyarrow) sort slowly and refuse None; fixed-width unicode does neither.
@@ -187,7 +191,7 @@ def robust_space(metrics: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray,
     Parameters
     ----------
     metrics : ndarray, shape (n, d)
-        Raw metric values, non-finite where undefined.
+        Raw metric values (float32 or float64), non-finite where undefined.
     names : sequence of str, length d
 
     Returns
@@ -200,8 +204,10 @@ def robust_space(metrics: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray,
         ``metrics`` (kept names), ``dropped`` (all-undefined names), ``scale``, ``median``, ``iqr``,
         ``rows_used``, ``rows_left_out``.
     """
-    x = np.asarray(metrics, dtype=np.float64)
-    finite = np.isfinite(x)
+    x = np.asarray(metrics)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    finite = np.isfinite(x)  # float32 or float64: widened a column at a time below
     keep = finite.any(axis=0)
     kept = [str(n) for n, k in zip(names, keep) if k]
     dropped = [str(n) for n, k in zip(names, keep) if not k]
@@ -404,8 +410,9 @@ def _composition_section(groups: Mapping | None, n, selected, weights, draws) ->
         if values is None:
             out[key] = None
             continue
-        if np.shape(values) != (n,):
-            raise ValueError(f"groups[{key!r}] must have shape ({n},), got {np.shape(values)}")
+        shape = np.shape(values[0] if isinstance(values, tuple) else values)
+        if shape != (n,):
+            raise ValueError(f"groups[{key!r}] must have shape ({n},), got {shape}")
         codes, names = _factorize(values)
         g = len(names)
         cand = _shares(codes, g, None)
@@ -427,7 +434,7 @@ def _composition_section(groups: Mapping | None, n, selected, weights, draws) ->
 def independent_diversity(metrics: np.ndarray, metric_names: Sequence[str], balancing_metrics: Sequence[str],
                           selected: np.ndarray, groups: Mapping | None = None, truth: Mapping | None = None,
                           seed: int = 0, draws: int = 5, k: int = 32, cells_per_dim: int = 4,
-                          weights: np.ndarray | None = None, coverage_sample: int | None = 50_000,
+                          weights: np.ndarray | None = None, coverage_sample: int | None = 10_000,
                           cluster_sample: int = 200_000, workers: int = -1) -> dict:
     """The ``independent_diversity`` section of ``corpus.json``: the measures of the module docstring
     for the selection and for ``draws`` seeded random draws of the same size.
@@ -435,14 +442,16 @@ def independent_diversity(metrics: np.ndarray, metric_names: Sequence[str], bala
     Parameters
     ----------
     metrics : ndarray, shape (n, d)
-        Every metric column of the store on the candidate rows, NaN where undefined.
+        Every metric column of the store on the candidate rows, NaN where undefined (float32 or float64;
+        best column-major, as it is standardized a column at a time).
     metric_names : sequence of str, length d
     balancing_metrics : sequence of str
         The metrics the strategy balanced on; the others are the held-out metrics.
     selected : ndarray of int, shape (m,)
         Indices into the candidates (may repeat, with replacement).
     groups : mapping of str to ndarray (n,), optional
-        ``dataset``, ``modality`` (shares), ``subject``, ``record`` (concentration), codes or strings.
+        ``dataset``, ``modality`` (shares), ``subject``, ``record`` (concentration): codes or strings, or a
+        pair ``(codes, names)`` of integer codes into the sorted value names.
     truth : mapping of str to ndarray (n,) or None, optional
         ``system``, ``regime``, ``band`` per candidate, None where unknown; None: no ground truth.
     seed : int
@@ -473,7 +482,9 @@ def independent_diversity(metrics: np.ndarray, metric_names: Sequence[str], bala
         Shapes that disagree, an empty selection, indices out of range, bad weights, a negative seed,
         or a non-positive ``draws``, ``k``, ``cells_per_dim``, ``coverage_sample`` or ``cluster_sample``.
     """
-    x = np.asarray(metrics, dtype=np.float64)
+    x = np.asarray(metrics)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"metrics must be a 2-D (candidates, metrics) array, got shape {x.shape}")
     n = x.shape[0]
@@ -503,7 +514,8 @@ def independent_diversity(metrics: np.ndarray, metric_names: Sequence[str], bala
 
     z, defined, space = robust_space(x, names)
     baseline = random_draws(n, sel.size, int(seed), int(draws))
-    kept_x = x[:, np.isfinite(x).any(axis=0)]      # the raw columns of ``space["metrics"]``, in order
+    kept = np.isin(names, space["metrics"])
+    kept_x = x if kept.all() else x[:, kept]        # the raw columns of ``space["metrics"]``, in order
     out = {
         "candidates": n, "selected": int(sel.size), "weighted": w is not None, "draws": int(draws),
         "seed": int(seed), "space": space,

@@ -121,7 +121,8 @@ def scan_rows(store_url: str, metrics: Sequence[str], row_columns: Sequence[str]
         "part": pl.Series("part", parts, pl.String).gather(part_codes),
         "row": pl.Series("row", row, pl.Int64),
     }).lazy()
-    metric_exprs = [pl.col(m).cast(pl.Float64).fill_nan(None) for m in metrics]
+    # float32, as the metrics stage writes them: a float64 copy would double the largest columns
+    metric_exprs = [pl.col(m).cast(pl.Float32).fill_nan(None) for m in metrics]
     string_exprs = [pl.col(c).cast(pl.String) for c in row_columns]
     return pl.concat([index, frame.select(*string_exprs, *metric_exprs)], how="horizontal")
 
@@ -146,7 +147,7 @@ def load_rows(store_url: str, metrics: Sequence[str], columns: Sequence[str] = R
         One row per store row, in store order (parts sorted by name, rows in part order), with
         ``part`` (string, the part's relative path ``data/part-xxx.parquet``), ``row`` (int64, the
         row's index within its part), the :data:`ROW_COLUMNS` (strings) and the metric columns
-        (float64, null where undefined; a stored NaN also reads as null).
+        (float32 as stored, null where undefined; a stored NaN also reads as null).
 
     Raises
     ------
@@ -294,6 +295,8 @@ def robust_scale(x: np.ndarray, fit: np.ndarray | None = None) -> tuple[np.ndarr
 
 
 def _robust_columns(matrix: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """:func:`robust_scale` of every column into one float64 matrix (a float32 input is widened a column
+    at a time, never as a whole)."""
     out = np.empty(matrix.shape)
     for j in range(matrix.shape[1]):
         out[:, j] = robust_scale(matrix[:, j], fit)[0]
@@ -361,8 +364,8 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     Parameters
     ----------
     values : ndarray, shape (n, d)
-        float64 metric matrix, columns in ``spec.metrics`` order, NaN (or null converted to NaN) where
-        a metric is undefined.
+        float32 or float64 metric matrix (best column-major: it is read a column at a time), columns in
+        ``spec.metrics`` order, NaN (or null converted to NaN) where a metric is undefined.
     spec : FeatureSpec
         The PCA dimensions; ``nan_policy`` does not change the result (undefined rows always get NaN
         coordinates and ``defined=False``: the caller keeps them in the undefined bin or drops them).
@@ -378,7 +381,9 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     Nw2Error
         No row has all the chosen metrics defined.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
     if values.ndim != 2:
         raise ValueError(f"values must be a 2-D (rows, metrics) array, got shape {values.shape}")
     n, d = values.shape

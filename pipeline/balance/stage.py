@@ -66,7 +66,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
-    from nw2.pipeline.balance.space import FeatureSpec, build_features, load_rows, store_columns
+    from nw2.pipeline.balance.space import FeatureSpec, build_features, scan_rows, store_columns
     from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select, select_constrained
 
     spec = _resolve(spec)
@@ -81,7 +81,11 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     schema = C.part_schema(store, parts)
     truth_columns = tuple(c for c in TRUTH_COLUMNS if c in everywhere)  # absent before store schema v3
     measured = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
-    rows = load_rows(store.url, measured, columns=(*SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns))
+    # The string columns as categoricals: a few distinct values each, and at ten million rows their
+    # 16-byte views were most of the table (1.8 of 2.3 GB).
+    text = ("part", *SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns)
+    rows = scan_rows(store.url, measured, text[1:]).with_columns(
+        pl.col(c).cast(pl.Categorical) for c in text).collect()
     if rows.height == 0:
         raise Nw2Error(f"{store_url}: empty store (its parts hold no rows)")
     known = {p: i for i, p in enumerate(parts)}
@@ -93,11 +97,16 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         metrics = tuple(m for m in metrics if rows.get_column(m).is_not_null().any())
         if not metrics:
             raise Nw2Error(f"{store_url}: no metric is defined on any row; nothing to balance on")
+    # Every measured metric once, float32 and column-major (read a column at a time), the balancing
+    # metrics first, so their matrix is a view; the table keeps only its few short columns.
+    measured = tuple(dict.fromkeys((*metrics, *measured)))
+    all_values = rows.select([pl.col(m).cast(pl.Float32).fill_null(np.nan) for m in measured]).to_numpy(order="fortran")
+    rows = rows.drop(measured)
+    values = all_values[:, :len(metrics)]
     # Features and grid.
-    values = rows.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in metrics]).to_numpy()
     fspec = FeatureSpec(metrics=metrics, pca=spec.pca, bins=spec.bins, nan_policy=spec.nan_policy, scale=spec.scale)
     try:
-        feats = build_features(values, fspec)  # column by column: no need for a C-ordered copy
+        feats = build_features(values, fspec)
     except Nw2Error as err:
         raise Nw2Error(f"{store_url}: {err}") from None
     if spec.bins ** feats.dims >= 2 ** 62:  # cell ids are int64
@@ -119,15 +128,19 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         why = " with every chosen metric defined (nan_policy exclude)" if balanced.any() else ""
         raise Nw2Error(f"{store_url}: no rows to balance in split(s) {', '.join(spec.splits)}{why}; "
                        f"the store holds {_split_counts(split, split_names)}")
-    grid = fit_grid(feats.z[cand_idx], defined[cand_idx], spec.bins)
+    # The candidates' coordinates; with every row a candidate, the matrix itself rather than a copy.
+    cand_z = feats.z if n_cand == rows.height else feats.z[cand_idx]
+    grid = fit_grid(cand_z, defined[cand_idx], spec.bins)
     cells = np.asarray(grid.cells(feats.z, defined), np.int64)
+    dims, components, explained = feats.dims, feats.components, feats.explained
+    del feats  # only the candidates' coordinates are needed from here on
 
     # Integer codes of the names (in name order) rather than ten million Python strings: a strategy
     # only tells the groups apart.
     dataset, dataset_names = name_codes(rows.get_column("dataset"))
     modality, modality_names = name_codes(rows.get_column("modality"))
     groups = {name: name_codes(rows.get_column(name))[0] for name in GROUP_COLUMNS}  # caps and the diversity
-    cand = Candidates(z=feats.z[cand_idx], cells=cells[cand_idx], dataset=dataset[cand_idx],
+    cand = Candidates(z=cand_z, cells=cells[cand_idx], dataset=dataset[cand_idx],
                       modality=modality[cand_idx], record=groups["record"][cand_idx],
                       subject=groups["subject"][cand_idx])
 
@@ -154,6 +167,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
                                                     replace=spec.replace)
     except ValueError as err:
         raise Nw2Error(f"balance ({spec.strategy}): {err}") from None
+    del cand, cand_z  # the diversity section builds its own space
     sel_index = np.asarray(sel.index, np.int64)
     sel_global = cand_idx[sel_index]
     sel_cells = cells[sel_global]
@@ -168,7 +182,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     all_weight = np.concatenate([sel_weight, np.ones(carried.size)])
     order = np.argsort(all_global, kind="stable")
     all_global, all_bin, all_weight = all_global[order], all_bin[order], all_weight[order]
-    part_idx = rows.get_column("part").replace_strict(known, return_dtype=pl.Int64).to_numpy()
+    part_idx = rows.get_column("part").cast(pl.String).replace_strict(known, return_dtype=pl.Int64).to_numpy()
     row_idx = rows.get_column("row").cast(pl.Int64).to_numpy()
     selected = C.Selected(part=part_idx[all_global], row=row_idx[all_global], bin_id=all_bin,
                           sample_weight=all_weight)
@@ -192,8 +206,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "bin_id": "kmeans cluster" if spec.strategy == "kmeans" else "grid cell",
         # the feature spec and the bin definition
         "metrics": list(metrics), "scale": spec.scale, "pca": spec.pca, "bins_per_dim": spec.bins, "nan_policy": spec.nan_policy,
-        "dims": int(feats.z.shape[1]), "cells": int(spec.bins ** feats.z.shape[1]),
-        "components": _floats(feats.components), "explained_variance": _floats(feats.explained),
+        "dims": int(dims), "cells": int(spec.bins ** dims),
+        "components": _floats(components), "explained_variance": _floats(explained),
         "grid_edges": [_floats(e) for e in grid.edges],
         # what changed
         "cell_counts": _cell_counts(cand_cells, sel_cells, sel_weight if spec.weights_only else None),
@@ -208,13 +222,18 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     }
     info["dedup"] = duplicates
     info["constraints"] = None if constraints is None else jsonable(constraints)
-    info["independent_diversity"] = _diversity(rows, cand_idx, sel_index, measured, metrics, truth_columns, groups,
-                                               spec, sel_weight if spec.weights_only else None)
+    info["independent_diversity"] = _diversity(
+        rows, all_values, cand_idx, sel_index, measured, metrics, truth_columns,
+        {"dataset": (dataset, dataset_names), "modality": (modality, modality_names), **groups},
+        spec, sel_weight if spec.weights_only else None)
     if spec.strategy == "kmeans":
         ids, n = np.unique(np.asarray(sel.bin_id, np.int64), return_counts=True)
         info["cluster_counts_after"] = [{"cluster": int(c), "after": int(k)} for c, k in zip(ids, n)]
 
-    rows = rows.select("part", "row", *SELECTION_COLUMNS, *metrics)  # what the report reads
+    # what the report reads: the metrics back as columns, null where undefined
+    rows = rows.select("part", "row", *SELECTION_COLUMNS).with_columns(
+        pl.Series(m, all_values[:, j]).fill_nan(None) for j, m in enumerate(metrics))
+    del all_values, values
     before = rows.with_columns(pl.Series("bin_id", cells, pl.Int64)).filter(pl.Series(~dropped))
     after = rows.select(pl.all().gather(all_global)).with_columns(
         pl.Series("bin_id", all_bin, pl.Int64), pl.Series("sample_weight", all_weight, pl.Float64))
@@ -296,22 +315,22 @@ def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple
     return cand_idx[found.keep], found.summary()
 
 
-def _diversity(rows: pl.DataFrame, cand_idx, sel_index, measured, balancing, truth_columns, group_codes: dict,
-               spec: BalanceSpec, weights) -> dict:
-    """The ``independent_diversity`` section (:mod:`pipeline.balance.diversity`) of the candidates."""
+def _diversity(rows: pl.DataFrame, values: np.ndarray, cand_idx, sel_index, measured, balancing, truth_columns,
+               group_codes: dict, spec: BalanceSpec, weights) -> dict:
+    """The ``independent_diversity`` section (:mod:`pipeline.balance.diversity`) of the candidates, from the
+    ``measured`` metric columns ``values`` and the integer codes of the groups."""
     from nw2.pipeline.balance.diversity import independent_diversity
 
-    cand = rows[cand_idx]
-    values = cand.select([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in measured]).to_numpy()
-    groups = {"dataset": cand.get_column("dataset").to_numpy(), "modality": cand.get_column("modality").to_numpy(),
-              **{name: codes[cand_idx] for name, codes in group_codes.items()}}
+    # ``(codes, names)`` pairs for the shares, bare codes for the concentration groups
+    groups = {name: (g[0][cand_idx], g[1]) if isinstance(g, tuple) else g[cand_idx] for name, g in group_codes.items()}
     truth = None
     if truth_columns:
+        cand = rows.select("subject", *truth_columns)[cand_idx]
         # A synthetic row's subject is its (system, parameter band): the band of the truth label.
         truth = {"system": cand.get_column("system").to_numpy(), "regime": cand.get_column("regime").to_numpy(),
                  "band": np.where(cand.get_column("system").is_null().to_numpy(), None,
                                   cand.get_column("subject").to_numpy())}
-    return independent_diversity(values, list(measured), list(balancing), np.asarray(sel_index, np.int64),
+    return independent_diversity(values[cand_idx], list(measured), list(balancing), np.asarray(sel_index, np.int64),
                                  groups=groups, truth=truth, seed=spec.seed, weights=weights)
 
 
@@ -335,15 +354,24 @@ def _split_counts(split: np.ndarray, names: list[str]) -> str:
     return ", ".join(f"{a} {b}" for a, b in _named(split, names).items()) or "no rows"
 
 
+#: Cells listed in ``cell_counts`` at most: a grid over all 13 metrics has about one cell per candidate,
+#: and a million-entry list would make ``corpus.json`` hundreds of megabytes (``bin_id`` has every row's cell).
+MAX_LISTED_CELLS = 10_000
+
+
 def _cell_counts(before: np.ndarray, after: np.ndarray, weights: np.ndarray | None) -> list[dict]:
-    """Per grid cell occupied before: rows before and after (and summed weights with ``--weights-only``)."""
+    """Per grid cell occupied before: rows before and after (and summed weights with ``--weights-only``);
+    beyond :data:`MAX_LISTED_CELLS` occupied cells, the ones with the most candidates (ties by cell id)."""
     keys, nb = np.unique(before, return_counts=True)
     na = np.bincount(np.searchsorted(keys, after), minlength=keys.size) if after.size else np.zeros(keys.size, int)
-    out = [{"cell": int(k), "before": int(b), "after": int(a)} for k, b, a in zip(keys, nb, na)]
-    if weights is not None:
-        w = np.bincount(np.searchsorted(keys, after), weights=weights, minlength=keys.size)
-        for entry, x in zip(out, w):
-            entry["after_weighted"] = round(float(x), 9)
+    w = None if weights is None else np.bincount(np.searchsorted(keys, after), weights=weights, minlength=keys.size)
+    listed = np.arange(keys.size)
+    if keys.size > MAX_LISTED_CELLS:
+        listed = np.sort(np.lexsort((keys, -nb))[:MAX_LISTED_CELLS])
+    out = [{"cell": int(keys[i]), "before": int(nb[i]), "after": int(na[i])} for i in listed]
+    if w is not None:
+        for entry, i in zip(out, listed):
+            entry["after_weighted"] = round(float(w[i]), 9)
     return out
 
 
