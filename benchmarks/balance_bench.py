@@ -16,9 +16,9 @@ Sections:
 1. references, in a fresh process: a plain polars scan of the metric columns, ``load_rows`` on the same store,
    and ``np.random.default_rng(0).choice(rows, size, replace=False)`` (the cost floor of any subsample);
 2. per strategy, each in a fresh process (so one run's peak RSS cannot hide another's): ``load_rows``, then the
-   timed balancing work: ``build_features`` (quantile transform of the 13 metrics, PCA to 3 dims; for
-   ``coverage`` the 13 quantile columns themselves, its search space, and the same PCA to 3 dims from them for
-   the grid), ``fit_grid`` + ``cells`` (5 bins per dim, on the 3 PCA dims), the ``Candidates``, and
+   timed balancing work: the float32 column-major metric matrix and ``build_features`` (quantile transform
+   of the 13 metrics, PCA to 3 dims; for ``coverage`` the spec's default space, the robust z-scores of the
+   13 metrics, which are also its grid's dimensions), ``fit_grid`` + ``cells`` (5 bins per dim), the ``Candidates``, and
    ``select(strategy, size=--size)``; every row is a candidate (the stage balances only the train split; here
    all 10 million rows are balanced, the harder case). Peak RSS is the process's ``VmHWM``
    (``/proc/self/status``), so it includes the loaded table;
