@@ -3,8 +3,8 @@
 
 The rows are made here, not ingested: ``--rows`` (default 10,000,000) rows in the shape
 ``pipeline.balance.space.load_rows`` returns (``part``, ``row``, ``window_id``, ``group_id``, ``dataset``,
-``subject``, ``record``, ``modality``, ``split`` and the 13 metric columns of ``pipeline.metrics.suite.METRICS`` as
-float64, null where undefined). The metrics are skewed (gamma noise) and multi-modal (each row belongs to one
+``subject``, ``record``, ``modality``, ``split`` and the 13 metric columns of ``pipeline.metrics.suite.METRICS``,
+null where undefined; stored as float32, as the metrics stage writes them). The metrics are skewed (gamma noise) and multi-modal (each row belongs to one
 of four dynamical regimes whose frequencies depend on its dataset, from 60 % down to 2 %), with heavy-tailed
 outliers and 0.1-3 % nulls per metric. They are written once as a Parquet window store of those columns only
 (no ``samples``), 1,000,000 rows per part in 1024-row row groups (zstd, like ``Store.write_part``), with a
@@ -22,11 +22,11 @@ Sections:
    ``select(strategy, size=--size)``; every row is a candidate (the stage balances only the train split; here
    all 10 million rows are balanced, the harder case). Peak RSS is the process's ``VmHWM``
    (``/proc/self/status``), so it includes the loaded table;
-4. with ``--stage``, per strategy in a fresh process, the whole ``nw2 balance`` stage (``balance()``: the
-   spec's defaults, ``dedup`` off because the store has no samples, no report), wall time and peak RSS;
 3. ``kmeans`` and ``coverage`` again at 1,000,000 rows (the first part of the store), with the scale they used
    (kmeans fits on ``fit_sample`` rows; coverage: its mode, exact greedy k-center on a pool of ``pool`` rows or
-   two-level with ``centres`` Voronoi cells).
+   two-level with ``centres`` Voronoi cells);
+4. with ``--stage``, per strategy in a fresh process, the whole ``nw2 balance`` stage (``balance()``: the
+   spec's defaults, ``dedup`` off because the store has no samples, no report), wall time and peak RSS.
 
 Ratios are against the references of section 1, measured in the same run; the issue's targets (every
 strategy: under 60 s and under 4 GB at 10 million rows, size 1 million) are checked.
@@ -239,10 +239,8 @@ def child_strategy(store: str, strategy: str, size: int, head: int | None) -> di
     feats = space.build_features(values, spec)
     del values
     t2 = time.perf_counter()
-    grid_z = feats.z
-    grid = bins.fit_grid(grid_z, feats.defined, spec.bins)
-    cells = grid.cells(grid_z, feats.defined)
-    del grid_z
+    grid = bins.fit_grid(feats.z, feats.defined, spec.bins)
+    cells = grid.cells(feats.z, feats.defined)
     t3 = time.perf_counter()
     cand = strategies.Candidates(z=feats.z, cells=cells,
                                  dataset=name_codes(frame.get_column("dataset"))[0],

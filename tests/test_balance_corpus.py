@@ -290,3 +290,26 @@ def test_parts_split_at_rows_per_part(store, tmp_path, monkeypatch):
     b, _ = read_corpus(tmp_path / "cut")
     assert a.equals(b) and whole.info["content_sha256"] != cut.info["content_sha256"]
     assert all(pq.ParquetFile(tmp_path / "cut" / p["path"]).metadata.num_rows == p["rows"] for p in cut.info["parts"])
+
+
+def test_cell_counts_lists_the_fullest_cells_beyond_the_cap():
+    # A grid over all 13 metrics gives nearly a cell per candidate; corpus.json lists the fullest ones.
+    from nw2.pipeline.balance.stage import MAX_LISTED_CELLS, _cell_counts
+
+    n_cells = MAX_LISTED_CELLS + 500
+    before = np.concatenate([np.arange(n_cells), np.arange(0, n_cells, 7)])   # every 7th cell twice
+    after = np.array([0, 7, 7, 1])
+    listed = _cell_counts(before, after, None)
+    assert len(listed) == MAX_LISTED_CELLS
+    cells = [c["cell"] for c in listed]
+    assert cells == sorted(cells)
+    twice = set(range(0, n_cells, 7))
+    # all the doubly occupied cells, then the singly occupied ones with the lowest ids
+    singles = [c for c in range(n_cells) if c not in twice][:MAX_LISTED_CELLS - len(twice)]
+    assert set(cells) == twice | set(singles)
+    by_cell = {c["cell"]: c for c in listed}
+    assert by_cell[7] == {"cell": 7, "before": 2, "after": 2} and by_cell[1] == {"cell": 1, "before": 1, "after": 1}
+    weighted = _cell_counts(before, after, np.array([0.5, 1.0, 1.0, 2.0]))
+    assert {c["cell"]: c["after_weighted"] for c in weighted}[7] == 2.0
+    assert _cell_counts(np.array([3, 3, 5]), np.array([5]), None) == [
+        {"cell": 3, "before": 2, "after": 0}, {"cell": 5, "before": 1, "after": 1}]

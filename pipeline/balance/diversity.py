@@ -114,7 +114,7 @@ import numpy as np
 
 from nw2.core.jsonable import jsonable
 from nw2.pipeline.balance.bins import Grid, balance_stats, fit_grid
-from nw2.pipeline.balance.space import ROBUST_CLIP, robust_scale
+from nw2.pipeline.balance.space import ROBUST_CLIP, float_values, robust_scale
 from nw2.pipeline.balance.strategies import KmeansParams, _nearest, fit_minibatch_kmeans
 
 #: Second words of the seed sequences, so each use of ``seed`` has its own stream (primes, arbitrary).
@@ -204,9 +204,7 @@ def robust_space(metrics: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray,
         ``metrics`` (kept names), ``dropped`` (all-undefined names), ``scale``, ``median``, ``iqr``,
         ``rows_used``, ``rows_left_out``.
     """
-    x = np.asarray(metrics)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
+    x = float_values(metrics)
     finite = np.isfinite(x)  # float32 or float64: widened a column at a time below
     keep = finite.any(axis=0)
     kept = [str(n) for n, k in zip(names, keep) if k]
@@ -482,9 +480,7 @@ def independent_diversity(metrics: np.ndarray, metric_names: Sequence[str], bala
         Shapes that disagree, an empty selection, indices out of range, bad weights, a negative seed,
         or a non-positive ``draws``, ``k``, ``cells_per_dim``, ``coverage_sample`` or ``cluster_sample``.
     """
-    x = np.asarray(metrics)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
+    x = float_values(metrics)
     if x.ndim != 2:
         raise ValueError(f"metrics must be a 2-D (candidates, metrics) array, got shape {x.shape}")
     n = x.shape[0]

@@ -160,6 +160,13 @@ def load_rows(store_url: str, metrics: Sequence[str], columns: Sequence[str] = R
 
 
 # -- the feature space -----------------------------------------------------------------------------
+def float_values(x) -> np.ndarray:
+    """``x`` as a floating array: float32 and float64 stay as they are (the balance stage keeps its metric
+    matrix float32, and every transform widens one column at a time); anything else becomes float64."""
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """How windows are placed in the balancing space.
@@ -381,9 +388,7 @@ def build_features(values: np.ndarray, spec: FeatureSpec) -> Features:
     Nw2Error
         No row has all the chosen metrics defined.
     """
-    values = np.asarray(values)
-    if values.dtype.kind != "f":
-        values = values.astype(np.float64)
+    values = float_values(values)
     if values.ndim != 2:
         raise ValueError(f"values must be a 2-D (rows, metrics) array, got shape {values.shape}")
     n, d = values.shape

@@ -80,11 +80,11 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         raise Nw2Error(f"{store_url}: the store has no metric columns; run nw2 metrics {store_url} first")
     schema = C.part_schema(store, parts)
     truth_columns = tuple(c for c in TRUTH_COLUMNS if c in everywhere)  # absent before store schema v3
-    measured = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
+    loaded = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
     # The string columns as categoricals: a few distinct values each, and at ten million rows their
     # 16-byte views were most of the table (1.8 of 2.3 GB).
     text = ("part", *SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns)
-    rows = scan_rows(store.url, measured, text[1:]).with_columns(
+    rows = scan_rows(store.url, loaded, text[1:]).with_columns(
         pl.col(c).cast(pl.Categorical) for c in text).collect()
     if rows.height == 0:
         raise Nw2Error(f"{store_url}: empty store (its parts hold no rows)")
@@ -97,9 +97,9 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         metrics = tuple(m for m in metrics if rows.get_column(m).is_not_null().any())
         if not metrics:
             raise Nw2Error(f"{store_url}: no metric is defined on any row; nothing to balance on")
-    # Every measured metric once, float32 and column-major (read a column at a time), the balancing
-    # metrics first, so their matrix is a view; the table keeps only its few short columns.
-    measured = tuple(dict.fromkeys((*metrics, *measured)))
+    # Every loaded metric once, float32 and column-major (read a column at a time), the balancing metrics
+    # (after the default's filter) first, so their matrix is a view; the table keeps its short columns.
+    measured = tuple(dict.fromkeys((*metrics, *loaded)))
     all_values = rows.select([pl.col(m).cast(pl.Float32).fill_null(np.nan) for m in measured]).to_numpy(order="fortran")
     rows = rows.drop(measured)
     values = all_values[:, :len(metrics)]
