@@ -94,7 +94,10 @@ EVAL_FLAGS: tuple[Flag, ...] = (
     Flag("max_windows", "Evaluate a seeded uniform sample of this many windows."),
     Flag("adapt", "Also score the model with test-time adaptation."),
     Flag("probe", "Fit linear probes on frozen embeddings (train split -> evaluated split)."),
-    Flag("seed", "Seed of the --max-windows sample and the probes' train sample."),
+    Flag("trained_baselines", "Also fit the linear and MLP baselines on the training split and score them."),
+    Flag("bootstrap", "Bootstrap replicates over subjects/records/systems for the intervals (0: none)."),
+    Flag("seed", "Seed of the --max-windows sample, the probes' train sample, the trained baselines and the "
+                 "bootstrap."),
 )
 
 EVALUATE_FLAGS: tuple[tuple[type, tuple[Flag, ...]], ...] = ((EvalConfig, EVAL_FLAGS),)

@@ -106,13 +106,24 @@ def test_report_files_and_every_section(report):
         assert f"]({name})" in (out / "report.md").read_text()
     m = json.loads((out / "metrics.json").read_text())
     assert set(m) == {"format", "version", "nw2_version", "run", "data", "protocol", "forecast", "best_baseline",
-                      "probe", "summary", "files"}
-    assert m["format"] == "nw2-eval" and m["version"] == 2
+                      "probe", "summary", "files", "trained_baselines"}
+    assert m["format"] == "nw2-eval" and m["version"] == 3
     assert m["data"]["evaluated"] == 88 and m["data"]["splits"] == ["test"]
     assert m["protocol"]["horizons"] == [32, 64, 128] and m["protocol"]["context"] == 256
     fc = m["forecast"]
-    methods = ["model", "adapted", "last_value", "seasonal_naive", "mean", "ar"]
+    methods = ["model", "adapted", "last_value", "seasonal_naive", "mean", "ar", "linear", "mlp"]
     assert fc["methods"] == methods
+    # the trained baselines saw the train split's rows only, and say how they were fitted
+    tb = m["trained_baselines"]
+    assert tb["train_rows"] > 0 and tb["pairs"] == tb["train_rows"] * tb["pairs_per_row"]
+    assert tb["linear"]["ridge"] in tb["linear"]["ridge_grid"] and 0 <= tb["mlp"]["steps_kept"] <= tb["mlp"]["steps"]
+    # the test split is one subject: one unit, so no interval and no outcome (never one over windows)
+    rel = fc["relative"]
+    assert rel["units"] == 1 and rel["bootstrap"]["replicates"] == 0
+    assert "no intervals (one unit)" in (out / "report.md").read_text()
+    assert rel["methods"]["seasonal_naive"]["mean"]["relative_mse"]["mean"] == 1.0
+    win = rel["against"]["model"]["ar"]["mean"]
+    assert win["win_rate"]["windows"]["lo"] is None and win["mse_difference"]["windows"]["outcome"] is None
     for method in methods:
         assert set(fc["overall"][method]) == {"mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance"}
         assert all(v is not None for v in fc["overall"][method].values()), method

@@ -1,4 +1,4 @@
-"""The experiment's bootstrap comparison: intervals that cover, pairing over windows, outcomes by direction."""
+"""The experiment's bootstrap comparison: intervals that cover, pairing, resampling units, outcomes by direction."""
 
 from __future__ import annotations
 
@@ -56,3 +56,23 @@ def test_bad_scores_are_refused():
                                                    (-0.3, -0.1, False, "beats"), (-0.1, 0.1, True, "matches")])
 def test_outcome_rule(lo, hi, higher, expected):
     assert outcome(Interval(0.0, lo, hi), higher) == expected
+
+
+def test_units_widen_the_interval_to_what_independent_recordings_support():
+    # 4 recordings of 50 windows: arm A's advantage differs by recording (two help, two hurt), the windows of
+    # one recording agree. Over windows the difference looks settled; over recordings it is not.
+    rng = np.random.default_rng(0)
+    unit = np.repeat(np.arange(4), 50)
+    effect = np.array([-0.3, -0.25, 0.1, 0.05])[unit]
+    b = rng.normal(1.0, 0.01, (3, 200))
+    a = b + effect + rng.normal(0, 0.01, (3, 200))
+    by_window = compare(a, b, higher_is_better=False, n_boot=500)
+    by_unit = compare(a, b, higher_is_better=False, n_boot=500, units=[f"rec{u}" for u in unit])
+    assert by_window.diff.mean == by_unit.diff.mean
+    assert by_window.outcome == "beats" and by_unit.outcome == "matches"
+    assert (by_unit.diff.hi - by_unit.diff.lo) > 5 * (by_window.diff.hi - by_window.diff.lo)
+    # every window its own unit is the window bootstrap, draw for draw
+    same = compare(a, b, higher_is_better=False, n_boot=500, units=[f"{i:03d}" for i in range(200)])
+    assert same.diff.lo == pytest.approx(by_window.diff.lo) and same.diff.hi == pytest.approx(by_window.diff.hi)
+    with pytest.raises(ValueError, match="one label per window"):
+        compare(a, b, higher_is_better=False, units=["x"] * 3)

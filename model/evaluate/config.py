@@ -50,8 +50,13 @@ class EvalConfig:
     """Also score the model with test-time adaptation."""
     probe: bool = True
     """Fit linear probes on frozen embeddings (train split -> evaluated split)."""
+    trained_baselines: bool = True
+    """Also fit the linear and MLP baselines on the training split and score them (``docs/evaluate.md``)."""
+    bootstrap: int = 1000
+    """Bootstrap replicates over independent units (subjects, records, systems) of the intervals of the
+    relative scores, win rates and differences; 0 leaves the intervals out."""
     seed: int = 0
-    """Seed of the ``max_windows`` sample and of the probes' train sample."""
+    """Seed of the ``max_windows`` sample, the probes' train sample, the trained baselines and the bootstrap."""
     device: Literal["cpu", "cuda"] = "cpu"
     """The model's torch device."""
     probe_train_windows: int | None = PROBE_TRAIN_WINDOWS
@@ -68,9 +73,10 @@ class EvalConfig:
         put("batch_size", _integer("batch_size", self.batch_size, 1))
         if self.max_windows is not None:
             put("max_windows", _integer("max_windows", self.max_windows, 1))
-        for name in ("adapt", "probe"):
+        for name in ("adapt", "probe", "trained_baselines"):
             if not isinstance(getattr(self, name), bool):
                 raise Nw2Error(f"{_flag(name)} must be true or false, got {getattr(self, name)!r}")
+        put("bootstrap", _integer("bootstrap", self.bootstrap, 0))
         put("seed", _integer("seed", self.seed, 0))
         if self.device not in DEVICES:
             raise Nw2Error(f"{_flag('device')} must be {' or '.join(DEVICES)}, got {self.device!r}")

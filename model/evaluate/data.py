@@ -27,7 +27,7 @@ __all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "
 #: Columns an evaluated part must have.
 REQUIRED = ("samples", "split", "window_id", "dataset", "modality", "scale")
 #: Columns read when present.
-OPTIONAL = ("subject", "unit", "offset", "length", "label", "largest_lyapunov", "sample_entropy",
+OPTIONAL = ("subject", "record", "system", "unit", "offset", "length", "label", "largest_lyapunov", "sample_entropy",
             "correlation_dimension", "permutation_entropy", "dfa")
 
 
@@ -95,7 +95,7 @@ def read_meta(source: Source, splits) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame()
     out = pl.concat(frames, how="vertical_relaxed")
-    for c in ("subject", "unit", "label"):
+    for c in ("subject", "record", "system", "unit", "label"):
         if c not in out.columns:
             out = out.with_columns(pl.lit(None, dtype=pl.String).alias(c))
     if "offset" not in out.columns:

@@ -33,11 +33,14 @@ from nw2.core.errors import Nw2Error
 
 from . import baselines, spectra
 from .config import horizon_values
+from .relative import in_sample_scale
+from .trained import TRAINED_BASELINES
 
 __all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons", "plan", "Scorer"]
 
-#: Forecasters, in report order: the model, the model with test-time adaptation, then the baselines.
-METHODS = ("model", "adapted") + baselines.BASELINES
+#: Forecasters, in report order: the model, the model with test-time adaptation, the baselines fitted on each
+#: context, then those trained on the training split (:mod:`.trained`).
+METHODS = ("model", "adapted") + baselines.BASELINES + TRAINED_BASELINES
 #: Per-window scores.
 METRICS = ("mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance")
 
@@ -113,28 +116,33 @@ def plan(window_size: int, patch_size: int, horizons: tuple[int, ...], min_lengt
 @dataclass
 class Scores:
     """One batch's results: ``forecasts[method]`` (B, Hmax), ``scores[method][metric]`` (B, n_horizons),
-    ``fell_back`` (B,) (seasonal naive without a period), ``embedding`` (B, D) of the first window (or None)."""
+    ``fell_back`` (B,) (seasonal naive without a period), ``embedding`` (B, D) of the first window (or None),
+    ``mase_scale`` (B,) the in-sample MAE of seasonal naive on the context (:func:`.relative.in_sample_scale`)."""
 
     forecasts: dict[str, np.ndarray]
     scores: dict[str, dict[str, np.ndarray]]
     fell_back: np.ndarray
     embedding: np.ndarray | None
+    mase_scale: np.ndarray
 
 
 @dataclass
 class Scorer:
-    """Scores batches of rows under a :class:`Protocol`; keeps the seconds spent per forecaster."""
+    """Scores batches of rows under a :class:`Protocol`; keeps the seconds spent per forecaster. ``trained``
+    holds the baselines fitted on the training split (:func:`.trained.fit_trained_baselines`), by name."""
 
     model: torch.nn.Module
     protocol: Protocol
     adapt: bool = True
     device: str = "cpu"
     embed_windows: bool = False
+    trained: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return tuple(m for m in METHODS if self.adapt or m != "adapted")
+        return tuple(m for m in METHODS if (self.adapt or m != "adapted")
+                     and (m not in TRAINED_BASELINES or m in self.trained))
 
     def _tick(self, name: str, t0: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
@@ -161,7 +169,8 @@ class Scorer:
         preds["last_value"] = baselines.last_value(c64, H)
         self._tick("last_value", t0)
         t0 = time.perf_counter()
-        preds["seasonal_naive"], fell_back = baselines.seasonal_naive(c64, H)
+        period = baselines.seasonal_period(c64)
+        preds["seasonal_naive"], fell_back = baselines.seasonal_naive(c64, H, period)
         self._tick("seasonal_naive", t0)
         t0 = time.perf_counter()
         preds["mean"] = baselines.window_mean(c64, H)
@@ -169,6 +178,10 @@ class Scorer:
         t0 = time.perf_counter()
         preds["ar"] = baselines.ar_forecast(c64, H)
         self._tick("ar", t0)
+        for name, forecaster in self.trained.items():
+            t0 = time.perf_counter()
+            preds[name] = forecaster(c64, H)
+            self._tick(name, t0)
 
         t0 = time.perf_counter()
         scale = np.abs(np.asarray(scale, dtype=np.float64))
@@ -205,7 +218,7 @@ class Scorer:
             if self.embed_windows:
                 emb = self.model.embed(self._tensor(x[:, :pr.window_size])).double().cpu().numpy()
         self._tick("embed", t0)
-        return Scores(preds, out, fell_back, emb)
+        return Scores(preds, out, fell_back, emb, in_sample_scale(c64, period))
 
 
 def windows_per_second(windows: int, seconds: float) -> float | None:

@@ -30,13 +30,14 @@ __all__ = ["write_report", "describe", "best_baseline"]
 
 #: Okabe & Ito's colour-blind-safe palette, one colour per forecaster.
 COLORS = {"truth": "#000000", "model": "#0072B2", "adapted": "#D55E00", "last_value": "#999999",
-          "seasonal_naive": "#009E73", "mean": "#CC79A7", "ar": "#E69F00"}
+          "seasonal_naive": "#009E73", "mean": "#CC79A7", "ar": "#E69F00", "linear": "#56B4E9", "mlp": "#F0E442"}
 LABELS = {"model": "model", "adapted": "model + adaptation", "last_value": "last value",
-          "seasonal_naive": "seasonal naive", "mean": "window mean", "ar": "AR(p)"}
+          "seasonal_naive": "seasonal naive", "mean": "window mean", "ar": "AR(p)", "linear": "linear (trained)",
+          "mlp": "MLP (trained)"}
 METRIC_LABELS = {"mse": "MSE (normalised)", "mae": "MAE (normalised)", "mae_physical": "MAE (physical units)",
                  "lsd": "log-spectral distance (dB)", "spectral_corr": "spectral correlation",
                  "latent_distance": "latent distance (1 - cos)"}
-BASELINE_NAMES = ("last_value", "seasonal_naive", "mean", "ar")
+BASELINE_NAMES = ("last_value", "seasonal_naive", "mean", "ar", "linear", "mlp")
 
 
 def best_baseline(metrics: dict, metric: str = "mse") -> str | None:
@@ -257,6 +258,8 @@ def _markdown(metrics: dict, files: dict, examples: list[dict]) -> str:
             rows.append(r)
         lines += _table(["bin", "windows", "range"] + [f"{LABELS[m]} MSE" for m in methods], rows) + [""]
 
+    lines += _relative_lines(metrics)
+
     probe = metrics["probe"]
     lines += ["## Linear probes on frozen embeddings", ""]
     if "skipped" in probe:
@@ -306,6 +309,60 @@ def _markdown(metrics: dict, files: dict, examples: list[dict]) -> str:
               "Speed (windows per second) is in `speed.json`, outside this report, so that the report and "
               "`metrics.json` are reproducible byte for byte.", ""]
     return "\n".join(lines)
+
+
+def _ci(entry: dict | None, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of an interval entry (``mean`` alone without an interval)."""
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    if entry.get("lo") is None:
+        return _num(entry["mean"], digits)
+    return f"{_num(entry['mean'], digits)} [{_num(entry['lo'], digits)}, {_num(entry['hi'], digits)}]"
+
+
+def _relative_lines(metrics: dict) -> list[str]:
+    rel = metrics["forecast"].get("relative")
+    if not rel:
+        return []
+    tb = metrics.get("trained_baselines", {})
+    boot = rel["bootstrap"]
+    lines = ["## Against the baselines, with intervals over independent units", ""]
+    if "skipped" in tb:
+        lines += [f"Trained baselines: skipped ({tb['skipped']}).", ""]
+    else:
+        lines += [f"Trained baselines: fitted on {tb['pairs']:,} contexts from {tb['train_rows']:,} train rows "
+                  f"(`linear`: ridge {_num(tb['linear']['ridge'])}; `mlp`: {tb['mlp']['parameters']:,} parameters, "
+                  f"step {tb['mlp']['steps_kept']} of {tb['mlp']['steps']} kept).", ""]
+    if boot["replicates"]:
+        interval = (f"95% intervals from {boot['replicates']} bootstrap replicates over the {rel['units']:,} "
+                    f"units ({rel['unit']})")
+    else:
+        interval = "no intervals (" + ("one unit" if rel["units"] <= 1 else "--bootstrap 0") + ")"
+    lines += [f"{interval}. *windows*: every window counts once; *groups*: each of the {rel['groups']} groups "
+              f"({rel['group']}) counts once. Relative scores are geometric means over groups of the error over "
+              "seasonal naive's (below 1: better than seasonal naive); MASE scales each window's MAE by seasonal "
+              "naive's in-sample MAE on its context. Averaged over horizons.", ""]
+    rows = []
+    for m, per in rel["methods"].items():
+        e = per["mean"]
+        rows.append([LABELS.get(m, m), _ci(e["mse"]["windows"]), _ci(e["mse"]["groups"]),
+                     _ci(e["mase"]["windows"]), _ci(e.get("relative_mse")), _ci(e.get("relative_mae"))])
+    lines += _table(["forecaster", "MSE (windows)", "MSE (groups)", "MASE (windows)", "relative MSE",
+                     "relative MAE"], rows) + [""]
+    for m, against in rel["against"].items():
+        rows = []
+        for b, per in against.items():
+            if b in rel["against"]:
+                continue
+            cells = [LABELS.get(b, b)]
+            for h in rel["horizons"]:
+                d = per[h]["mse_difference"]["groups"]
+                cells.append(f"{_ci(per[h]['win_rate']['groups'], 2)}; {d['outcome'] or 'n/a'}")
+            rows.append(cells)
+        lines += [f"### {LABELS.get(m, m)}: win rate on MSE (groups) and outcome of the MSE difference, by horizon",
+                  ""]
+        lines += _table(["against"] + [f"H={h}" if h != "mean" else "mean" for h in rel["horizons"]], rows) + [""]
+    return lines
 
 
 # -- the CLI's summary ----------------------------------------------------------------------------

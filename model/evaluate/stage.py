@@ -34,13 +34,16 @@ from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
 from .data import Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
-from .summary import build_summary, per_window_column
+from .relative import make_units, relative_section
+from .summary import MODEL_METHODS, build_summary, per_window_column
+from .trained import MAX_TRAIN_PAIRS, PAIR_STRIDE, TRAINED_BASELINES, fit_trained_baselines
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "REGIME_METRICS", "FORMAT", "VERSION", "PROBE_TRAIN_WINDOWS",
            "load_run_model", "parse_splits"]
 
 #: Version 2: ``summary`` is nested data (``docs/evaluate.md``; :mod:`.summary`), no longer a flat dict of keys.
-FORMAT, VERSION = "nw2-eval", 2
+#: Version 3: the trained baselines (``linear``, ``mlp``; ``trained_baselines``) and ``forecast.relative``.
+FORMAT, VERSION = "nw2-eval", 3
 #: Chaos metrics whose terciles define the dynamical-regime bins (and the ridge probes' targets).
 REGIME_METRICS = ("largest_lyapunov", "sample_entropy")
 REGIME_BINS = ("low", "mid", "high")
@@ -56,7 +59,7 @@ class EvalResult:
     ``out``: the report directory; ``metrics``: the dict written to ``metrics.json``; ``summary``: the model's
     headline numbers (``metrics["summary"]``, nested data: see :mod:`.summary`); ``per_window``: one row per
     evaluated window and horizon with ``window_id``, ``split``, ``dataset``, ``modality``, ``subject``,
-    ``horizon``, the model's ``mse``, ``mae``, ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``,
+    ``record``, ``system``, ``horizon``, the model's ``mse``, ``mae``, ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``,
     and the same for the other forecasters as ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...;
     :func:`.summary.per_window_column`); ``speed``: windows per second (``speed.json``)."""
 
@@ -127,7 +130,13 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     else:
         rows = meta
 
-    fc = _forecast_pass(model, proto, source, rows, c.batch_size, c.adapt, c.probe, c.device, progress)
+    trained, trained_info = ({}, {"skipped": "turned off (--no-trained-baselines)"})
+    fit_seconds = 0.0
+    if c.trained_baselines:
+        t0 = time.perf_counter()
+        trained, trained_info = _fit_trained(source, proto, splits, c.seed, say)
+        fit_seconds = time.perf_counter() - t0
+    fc = _forecast_pass(model, proto, source, rows, c.batch_size, c.adapt, c.probe, c.device, progress, trained)
     if fc["n"] == 0:
         raise Nw2Error(f"{source.root}: no evaluated window of split {', '.join(splits)} has finite samples")
     if fc["skipped"]:
@@ -146,9 +155,10 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
             say(f"probe: skipped ({probe_section['skipped']})")
 
     metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, c.max_windows,
-                                    proto, c.adapt, c.seed, fc, probe_section)
+                                    proto, c.adapt, c.seed, fc, probe_section, trained_info, c.bootstrap)
     elapsed = time.perf_counter() - started
     speed = _speed(fc, probe_seconds, probe_windows, elapsed)
+    speed["trained_baselines_fit_seconds"] = round(fit_seconds, 3)
 
     from .report import write_report
 
@@ -163,17 +173,44 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     return EvalResult(out_dir, metrics, json.loads(json.dumps(metrics["summary"])), per_window, speed)
 
 
+def _fit_trained(source: Source, proto: Protocol, splits, seed: int, say) -> tuple[dict, dict]:
+    """The trained baselines (:mod:`.trained`) fitted on the train split's rows long enough for the protocol
+    (all of them cropped to the shortest, at most ``MAX_TRAIN_PAIRS`` pairs: a seeded sample of rows), and
+    their ``metrics.json`` section; ``({}, {"skipped": reason})`` when the train split cannot give one."""
+    train = read_meta(source, ["train"])
+    if train.height == 0:
+        return {}, {"skipped": f"no train split in {source.name} to fit them on"}
+    train = train.filter(pl.col("length") >= proto.need)
+    if train.height == 0:
+        return {}, {"skipped": f"no train row of {source.name} holds {proto.need} samples"}
+    length = int(train.get_column("length").min())
+    per_row = len(range(proto.origin, length - proto.max_horizon + 1, PAIR_STRIDE))
+    cap = max(1, MAX_TRAIN_PAIRS // per_row)
+    if train.height > cap:
+        idx = np.sort(np.random.default_rng([seed, 4]).choice(train.height, cap, replace=False))
+        train = train[idx]
+    xs = [x[ok] for _, x, ok in stream_samples(source, train, 1024, length)]
+    x = np.concatenate(xs) if xs else np.zeros((0, length), np.float32)
+    if x.shape[0] == 0:
+        return {}, {"skipped": "every train row has non-finite samples"}
+    fits, info = fit_trained_baselines(x, proto.origin, proto.context, proto.max_horizon, seed)
+    info["train_row_length"] = length
+    if "train" in splits:
+        say("trained baselines: the train split is also evaluated, so their scores there are in-sample")
+    return fits, info
+
+
 def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, batch_size: int, adapt: bool,
-                   probe: bool, device: str, progress: bool) -> dict:
+                   probe: bool, device: str, progress: bool, trained: dict | None = None) -> dict:
     from tqdm.auto import tqdm
 
-    scorer = Scorer(model, proto, adapt=adapt, device=device, embed_windows=probe)
+    scorer = Scorer(model, proto, adapt=adapt, device=device, embed_windows=probe, trained=dict(trained or {}))
     methods = scorer.methods
     n_rows = rows.height
     k = min(EXAMPLES, n_rows)
     wanted = set(np.unique(np.round(np.linspace(0, n_rows - 1, k)).astype(np.int64)).tolist()) if k else set()
     scores = {m: {key: [] for key in METRICS} for m in methods}
-    metas, fell, embs, examples = [], [], [], []
+    metas, fell, embs, examples, q = [], [], [], [], []
     position = skipped = processed = 0
     bar = tqdm(total=math.ceil(n_rows / batch_size), desc="evaluate", unit="batch", disable=not progress,
                leave=False)
@@ -190,6 +227,7 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
             sel = np.flatnonzero(ok)
             metas.append(meta[sel])
             fell.append(res.fell_back[sel])
+            q.append(res.mase_scale[sel])
             for m in methods:
                 for key in METRICS:
                     scores[m][key].append(res.scores[m][key][sel])
@@ -205,7 +243,8 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
     return {"n": meta_all.height, "meta": meta_all, "scores": stacked, "methods": methods,
             "fallback": int(np.concatenate(fell).sum()) if fell else 0, "skipped": skipped,
             "processed": processed, "seconds": dict(scorer.seconds), "examples": examples,
-            "embedding": np.concatenate(embs) if embs else None}
+            "embedding": np.concatenate(embs) if embs else None,
+            "mase_scale": np.concatenate(q) if q else np.zeros(0)}
 
 
 def _example(meta: pl.DataFrame, i: int, x: np.ndarray, res, proto: Protocol, methods) -> dict:
@@ -351,8 +390,8 @@ def _regimes(meta: pl.DataFrame, source: Source, scores: dict, methods) -> dict:
 
 
 def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: dict, available: int,
-              max_windows, proto: Protocol, adapt: bool, seed: int, fc: dict, probe_section: dict
-              ) -> tuple[dict, pl.DataFrame]:
+              max_windows, proto: Protocol, adapt: bool, seed: int, fc: dict, probe_section: dict,
+              trained_info: dict | None = None, replicates: int = 1000) -> tuple[dict, pl.DataFrame]:
     methods = fc["methods"]
     scores, meta = fc["scores"], fc["meta"]
     by_h = []
@@ -368,7 +407,13 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
         "by_regime": _regimes(meta, source, scores, methods),
         "seasonal_fallback_windows": fc["fallback"],
     }
-    best = min(((overall[b]["mse"], b) for b in baselines.BASELINES if overall[b]["mse"] is not None),
+    units, unit_info = make_units(*(meta.get_column(c).to_list() for c in ("window_id", "subject", "record",
+                                                                         "system", "dataset")),
+                                  replicates=replicates, seed=seed)
+    forecast["relative"] = relative_section(scores, fc["mase_scale"], proto.horizons, methods, MODEL_METHODS,
+                                            units, unit_info)
+    candidates = [b for b in baselines.BASELINES + TRAINED_BASELINES if b in methods]
+    best = min(((overall[b]["mse"], b) for b in candidates if overall[b]["mse"] is not None),
                default=(None, None))[1]
     summary = build_summary(overall, by_h, adapt, best, probe_section)
     evaluated_by_split = dict(sorted(meta.group_by("split").len().iter_rows())) if meta.height else {}
@@ -386,6 +431,7 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
                      "regime_metrics": list(REGIME_METRICS)},
         "forecast": forecast,
         "best_baseline": best,
+        "trained_baselines": trained_info if trained_info is not None else {"skipped": "not fitted"},
         "probe": probe_section,
         "summary": summary,
     }
@@ -396,7 +442,7 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
 def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol) -> pl.DataFrame:
     n, nh = meta.height, len(proto.horizons)
     rep = np.repeat(np.arange(n), nh)
-    base = meta.select("window_id", "split", "dataset", "modality", "subject")[rep]
+    base = meta.select("window_id", "split", "dataset", "modality", "subject", "record", "system")[rep]
     cols = {"horizon": np.tile(np.asarray(proto.horizons, dtype=np.int64), n)}
     for m in methods:
         for key in METRICS:
@@ -407,10 +453,11 @@ def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol) -> p
 def _speed(fc: dict, probe_seconds: float, probe_windows: int, elapsed: float) -> dict:
     sec, n = fc["seconds"], fc["processed"]
     out = {"windows": n, "seconds_total": round(elapsed, 3)}
-    for name in ("model", "adapted", "embed") + baselines.BASELINES:
+    for name in ("model", "adapted", "embed") + baselines.BASELINES + TRAINED_BASELINES:
         if name in sec:
             out[f"{name}_windows_per_s"] = windows_per_second(n, sec[name])
     out["baselines_windows_per_s"] = windows_per_second(n, sum(sec.get(b, 0.0) for b in baselines.BASELINES))
+    out["trained_baselines_windows_per_s"] = windows_per_second(n, sum(sec.get(b, 0.0) for b in TRAINED_BASELINES))
     out["probe_train_windows_per_s"] = windows_per_second(probe_windows, probe_seconds)
     return {k: (round(v, 1) if isinstance(v, float) and k != "seconds_total" else v) for k, v in out.items()}
 

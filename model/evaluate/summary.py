@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import baselines
 from .forecast import METRICS
+from .trained import TRAINED_BASELINES
 
 __all__ = ["SUMMARY_HIGHER_IS_BETTER", "PROBE_SCORES", "MODEL_METHODS", "ScoreKey", "build_summary",
            "score_keys", "score_value", "per_window_column"]
@@ -160,6 +161,6 @@ def score_value(summary: dict, key: ScoreKey) -> float | None:
 def per_window_column(method: str, metric: str) -> str:
     """The column of ``EvalResult.per_window`` holding ``metric`` of forecaster ``method``: the model's under
     the metric's name, every other forecaster's as ``<metric>_<method>``."""
-    if method not in MODEL_METHODS + baselines.BASELINES:
+    if method not in MODEL_METHODS + baselines.BASELINES + TRAINED_BASELINES:
         raise ValueError(f"unknown forecaster {method!r}")
     return metric if method == "model" else f"{metric}_{method}"

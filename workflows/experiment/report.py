@@ -93,7 +93,9 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Com
              f"Spec `{doc['spec']}`, store `{doc['store']}`; every run trained for about {doc['budget_steps']} "
              f"optimizer steps; seeds {', '.join(map(str, doc['seeds']))}; evaluated on the `{doc['eval_split']}` "
              f"split; {int(doc['confidence'] * 100)}% bootstrap intervals from {doc['bootstrap']} resamples "
-             "(over windows and seeds for per-window scores, over seeds for the others).", "",
+             f"(over the {doc.get('eval_units', 'n/a')} independent units of the {doc.get('eval_windows', 'n/a')} "
+             "evaluated windows, subjects or records, and seeds for per-window scores; over seeds for the "
+             "others).", "",
              "## Outcome", ""]
     lines += [f"- {line}" for line in doc["headline"].splitlines()]
     lines += ["", "| arm | strategy | train rows | steps per run |", "|---|---|---:|---|"]

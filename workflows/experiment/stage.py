@@ -189,8 +189,10 @@ def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: 
         if (metrics.get("format"), metrics.get("version")) == (FORMAT, VERSION):  # an older summary: redo it
             return metrics["summary"], pl.read_parquet(frame_path)
     frame_path.unlink(missing_ok=True)  # written by this workflow beside the report, not by nw2 evaluate
+    # The trained baselines are fitted on the store's train split, the same for every arm: fitting them once
+    # per arm would add the same numbers again at a cost each time; the arms are compared with each other.
     config = EvalConfig(split=exp.eval_split, horizons=list(exp.horizons) if exp.horizons else None, out=dest,
-                        max_windows=exp.max_windows, seed=0)
+                        max_windows=exp.max_windows, seed=0, trained_baselines=False)
     result = evaluate(run, store, config, progress=progress, log=log)
     result.per_window.write_parquet(frame_path)
     _mark(dest, key)
@@ -204,6 +206,21 @@ def _scores(summary: dict) -> dict[ScoreKey, float]:
 
     values = {k: score_value(summary, k) for k in score_keys(summary) if not k.is_baseline}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _units(frame) -> dict[str, str]:
+    """Each window's independent unit: its subject, else its record, else the window itself (as
+    ``model.evaluate.relative.make_units`` forms them)."""
+    import polars as pl
+
+    cols = [c for c in ("subject", "record") if c in frame.columns]
+    g = frame.group_by("window_id").agg(pl.col(c).first() for c in cols)
+    out = {}
+    for row in g.iter_rows(named=True):
+        sub, rec = row.get("subject"), row.get("record")
+        out[row["window_id"]] = (f"subject:{sub}" if sub is not None else f"record:{rec}" if rec is not None
+                                 else f"window:{row['window_id']}")
+    return out
 
 
 def _per_window(frame) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -244,6 +261,7 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
     summaries: dict[str, list[dict]] = {a.name: [] for a in arms}  # each run's summary, as evaluate wrote it
     values: dict[str, list[dict[ScoreKey, float]]] = {a.name: [] for a in arms}
     windows: dict[str, list[dict]] = {a.name: [] for a in arms}
+    unit_of: dict[str, str] = {}    # window id -> its unit (the same store and windows for every arm)
     steps: dict[str, list[int]] = {a.name: [] for a in arms}
     for arm in arms:
         for seed in exp.seeds:
@@ -256,6 +274,7 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
             summaries[arm.name].append(summary)
             values[arm.name].append(_scores(summary))
             windows[arm.name].append(_per_window(frame))
+            unit_of.update(_units(frame))
 
     comparisons: dict[str, dict[ScoreKey, Comparison]] = {}
     table: dict[str, dict] = {}
@@ -265,6 +284,7 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
         comparisons[arm.name] = {}
         shared = set.intersection(*(set(v) for v in values[arm.name] + values[baseline]))
         for score in sorted(shared, key=ScoreKey.sort_key):
+            units = None
             a_w, b_w = windows[arm.name], windows[baseline]
             column = (per_window_column(score.name, score.metric)
                       if score.section == "forecast" and score.horizon is None else None)
@@ -274,13 +294,14 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
                     continue
                 A = np.stack([_align(w[column], ids) for w in a_w])
                 B = np.stack([_align(w[column], ids) for w in b_w])
+                units = [unit_of[i] for i in ids]
             else:
                 A = np.array([v[score] for v in values[arm.name]], dtype=np.float64)
                 B = np.array([v[score] for v in values[baseline]], dtype=np.float64)
                 if not (np.isfinite(A).all() and np.isfinite(B).all()):
                     continue
             comparisons[arm.name][score] = compare(A, B, score.higher_is_better, n_boot=exp.bootstrap,
-                                                   confidence=exp.confidence, seed=0)
+                                                   confidence=exp.confidence, seed=0, units=units)
     for arm in arms:
         table[arm.name] = {"strategy": arm.strategy, "size": arm.size, "steps": steps[arm.name],
                            "summaries": summaries[arm.name]}
@@ -288,7 +309,9 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
                               steps={k: v[0] for k, v in steps.items()})
     doc = {"spec": str(Path(spec_path)), "store": str(store_path), "baseline": baseline,
            "seeds": list(exp.seeds), "budget_steps": exp.steps, "eval_split": exp.eval_split,
-           "bootstrap": exp.bootstrap, "confidence": exp.confidence, "arms": table,
+           "bootstrap": exp.bootstrap, "confidence": exp.confidence,
+           "bootstrap_over": "units: subject, else record, else the window",
+           "eval_units": len(set(unit_of.values())), "eval_windows": len(unit_of), "arms": table,
            "comparisons": {arm: [{"score": score.to_dict(), "label": score.label,
                                   "higher_is_better": score.higher_is_better, **dataclasses.asdict(c)}
                                  for score, c in scores.items()]

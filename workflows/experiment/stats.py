@@ -2,9 +2,12 @@
 
 Every arm is run with several seeds and evaluated on the same windows, so a score is a matrix
 ``(seeds, windows)`` per arm (or a vector ``(seeds,)`` for scores with no per-window value, such as a probe's
-AUROC). One bootstrap replicate draws the windows with replacement once (shared by the arms: the comparison
-is paired over windows) and, independently for each arm, its seeds with replacement; the statistic is the
-mean over the drawn seeds and windows. Intervals are percentile intervals of the replicates.
+AUROC). One bootstrap replicate draws the independent **units** the windows belong to (subjects, records,
+synthetic systems and bands: windows of one recording are not independent) with replacement once, shared by
+the arms (the comparison is paired), every window of a drawn unit counting as often as its unit was drawn;
+and, independently for each arm, its seeds with replacement. The statistic is the mean over the drawn seeds
+and windows. Without units every window is its own unit. Intervals are percentile intervals of the
+replicates.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ def _as_matrix(x) -> np.ndarray:
 
 
 def compare(a, b, higher_is_better: bool, n_boot: int = 2000, confidence: float = 0.95,
-            seed: int = 0) -> Comparison:
+            seed: int = 0, units=None) -> Comparison:
     """Compare arm ``a`` with arm ``b`` on one score (``(seeds, windows)`` matrices with the same windows in
-    the same order, or ``(seeds,)`` vectors). Non-finite entries are not allowed: drop the windows first."""
+    the same order, or ``(seeds,)`` vectors). ``units``: each window's unit (any hashable labels, one per
+    window), resampled instead of the windows. Non-finite entries are not allowed: drop the windows first."""
     A, B = _as_matrix(a), _as_matrix(b)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"the arms were scored on different windows ({A.shape[1]} and {B.shape[1]})")
@@ -52,8 +56,18 @@ def compare(a, b, higher_is_better: bool, n_boot: int = 2000, confidence: float 
         raise ValueError("scores must be finite")
     rng = np.random.default_rng(seed)
     W = A.shape[1]
-    # a replicate's window draw as counts per window, so the per-seed means are one matrix product
-    counts = np.stack([np.bincount(rng.integers(0, W, W), minlength=W) for _ in range(n_boot)]) / W  # (R, W)
+    if units is None:
+        code = np.arange(W)
+    else:
+        labels = np.asarray(units, dtype=str)
+        if labels.shape != (W,):
+            raise ValueError(f"units must give one label per window ({W}), got shape {labels.shape}")
+        code = np.unique(labels, return_inverse=True)[1].reshape(-1)
+    U = int(code.max()) + 1 if W else 0
+    # a replicate's unit draw as a weight per window, so the per-seed means are one matrix product
+    drawn = np.stack([np.bincount(rng.integers(0, U, U), minlength=U) for _ in range(n_boot)])  # (R, U)
+    counts = drawn[:, code].astype(np.float64)
+    counts /= np.maximum(counts.sum(1, keepdims=True), 1.0)                                    # (R, W)
     per_seed_a, per_seed_b = counts @ A.T, counts @ B.T  # (R, S_a), (R, S_b)
     sa = rng.integers(0, A.shape[0], (n_boot, A.shape[0]))
     sb = rng.integers(0, B.shape[0], (n_boot, B.shape[0]))
