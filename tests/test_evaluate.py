@@ -81,6 +81,9 @@ def write_store(root: Path, rows: list[dict], kind: str = "store") -> Path:
         "label": pa.array([r.get("label") for r in rows], pa.string()),
         "samples": pa.array([np.asarray(r["samples"], np.float32) for r in rows], pa.list_(pa.float32())),
     })
+    for name, kind in (("system", pa.string()), ("true_lyapunov", pa.float64()), ("fs", pa.float64())):
+        if any(name in r for r in rows):     # ground truth, where the rows give it
+            table = table.append_column(name, pa.array([r.get(name) for r in rows], kind))
     pq.write_table(table, root / "data" / "part-00000.parquet")
     return root
 
@@ -237,9 +240,26 @@ def test_python_api_summary_and_per_window(run, store, tmp_path):
 
 def test_known_answers_end_to_end_on_sines(run, tmp_path):
     rng = np.random.default_rng(0)
-    data = write_store(tmp_path / "sines", sines(12, 512, "test", rng))
+    test = sines(12, 512, "test", rng)
+    for i, r in enumerate(test):   # a made-up ground truth: each window its own system, exponent 0.5 per second
+        r.update(subject=f"s{i}", system=f"sys{i % 3}", true_lyapunov=0.5, fs=100.0)
+    data = write_store(tmp_path / "sines", sines(40, 512, "train", rng) + test)
     result = evaluate(run, data, EvalConfig(out=tmp_path / "r", probe=False), progress=False)
     o = result.metrics["forecast"]["overall"]
+    # exact forecasts stay valid over the whole horizon: 128 samples, 1.28 s, 0.64 Lyapunov times
+    vpt = result.metrics["forecast"]["valid_prediction_time"]
+    assert vpt["chaotic_windows"] == 12 and vpt["max_samples"] == 128
+    sn = vpt["methods"]["seasonal_naive"]
+    assert sn["samples"]["windows"]["mean"] == 128 and sn["censored_share"] == 1.0
+    assert sn["lyapunov_times"]["groups"]["mean"] == pytest.approx(0.64)
+    assert vpt["methods"]["last_value"]["samples"]["windows"]["mean"] < 16
+    # 12 subjects in 3 systems: intervals over units, means over the 3 groups
+    rel = result.metrics["forecast"]["relative"]
+    assert rel["units"] == 12 and rel["groups"] == 3 and rel["bootstrap"]["replicates"] == 1000
+    assert rel["against"]["model"]["seasonal_naive"]["mean"]["mse_difference"]["groups"]["outcome"] == "worse"
+    # the linear baseline, fitted on 200 contexts of 40 train sines of 17 periods, learns them in part (0.30
+    # against the window mean's 0.78 here; one shared linear map cannot be exact for every period)
+    assert o["linear"]["mse"] < 0.6 * o["mean"]["mse"], (o["linear"]["mse"], o["mean"]["mse"])
     # the context and the truth are contiguous: repeating the last period is exact, and so is AR(16)
     assert o["seasonal_naive"]["mse"] < 1e-10 and result.metrics["forecast"]["seasonal_fallback_windows"] == 0
     assert o["seasonal_naive"]["lsd"] < 1e-6 and o["seasonal_naive"]["spectral_corr"] == pytest.approx(1.0)

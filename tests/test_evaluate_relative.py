@@ -142,3 +142,14 @@ def test_normalisation_handles_flat_contexts():
 def test_no_pair_is_refused():
     with pytest.raises(ValueError, match="no context"):
         fit_trained_baselines(np.zeros((4, 20)), origin=16, context=16, horizon=8, seed=0)
+
+
+def test_valid_prediction_time_counts_the_samples_before_the_error_leaves_the_band():
+    from nw2.model.evaluate.forecast import valid_samples
+
+    truth = np.zeros((3, 10))
+    f = np.zeros((3, 10))
+    f[0, 4:] = 1.0          # the error jumps past 0.4 sigma at sample 4
+    f[1, :] = 0.3           # never past it: the whole horizon, censored
+    got = valid_samples(f, truth, np.array([1.0, 1.0, 0.0]))
+    assert got[0] == 4 and got[1] == 10 and np.isnan(got[2])   # a flat context has no scale

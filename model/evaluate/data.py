@@ -27,8 +27,8 @@ __all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "
 #: Columns an evaluated part must have.
 REQUIRED = ("samples", "split", "window_id", "dataset", "modality", "scale")
 #: Columns read when present.
-OPTIONAL = ("subject", "record", "system", "unit", "offset", "length", "label", "largest_lyapunov", "sample_entropy",
-            "correlation_dimension", "permutation_entropy", "dfa")
+OPTIONAL = ("subject", "record", "system", "true_lyapunov", "fs", "unit", "offset", "length", "label",
+            "largest_lyapunov", "sample_entropy", "correlation_dimension", "permutation_entropy", "dfa")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from .config import horizon_values
 from .relative import in_sample_scale
 from .trained import TRAINED_BASELINES
 
-__all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons", "plan", "Scorer"]
+__all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons", "plan", "Scorer",
+           "VALID_THRESHOLD", "valid_samples"]
 
 #: Forecasters, in report order: the model, the model with test-time adaptation, the baselines fitted on each
 #: context, then those trained on the training split (:mod:`.trained`).
@@ -117,13 +118,15 @@ def plan(window_size: int, patch_size: int, horizons: tuple[int, ...], min_lengt
 class Scores:
     """One batch's results: ``forecasts[method]`` (B, Hmax), ``scores[method][metric]`` (B, n_horizons),
     ``fell_back`` (B,) (seasonal naive without a period), ``embedding`` (B, D) of the first window (or None),
-    ``mase_scale`` (B,) the in-sample MAE of seasonal naive on the context (:func:`.relative.in_sample_scale`)."""
+    ``mase_scale`` (B,) the in-sample MAE of seasonal naive on the context (:func:`.relative.in_sample_scale`),
+    ``valid_samples[method]`` (B,) the valid prediction time in samples (:func:`valid_samples`)."""
 
     forecasts: dict[str, np.ndarray]
     scores: dict[str, dict[str, np.ndarray]]
     fell_back: np.ndarray
     embedding: np.ndarray | None
     mase_scale: np.ndarray
+    valid_samples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,7 +221,25 @@ class Scorer:
             if self.embed_windows:
                 emb = self.model.embed(self._tensor(x[:, :pr.window_size])).double().cpu().numpy()
         self._tick("embed", t0)
-        return Scores(preds, out, fell_back, emb, in_sample_scale(c64, period))
+        unit = c64.std(1)
+        valid = {m: valid_samples(preds[m], truth, unit) for m in self.methods}
+        return Scores(preds, out, fell_back, emb, in_sample_scale(c64, period), valid)
+
+
+#: Normalised error above which a forecast is no longer valid (Wikner et al. 2021; dysts' forecasting benchmark).
+VALID_THRESHOLD = 0.4
+
+
+def valid_samples(forecast: np.ndarray, truth: np.ndarray, unit: np.ndarray,
+                  threshold: float = VALID_THRESHOLD) -> np.ndarray:
+    """Per window, the number of forecast samples before the normalised error
+    ``|f_t - y_t| / sigma`` first exceeds ``threshold`` (``sigma`` the context's standard deviation; the
+    whole horizon when it never does; NaN for a flat context). float64 (B,)."""
+    sigma = np.asarray(unit, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bad = np.abs(np.asarray(forecast, np.float64) - truth) > threshold * sigma[:, None]
+    first = np.where(bad.any(1), bad.argmax(1), truth.shape[1]).astype(np.float64)
+    return np.where(sigma > 1e-12, first, np.nan)
 
 
 def windows_per_second(windows: int, seconds: float) -> float | None:

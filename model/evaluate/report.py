@@ -349,6 +349,19 @@ def _relative_lines(metrics: dict) -> list[str]:
                      _ci(e["mase"]["windows"]), _ci(e.get("relative_mse")), _ci(e.get("relative_mae"))])
     lines += _table(["forecaster", "MSE (windows)", "MSE (groups)", "MASE (windows)", "relative MSE",
                      "relative MAE"], rows) + [""]
+    vpt = metrics["forecast"].get("valid_prediction_time")
+    if vpt:
+        lines += ["### Valid prediction time", "",
+                  f"Samples of the forecast before {vpt['error']} first exceeds {vpt['threshold']} (at most "
+                  f"{vpt['max_samples']}: a forecast valid over the whole horizon is censored there); in Lyapunov "
+                  f"times on the {vpt['chaotic_windows']:,} windows of a system with a known positive largest "
+                  "exponent (samples / fs x exponent). Higher is better.", ""]
+        rows = []
+        for m, e in vpt["methods"].items():
+            rows.append([LABELS.get(m, m), _ci(e["samples"]["windows"]), _num(e["censored_share"], 3),
+                         _ci(e.get("lyapunov_times", {}).get("windows")), _ci(e.get("lyapunov_times", {}).get("groups"))])
+        lines += _table(["forecaster", "samples (windows)", "censored share", "Lyapunov times (windows)",
+                         "Lyapunov times (groups)"], rows) + [""]
     for m, against in rel["against"].items():
         rows = []
         for b, per in against.items():

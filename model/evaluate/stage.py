@@ -211,6 +211,7 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
     wanted = set(np.unique(np.round(np.linspace(0, n_rows - 1, k)).astype(np.int64)).tolist()) if k else set()
     scores = {m: {key: [] for key in METRICS} for m in methods}
     metas, fell, embs, examples, q = [], [], [], [], []
+    valid: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     position = skipped = processed = 0
     bar = tqdm(total=math.ceil(n_rows / batch_size), desc="evaluate", unit="batch", disable=not progress,
                leave=False)
@@ -229,6 +230,8 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
             fell.append(res.fell_back[sel])
             q.append(res.mase_scale[sel])
             for m in methods:
+                valid[m].append(res.valid_samples[m][sel])
+            for m in methods:
                 for key in METRICS:
                     scores[m][key].append(res.scores[m][key][sel])
             if res.embedding is not None:
@@ -244,7 +247,8 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
             "fallback": int(np.concatenate(fell).sum()) if fell else 0, "skipped": skipped,
             "processed": processed, "seconds": dict(scorer.seconds), "examples": examples,
             "embedding": np.concatenate(embs) if embs else None,
-            "mase_scale": np.concatenate(q) if q else np.zeros(0)}
+            "mase_scale": np.concatenate(q) if q else np.zeros(0),
+            "valid_samples": {m: np.concatenate(v) if v else np.zeros(0) for m, v in valid.items()}}
 
 
 def _example(meta: pl.DataFrame, i: int, x: np.ndarray, res, proto: Protocol, methods) -> dict:
@@ -389,6 +393,34 @@ def _regimes(meta: pl.DataFrame, source: Source, scores: dict, methods) -> dict:
     return out
 
 
+def _valid_time(meta: pl.DataFrame, valid: dict, proto: Protocol, units, methods) -> dict:
+    """``forecast.valid_prediction_time``: per forecaster, the valid prediction time in samples (every
+    window) and in Lyapunov times (windows of a system with a known positive largest exponent), with intervals
+    over units (:mod:`.relative`)."""
+    from .forecast import VALID_THRESHOLD
+
+    n = meta.height
+    lam = (meta.get_column("true_lyapunov").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+           if "true_lyapunov" in meta.columns else np.full(n, np.nan))
+    fs = (meta.get_column("fs").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+          if "fs" in meta.columns else np.full(n, np.nan))
+    chaotic = np.isfinite(lam) & (lam > 0) & np.isfinite(fs) & (fs > 0) & np.isfinite(valid[methods[0]])
+    out = {"threshold": VALID_THRESHOLD, "max_samples": proto.max_horizon,
+           "error": "|forecast - truth| / std(context)", "windows": n, "chaotic_windows": int(chaotic.sum()),
+           "methods": {}}
+    for m in methods:
+        v = valid[m]
+        entry = {"samples": {how: units.interval(v, how) for how in ("windows", "groups")},
+                 "censored_share": float(np.mean(v[np.isfinite(v)] >= proto.max_horizon)) if np.isfinite(v).any()
+                 else None}
+        if chaotic.any():
+            lt = np.where(chaotic, v / np.where(chaotic, fs, 1.0) * np.where(chaotic, lam, 0.0), np.nan)
+            entry["lyapunov_times"] = {how: units.interval(lt, how) for how in ("windows", "groups")}
+            entry["censored_share_chaotic"] = float(np.mean(v[chaotic] >= proto.max_horizon))
+        out["methods"][m] = entry
+    return out
+
+
 def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: dict, available: int,
               max_windows, proto: Protocol, adapt: bool, seed: int, fc: dict, probe_section: dict,
               trained_info: dict | None = None, replicates: int = 1000) -> tuple[dict, pl.DataFrame]:
@@ -412,6 +444,7 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
                                   replicates=replicates, seed=seed)
     forecast["relative"] = relative_section(scores, fc["mase_scale"], proto.horizons, methods, MODEL_METHODS,
                                             units, unit_info)
+    forecast["valid_prediction_time"] = _valid_time(meta, fc["valid_samples"], proto, units, methods)
     candidates = [b for b in baselines.BASELINES + TRAINED_BASELINES if b in methods]
     best = min(((overall[b]["mse"], b) for b in candidates if overall[b]["mse"] is not None),
                default=(None, None))[1]
