@@ -188,7 +188,7 @@ def test_same_inputs_give_the_same_bytes_and_a_rerun_replaces_only_the_report(re
 
 def test_python_api_summary_and_per_window(run, store, tmp_path):
     config = EvalConfig(split="val,test", horizons=[64, 32], out=tmp_path / "r", max_windows=30, adapt=False,
-                        probe=False, seed=3)
+                        probe=False, seed=3, trained_baselines=False)   # their fit is tested elsewhere (20 s)
     result = evaluate(run, store, config, progress=False)
     assert isinstance(result, EvalResult) and result.out == tmp_path / "r"
     assert result.metrics == json.loads((result.out / "metrics.json").read_text())
@@ -277,7 +277,8 @@ def test_a_failed_write_leaves_nothing(run, store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(report_module, "write_report", broken)
     with pytest.raises(Nw2Error, match="cannot write the report"):
-        evaluate(run, store, EvalConfig(out=tmp_path / "r", max_windows=8, probe=False, adapt=False), progress=False)
+        evaluate(run, store, EvalConfig(out=tmp_path / "r", max_windows=8, probe=False, adapt=False,
+                                        trained_baselines=False), progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
