@@ -153,3 +153,12 @@ def test_valid_prediction_time_counts_the_samples_before_the_error_leaves_the_ba
     f[1, :] = 0.3           # never past it: the whole horizon, censored
     got = valid_samples(f, truth, np.array([1.0, 1.0, 0.0]))
     assert got[0] == 4 and got[1] == 10 and np.isnan(got[2])   # a flat context has no scale
+
+
+def test_the_held_out_tenth_is_whole_subjects_when_they_are_given():
+    train = _sines(60, 384, 2)
+    groups = [f"s{i // 6}" for i in range(60)]           # 10 subjects of 6 windows
+    _, info = fit_trained_baselines(train, origin=256, context=256, horizon=64, seed=0, groups=groups)
+    assert info["holdout_by"] == "group" and info["holdout_groups"] == 1 and info["holdout_rows"] == 6
+    _, info = fit_trained_baselines(train, origin=256, context=256, horizon=64, seed=0, groups=["one"] * 60)
+    assert info["holdout_by"] == "row" and info["holdout_rows"] == 6

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REPLICATES", "CONFIDENCE", "Units", "make_units", "in_sample_scale", "relative_section"]
+__all__ = ["REPLICATES", "CONFIDENCE", "Units", "unit_label", "make_units", "in_sample_scale", "relative_section"]
 
 #: Bootstrap replicates and the confidence of the percentile intervals.
 REPLICATES = 1000
@@ -60,17 +60,18 @@ class Units:
         self.counts = (np.stack([np.bincount(rng.integers(0, U, U), minlength=U) for _ in range(replicates)])
                        .astype(np.float64) if U > 1 else np.zeros((0, U)))
 
+    def _sums(self, weights: np.ndarray) -> np.ndarray:
+        """Per (unit, group) sums of ``weights`` (W,): (units, groups), so a replicate is one matrix product."""
+        cell = self.unit * self.n_groups + self.group
+        return np.bincount(cell, weights=weights, minlength=self.n_units * self.n_groups).reshape(
+            self.n_units, self.n_groups)
+
     def interval(self, values: np.ndarray, how: str) -> dict:
         """The ``windows`` or ``groups`` mean of ``values`` (W,) (NaN: left out) and its bootstrap interval."""
         ok = np.isfinite(values)
         if not ok.any():
             return {"mean": None, "lo": None, "hi": None}
-        v = np.where(ok, values, 0.0)
-        # Per (unit, group) sums and counts, so a replicate is one matrix product.
-        cell = self.unit * self.n_groups + self.group
-        size = self.n_units * self.n_groups
-        s = np.bincount(cell, weights=v, minlength=size).reshape(self.n_units, self.n_groups)
-        n = np.bincount(cell, weights=ok.astype(np.float64), minlength=size).reshape(self.n_units, self.n_groups)
+        s, n = self._sums(np.where(ok, values, 0.0)), self._sums(ok.astype(np.float64))
         point = _aggregate(s.sum(0, keepdims=True), n.sum(0, keepdims=True), how)[0]
         if self.counts.shape[0] == 0:
             return {"mean": point, "lo": None, "hi": None}
@@ -82,10 +83,7 @@ class Units:
         ok = np.isfinite(num) & np.isfinite(den)
         if not ok.any():
             return {"mean": None, "lo": None, "hi": None}
-        cell = self.unit * self.n_groups + self.group
-        size = self.n_units * self.n_groups
-        a = np.bincount(cell, weights=np.where(ok, num, 0.0), minlength=size).reshape(self.n_units, self.n_groups)
-        b = np.bincount(cell, weights=np.where(ok, den, 0.0), minlength=size).reshape(self.n_units, self.n_groups)
+        a, b = self._sums(np.where(ok, num, 0.0)), self._sums(np.where(ok, den, 0.0))
         point = _geomean_ratio(a.sum(0, keepdims=True), b.sum(0, keepdims=True))[0]
         if self.counts.shape[0] == 0:
             return {"mean": point, "lo": None, "hi": None}
@@ -126,6 +124,13 @@ def _codes(values) -> tuple[np.ndarray, list[str]]:
     return code.reshape(-1).astype(np.int64), [str(n) for n in names]
 
 
+def unit_label(subject, record, window_id) -> str:
+    """A window's independent unit: its subject, else its record, else the window itself."""
+    if subject is not None:
+        return f"subject:{subject}"
+    return f"record:{record}" if record is not None else f"window:{window_id}"
+
+
 def make_units(window_id, subject, record, system, dataset, replicates: int = REPLICATES, seed: int = 0
                ) -> tuple[Units, dict]:
     """The :class:`Units` of the evaluated windows (each argument a sequence over windows, None entries
@@ -134,8 +139,7 @@ def make_units(window_id, subject, record, system, dataset, replicates: int = RE
     subject = list(subject) if subject is not None else [None] * n
     record = list(record) if record is not None else [None] * n
     system = list(system) if system is not None else [None] * n
-    units = [f"subject:{s}" if s is not None else f"record:{r}" if r is not None else f"window:{w}"
-             for s, r, w in zip(subject, record, window_id)]
+    units = [unit_label(s, r, w) for s, r, w in zip(subject, record, window_id)]
     groups = [f"system:{s}" if s is not None else f"dataset:{d}" for s, d in zip(system, dataset)]
     unit, unit_names = _codes(units)
     group, group_names = _codes(groups)

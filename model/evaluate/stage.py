@@ -34,7 +34,7 @@ from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
 from .data import Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
-from .relative import make_units, relative_section
+from .relative import make_units, relative_section, unit_label
 from .summary import MODEL_METHODS, build_summary, per_window_column
 from .trained import MAX_TRAIN_PAIRS, PAIR_STRIDE, TRAINED_BASELINES, fit_trained_baselines
 
@@ -59,8 +59,8 @@ class EvalResult:
     ``out``: the report directory; ``metrics``: the dict written to ``metrics.json``; ``summary``: the model's
     headline numbers (``metrics["summary"]``, nested data: see :mod:`.summary`); ``per_window``: one row per
     evaluated window and horizon with ``window_id``, ``split``, ``dataset``, ``modality``, ``subject``,
-    ``record``, ``system``, ``horizon``, the model's ``mse``, ``mae``, ``mae_physical``, ``lsd``, ``spectral_corr``, ``latent_distance``,
-    and the same for the other forecasters as ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...;
+    ``record``, ``system``, ``horizon``, the model's ``mse``, ``mae``, ``mae_physical``, ``lsd``,
+    ``spectral_corr``, ``latent_distance``, and the same for the other forecasters as ``<metric>_<method>`` (``mse_adapted``, ``mse_ar``, ...;
     :func:`.summary.per_window_column`); ``speed``: windows per second (``speed.json``)."""
 
     out: Path
@@ -189,11 +189,16 @@ def _fit_trained(source: Source, proto: Protocol, splits, seed: int, say) -> tup
     if train.height > cap:
         idx = np.sort(np.random.default_rng([seed, 4]).choice(train.height, cap, replace=False))
         train = train[idx]
-    xs = [x[ok] for _, x, ok in stream_samples(source, train, 1024, length)]
+    xs, units = [], []
+    for meta, x, ok in stream_samples(source, train, 1024, length):
+        xs.append(x[ok])
+        kept = meta.filter(pl.Series(ok)).select("subject", "record", "window_id")
+        units += [unit_label(*r) for r in kept.iter_rows()]
     x = np.concatenate(xs) if xs else np.zeros((0, length), np.float32)
     if x.shape[0] == 0:
         return {}, {"skipped": "every train row has non-finite samples"}
-    fits, info = fit_trained_baselines(x, proto.origin, proto.context, proto.max_horizon, seed)
+    # held out by unit (subject, else record): windows of one recording on both sides would flatter the fit
+    fits, info = fit_trained_baselines(x, proto.origin, proto.context, proto.max_horizon, seed, groups=units)
     info["train_row_length"] = length
     if "train" in splits:
         say("trained baselines: the train split is also evaluated, so their scores there are in-sample")

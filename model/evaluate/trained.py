@@ -16,13 +16,15 @@ does, so one fit serves windows of any level and scale).
   :math:`\\tilde X^\\top \\tilde X / N`) on a held-out tenth of the training rows. DLinear's trend and
   remainder branches are two linear maps of the same context, so their sum is one linear map: this is the
   linear family of both.
-- :class:`MLPBaseline` (``mlp``): :math:`f` = two hidden layers of :data:`MLP_HIDDEN` GELU units, trained with
-  Adam on the MSE for :data:`MLP_STEPS` steps of :data:`MLP_BATCH` pairs; the weights of the step with the
-  lowest held-out MSE (checked every :data:`MLP_CHECK` steps) are kept.
+- :class:`MLPBaseline` (``mlp``): :math:`f` = the linear map fitted on the non-held-out rows (frozen) plus two
+  hidden layers of :data:`MLP_HIDDEN` GELU units whose output layer starts at zero, trained with AdamW on the
+  MSE for :data:`MLP_STEPS` steps of :data:`MLP_BATCH` pairs; the weights of the step with the lowest held-out
+  MSE (checked every :data:`MLP_CHECK` steps, step 0 being that linear map) are kept.
 
 Training pairs (:func:`training_pairs`): from each training row, contexts ending at origins spaced
 :data:`PAIR_STRIDE` samples apart from the protocol's origin to the last that leaves ``Hmax`` samples of
-truth. The held-out tenth is a seeded choice of rows, not of pairs, so pairs of one row never straddle it.
+truth. The held-out tenth is a seeded choice of the rows' groups (subjects, where the caller gives them: the
+windows of one recording are not independent), else of rows; pairs of one row never straddle it.
 Everything is seeded, so one fit gives the same forecasts every time.
 """
 
@@ -84,6 +86,17 @@ def _targets(ctx: np.ndarray, fut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xt, (np.asarray(fut, np.float64) - last) / s
 
 
+def _ridge(X: np.ndarray, Y: np.ndarray, rel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge least squares with intercept: ``(W, b)``, strength ``rel`` times the mean diagonal of the
+    centred Gram matrix over N."""
+    mx, my = X.mean(0), Y.mean(0)
+    Xc = X - mx
+    gram = Xc.T @ Xc / max(1, X.shape[0])
+    lam = rel * float(np.mean(np.diag(gram)) or 1.0)
+    w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), Xc.T @ (Y - my) / max(1, X.shape[0]))
+    return w, my - mx @ w
+
+
 @dataclass
 class LinearBaseline:
     """``linear``: direct multi-horizon ridge regression on the normalised context (see the module)."""
@@ -102,13 +115,7 @@ class LinearBaseline:
         X, Y = _targets(ctx, fut)
 
         def solve(mask: np.ndarray, rel: float) -> tuple[np.ndarray, np.ndarray]:
-            Xm, Ym = X[mask], Y[mask]
-            mx, my = Xm.mean(0), Ym.mean(0)
-            Xc = Xm - mx
-            gram = Xc.T @ Xc / max(1, Xm.shape[0])
-            lam = rel * float(np.mean(np.diag(gram)) or 1.0)
-            w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), Xc.T @ (Ym - my) / max(1, Xm.shape[0]))
-            return w, my - mx @ w
+            return _ridge(X[mask], Y[mask], rel)
 
         fit_rows = ~holdout
         if holdout.any() and fit_rows.any():
@@ -123,6 +130,12 @@ class LinearBaseline:
         w, b = solve(np.ones(X.shape[0], bool), rel)
         return cls(w, b, float(rel), err)
 
+    @classmethod
+    def fit_rows(cls, ctx: np.ndarray, fut: np.ndarray, rows: np.ndarray, ridge: float) -> "LinearBaseline":
+        """The same family fitted on the pairs ``rows`` (a boolean mask) only, with a given strength."""
+        X, Y = _targets(ctx[rows], fut[rows])
+        return cls(*_ridge(X, Y, ridge), float(ridge), float("nan"))
+
     def __call__(self, ctx: np.ndarray, h: int) -> np.ndarray:
         xt, last, s = normalize_context(ctx)
         return last + s * (xt @ self.weight[:, :h] + self.bias[:h])
@@ -133,7 +146,7 @@ class LinearBaseline:
                 "ridge_grid": list(RIDGE_GRID), "holdout_mse": self.holdout_mse}
 
 
-def _ResidualMLP(n_in: int, n_out: int):
+def _residual_mlp(n_in: int, n_out: int):
     """A linear map plus a two-hidden-layer GELU network whose last layer starts at zero, so training
     starts from a linear model and the nonlinear part adds what the data support."""
     import torch
@@ -165,22 +178,20 @@ class MLPBaseline:
 
     name = "mlp"
 
-    def __init__(self, net, steps_kept: int, holdout_mse: float, train_seconds: float):
+    def __init__(self, net, steps_kept: int, holdout_mse: float):
         self.net = net
         self.steps_kept = steps_kept
         self.holdout_mse = holdout_mse
-        self.train_seconds = train_seconds
 
     @classmethod
     def fit(cls, ctx: np.ndarray, fut: np.ndarray, holdout: np.ndarray, seed: int, linear: LinearBaseline
             ) -> "MLPBaseline":
+        """``linear``: the start, fitted without the held-out pairs (so step 0's held-out MSE is held out)."""
         import copy
-        import time
 
         import torch
 
         X, Y = _targets(ctx, fut)
-        t0 = time.perf_counter()
         fit_rows = np.flatnonzero(~holdout) if (~holdout).any() else np.arange(X.shape[0])
         held = np.flatnonzero(holdout)
         Xf = torch.from_numpy(X.astype(np.float32))
@@ -188,7 +199,7 @@ class MLPBaseline:
         gen = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            net = _ResidualMLP(X.shape[1], Y.shape[1])
+            net = _residual_mlp(X.shape[1], Y.shape[1])
         net.load_linear(linear.weight, linear.bias)
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=MLP_LR,
                                 weight_decay=MLP_WEIGHT_DECAY)
@@ -214,7 +225,7 @@ class MLPBaseline:
                     best, best_step, best_state = err, step, copy.deepcopy(net.state_dict())
         net.load_state_dict(best_state)
         net.eval()
-        return cls(net, best_step, float(best), time.perf_counter() - t0)
+        return cls(net, best_step, float(best))
 
     def __call__(self, ctx: np.ndarray, h: int) -> np.ndarray:
         import torch
@@ -231,11 +242,13 @@ class MLPBaseline:
                 "holdout_mse": self.holdout_mse}
 
 
-def fit_trained_baselines(x: np.ndarray, origin: int, context: int, horizon: int, seed: int
+def fit_trained_baselines(x: np.ndarray, origin: int, context: int, horizon: int, seed: int, groups=None
                           ) -> tuple[dict, dict]:
     """Fit both baselines on training rows ``x`` (R, L): ``({name: forecaster}, info)`` where a forecaster
     maps ``(ctx, h)`` to a forecast like the baselines of :mod:`.baselines`, and ``info`` describes the fit
-    for ``metrics.json``. Raises ``ValueError`` when the rows give no pair."""
+    for ``metrics.json``. ``groups`` (R,) labels rows that are not independent (a subject's windows): the
+    held-out tenth is then a tenth of the groups when there are at least two. Raises ``ValueError`` when the
+    rows give no pair."""
     R = x.shape[0]
     ctx, fut = training_pairs(x, origin, context, horizon)
     if ctx.shape[0] == 0:
@@ -244,13 +257,20 @@ def fit_trained_baselines(x: np.ndarray, origin: int, context: int, horizon: int
     per_row = ctx.shape[0] // R
     rng = np.random.default_rng([seed, 2])
     held_rows = np.zeros(R, bool)
-    if R >= 10:
+    names, code = np.unique(np.asarray(groups, dtype=str), return_inverse=True) if groups is not None else ([], None)
+    by = "group" if len(names) >= 2 else "row"
+    if by == "group":
+        held = rng.choice(len(names), max(1, int(round(HOLDOUT * len(names)))), replace=False)
+        held_rows[np.isin(code.reshape(-1), held)] = True
+    elif R >= 10:
         held_rows[rng.choice(R, max(1, int(round(HOLDOUT * R))), replace=False)] = True
     holdout = np.repeat(held_rows, per_row)
     linear = LinearBaseline.fit(ctx, fut, holdout)
-    mlp = MLPBaseline.fit(ctx, fut, holdout, seed, linear)
+    start = LinearBaseline.fit_rows(ctx, fut, ~holdout, linear.ridge) if holdout.any() else linear
+    mlp = MLPBaseline.fit(ctx, fut, holdout, seed, start)
     info = {"train_rows": int(R), "pairs": int(ctx.shape[0]), "pairs_per_row": int(per_row),
-            "pair_stride": PAIR_STRIDE, "holdout_rows": int(held_rows.sum()), "seed": int(seed),
+            "pair_stride": PAIR_STRIDE, "holdout_by": by, "holdout_rows": int(held_rows.sum()),
+            "holdout_groups": int(len(held)) if by == "group" else None, "seed": int(seed),
             "normalization": "context less its last value, over the context's std",
             "linear": linear.describe(), "mlp": mlp.describe()}
     return {"linear": linear, "mlp": mlp}, info

@@ -93,7 +93,7 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Com
              f"Spec `{doc['spec']}`, store `{doc['store']}`; every run trained for about {doc['budget_steps']} "
              f"optimizer steps; seeds {', '.join(map(str, doc['seeds']))}; evaluated on the `{doc['eval_split']}` "
              f"split; {int(doc['confidence'] * 100)}% bootstrap intervals from {doc['bootstrap']} resamples "
-             f"(over the {doc.get('eval_units', 'n/a')} independent units of the {doc.get('eval_windows', 'n/a')} "
+             f"(over the {doc['eval_units']} independent units of the {doc['eval_windows']} "
              "evaluated windows, subjects or records, and seeds for per-window scores; over seeds for the "
              "others).", "",
              "## Outcome", ""]

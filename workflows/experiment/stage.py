@@ -209,18 +209,14 @@ def _scores(summary: dict) -> dict[ScoreKey, float]:
 
 
 def _units(frame) -> dict[str, str]:
-    """Each window's independent unit: its subject, else its record, else the window itself (as
-    ``model.evaluate.relative.make_units`` forms them)."""
+    """Each window's independent unit (:func:`model.evaluate.relative.unit_label`)."""
     import polars as pl
 
-    cols = [c for c in ("subject", "record") if c in frame.columns]
-    g = frame.group_by("window_id").agg(pl.col(c).first() for c in cols)
-    out = {}
-    for row in g.iter_rows(named=True):
-        sub, rec = row.get("subject"), row.get("record")
-        out[row["window_id"]] = (f"subject:{sub}" if sub is not None else f"record:{rec}" if rec is not None
-                                 else f"window:{row['window_id']}")
-    return out
+    from nw2.model.evaluate.relative import unit_label
+
+    g = frame.group_by("window_id").agg(pl.col("subject").first(), pl.col("record").first())
+    return {row["window_id"]: unit_label(row["subject"], row["record"], row["window_id"])
+            for row in g.iter_rows(named=True)}
 
 
 def _per_window(frame) -> dict[str, tuple[list[str], np.ndarray]]:
