@@ -229,7 +229,7 @@ def balance(
 def pretrain(
     corpus: str = typer.Argument(..., help="Corpus directory (nw2 balance output; a window store also works)."),
     out: str = typer.Option(..., "--out", "-o", help="Run directory: run.json, log.jsonl, tensorboard/, checkpoints/, model/."),
-    config: str = typer.Option("tiny", "--config", help="Model preset (tiny, base) or a JSON file of ModelConfig fields."),
+    config: str = typer.Option(None, "--config", help="Model preset (tiny, small, base) or a JSON file of ModelConfig fields (default tiny, or the --init-from model's)."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine, started through torch's launcher (gloo on CPU, NCCL on GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

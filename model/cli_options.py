@@ -54,6 +54,7 @@ MODEL_FLAGS: tuple[Flag, ...] = (
     Flag("token_level_fuse", "Token-level or pooled cross-channel fusion.", "--token-level-fuse/--pooled-fuse"),
     Flag("jepa", "Add the latent-prediction (JEPA) term."),
     Flag("rollout_steps", "k of the k-step latent rollout."),
+    Flag("insight_order", "Order of the in-context AR forecast the gate blends in (0: off)."),
 )
 
 #: ``nw2 pretrain``'s TrainConfig options (``corpus`` and ``out`` are its argument and ``--out``).
@@ -72,7 +73,10 @@ TRAIN_FLAGS: tuple[Flag, ...] = (
     Flag("clip_grad", "Clip the gradient norm (default 1.0)."),
     Flag("num_workers", "Loader threads per process (default 0)."),
     Flag("shuffle_buffer", "Samples in each loader worker's shuffle buffer (default 1024)."),
+    Flag("random_crop", "Random stretch of longer windows per epoch (default) or their start.",
+         "--random-crop/--start-crop"),
     Flag("weighted", "Sample by sample_weight (default: when the corpus has it).", "--weighted/--unweighted"),
+    Flag("init_from", "Start from a saved model's weights and config: a model directory or nw2-small."),
     Flag("seed", "Seed of the initialisation and the loader (default 0)."),
     Flag("device", "auto (CUDA when available), cpu or cuda."),
     Flag("precision", "auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),

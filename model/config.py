@@ -64,6 +64,9 @@ class ModelConfig:
     """Dropout in attention outputs and MLPs during training."""
     jepa_weight: float = 0.1
     """Weight of the JEPA term in the total loss (ignored when ``jepa`` is False)."""
+    insight_order: int = 16
+    """Order p of the in-context linear forecast (an AR(p) least-squares fit on the context itself, the
+    model's test-time "insight") that a learned gate blends with each decoded patch; 0 turns it off."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +105,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.insight_order, bool) or not isinstance(self.insight_order, int) or self.insight_order < 0:
+            raise ValueError(f"ModelConfig.insight_order must be an integer >= 0 (0 = off), got {self.insight_order!r}")
         if not (isinstance(self.jepa_weight, (int, float)) and self.jepa_weight >= 0):
             raise ValueError(f"ModelConfig.jepa_weight must be >= 0, got {self.jepa_weight!r}")
 
@@ -141,6 +146,7 @@ class ModelConfig:
 #: the 100-250 Hz rates of most wearable channels. ``tiny`` trains in minutes on 2 CPU cores.
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
+    "small": ModelConfig(nvar=2, rollout_steps=8),
     "base": ModelConfig(embed_dim=768, depth=12, num_heads=12, fuse_freq=2, token_level_fuse=True,
                         decoder_embed_dim=512, decoder_depth=2, decoder_num_heads=8,
                         window_size=4096, patch_size=64, nvar=10, rollout_steps=4, dropout=0.0),
@@ -155,13 +161,18 @@ def from_preset(name: str, **overrides) -> ModelConfig:
 
 
 def load_model_config(config: str) -> ModelConfig:
-    """The preset ``config`` (``tiny``, ``base``), or the JSON file of ModelConfig fields at that path; a
+    """The preset ``config`` (``tiny``, ``small``, ``base``), or the JSON file of ModelConfig fields at that path; a
     one-line :class:`Nw2Error` otherwise."""
     if config in PRESETS:
         return PRESETS[config]
     path = Path(config)
     if not path.is_file():
         raise Nw2Error(f"--config {config}: not a preset ({', '.join(PRESETS)}) and no such file")
+    return read_model_config(path)
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """The ModelConfig in the JSON file ``path``; a one-line :class:`Nw2Error` naming it otherwise."""
     try:
         return ModelConfig.from_json(path.read_text())
     except ValueError as exc:
@@ -221,7 +232,7 @@ class TrainConfig:
     """The corpus directory (``nw2 balance`` output; a window store also works, unweighted)."""
     out: str
     """The run directory: configs, logs, checkpoints and the saved model."""
-    batch_size: int = 32
+    batch_size: int = 64
     """Samples per process per micro-step."""
     accum_iter: int = 1
     """Micro-steps per optimizer step (gradients are all-reduced only on the last)."""
@@ -235,7 +246,7 @@ class TrainConfig:
     """Also write a checkpoint every this many optimizer steps, mid-epoch (0: off)."""
     keep_checkpoints: int = 2
     """Checkpoints kept in ``RUN/checkpoints`` (the newest; 0 keeps all)."""
-    blr: float = 1e-3
+    blr: float = 4e-3
     """Base learning rate: the absolute one is ``blr * total batch / 256``, total batch =
     ``batch_size * accum_iter * world size``."""
     lr: float | None = None
@@ -250,12 +261,18 @@ class TrainConfig:
     """Loader threads per process, each reading its own share of row groups."""
     shuffle_buffer: int = 1024
     """Samples in each loader worker's shuffle buffer."""
+    random_crop: bool = True
+    """Train on a random stretch of each corpus window longer than the model's window (a new one every
+    epoch, seeded) rather than always its start; validation always reads the start."""
     weighted: bool | None = None
     """Sample by the corpus's ``sample_weight`` (None: when the column exists)."""
     split: str = "train"
     """The split trained on."""
     val_split: str | None = "val"
     """Split whose loss is measured after every epoch (skipped when the corpus has none; None: never)."""
+    init_from: str | None = None
+    """Start from the weights of a saved model (a run's ``model/`` directory, or a checkpoint shipped with
+    nw2 by name, ``nw2-small``) instead of a random initialisation; the run takes that model's config."""
     seed: int = 0
     """Seeds the model's initialisation and the loader."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

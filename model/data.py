@@ -17,7 +17,8 @@ a part is written in store order, so a group's rows lie in one part, but a group
 boundary gives one partial sample per row group: groups are never assembled across units). A group's
 channels keep their store order (the reader's channel order) and are cut into samples of at most ``nvar``
 channels, so every row is used exactly once: a 64-channel EEG group with ``nvar=10`` gives 7 samples. Each
-row is cropped to its first ``window_size`` values; a row with a non-finite value in the crop is skipped and
+row is cropped to its first ``window_size`` values (with ``random_crop``, to a stretch starting where a
+seeded draw per group says); a row with a non-finite value in the crop is skipped and
 counted (``loader.skipped``, in rows).
 
 **Weighting** (``weighted=True``): a sample's weight ``w`` is the mean ``sample_weight`` of its rows, and it
@@ -86,8 +87,12 @@ class LoaderConfig:
     batch_size: int = 32
     """Samples per batch (per rank); the last batch of a worker's epoch may be smaller."""
     window_size: int = 1024
-    """Samples per channel: longer corpus windows are cropped from the start; a corpus window shorter than
-    this is an error raised by the constructor."""
+    """Samples per channel: longer corpus windows are cropped from the start (or at random, ``random_crop``);
+    a corpus window shorter than this is an error raised by the constructor."""
+    random_crop: bool = False
+    """Crop each longer row at a random start instead of its first sample: the start of row ``r`` of a unit
+    is drawn from ``default_rng((seed, epoch, unit, 2))``, uniform over the row's possible starts, so a new
+    epoch sees other stretches and a resumed loader the same ones. The channels of one group share it."""
     nvar: int = 10
     """Most channels per sample: a group with more channels gives several samples; fewer are zero-padded
     and masked."""
@@ -197,6 +202,13 @@ class _Reader:
         if np.any(offsets[rows + 1] - starts < cfg.window_size):
             raise _fail(self.corpus.parts[p], f"row group {g} holds a window shorter than window_size "
                                               f"{cfg.window_size}")
+        if cfg.random_crop:  # one start per group (its channels stay aligned), from the unit's own RNG
+            gid_all = t.column("group_id").to_numpy(zero_copy_only=False)[rows]
+            _, group_of = np.unique(gid_all, return_inverse=True)
+            room = np.full(group_of.max() + 1, np.iinfo(np.int64).max)
+            np.minimum.at(room, group_of, offsets[rows + 1] - starts - cfg.window_size + 1)  # the group's shortest
+            shift = np.random.default_rng((cfg.seed, epoch, unit, 2)).integers(0, room)
+            starts = starts + shift[group_of]
         x = values[starts[:, None] + np.arange(cfg.window_size)]  # (rows, window) float32, a copy
         finite = np.isfinite(x).all(axis=1)
         skipped = int(rows.size - finite.sum())

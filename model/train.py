@@ -38,7 +38,7 @@ from nw2.core.errors import EmptySplitError, Nw2Error
 from nw2.core.files import atomic_text
 
 from .checkpoint import CHECKPOINT_VERSION, Checkpointer, latest_checkpoint
-from .config import ModelConfig, TrainConfig, load_model_config
+from .config import ModelConfig, TrainConfig, load_model_config, read_model_config
 from .data import CorpusLoader, LoaderConfig
 from .distributed import (Compute, LaunchFailed, all_gather, all_min, all_sum, barrier, compute_cleanup,
                           compute_init, launch, print0, record_errors, under_launcher, wrap_ddp)
@@ -72,11 +72,12 @@ MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"corpus", "out"}
 
 
-def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "tiny",
+def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str | None = None,
             overrides: dict[str, Any] | None = None, resume: bool = False) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training configs of a run: the preset or JSON file ``config`` with ``overrides`` (flag
-    names without dashes; model and training fields mixed). With ``resume`` and an existing ``run.json``, the
-    saved configs are used and an override that contradicts them is an error."""
+    """The model and training configs of a run: the preset or JSON file ``config`` (default ``tiny``, or with
+    ``init_from`` that model's own config; giving both is an error) with ``overrides`` (flag names without
+    dashes; model and training fields mixed). With ``resume`` and an existing ``run.json``, the saved configs
+    are used and an override that contradicts them is an error."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - MODEL_FIELDS - TRAIN_FIELDS)
     if unknown:
@@ -97,17 +98,53 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str = "ti
             raise Nw2Error(f"{run_json}: --resume continues the saved run, whose settings differ from the "
                            f"flags given ({'; '.join(clash)}); drop those flags or start a new --out")
         return model_cfg, train_cfg
+    init_from = train_over.get("init_from")
+    if init_from is not None and config is not None:
+        raise Nw2Error(f"--config {config} and --init-from {init_from} both give the model's shape: the run takes "
+                       f"the --init-from model's config, so drop --config")
     try:
-        model_cfg = load_model_config(config).replace(**model_over) if model_over else load_model_config(config)
+        base = _init_config(init_from) if init_from is not None else load_model_config(config or "tiny")
+        model_cfg = base.replace(**model_over) if model_over else base
     except ValueError as exc:
         raise Nw2Error(str(exc)) from None
     return model_cfg, TrainConfig(corpus=str(corpus), out=str(out), **train_over)
+
+
+def _init_config(init_from: str) -> ModelConfig:
+    """The config of the saved model ``--init-from`` names (a one-line Nw2Error when there is none)."""
+    from .network import CONFIG, model_directory
+
+    try:
+        path = model_directory(init_from) / CONFIG
+    except FileNotFoundError as exc:
+        raise Nw2Error(f"--init-from {exc}") from None
+    if not path.is_file():
+        raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")
+    return read_model_config(path)
+
+
+def _init_weights(model: Model, init_from: str) -> None:
+    """Load the ``--init-from`` model's weights into ``model`` (strict: the shapes must match its config)."""
+    from safetensors.torch import load_file
+
+    from .network import WEIGHTS, model_directory
+
+    path = model_directory(init_from) / WEIGHTS
+    if not path.is_file():
+        raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")
+    try:
+        model.load_state_dict(load_file(str(path), device="cpu"))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise Nw2Error(f"--init-from {path}: the weights do not fit the run's model config ({first}); "
+                       f"drop the model flags that change its shape") from None
 
 
 def _loader_config(model_cfg: ModelConfig, cfg: TrainConfig, split: str, train: bool,
                    weighted: bool) -> LoaderConfig:
     return LoaderConfig(corpus=cfg.corpus, split=split, batch_size=cfg.batch_size, window_size=model_cfg.window_size,
                         nvar=model_cfg.nvar, shuffle_buffer=cfg.shuffle_buffer if train else 0,
+                        random_crop=cfg.random_crop and train,
                         weighted=weighted and train, seed=cfg.seed, num_workers=cfg.num_workers if train else 0)
 
 
@@ -288,6 +325,7 @@ class StepTotals(NamedTuple):
     forecast: float
     rollout: float
     jepa: float
+    insight: float
     samples: float
     windows: float
     bad_batches: float
@@ -296,7 +334,7 @@ class StepTotals(NamedTuple):
     """Micro-batches whose loss was not finite (any skips the step)."""
 
 
-_TERMS = ("loss", "forecast", "rollout", "jepa")  # the model's loss terms, the first slots of StepTotals
+_TERMS = ("loss", "forecast", "rollout", "jepa", "insight")  # the model's loss terms, the first slots of StepTotals
 _SAMPLES, _WINDOWS, _BAD_BATCHES, _BAD_LOSSES = (StepTotals._fields.index(name) for name in
                                                  ("samples", "windows", "bad_batches", "bad_losses"))
 
@@ -493,7 +531,10 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
     """The initial model and its optimizer, the total batch and the peak learning rate."""
     # every rank builds the same initial model from the seed (DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
-    model = Model(model_cfg).to(device)
+    model = Model(model_cfg)
+    if cfg.init_from is not None:
+        _init_weights(model, cfg.init_from)
+    model = model.to(device)
     total_batch = cfg.batch_size * cfg.accum_iter * world
     peak_lr = cfg.lr if cfg.lr is not None else cfg.blr * total_batch / 256
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=peak_lr, betas=(0.9, 0.95),

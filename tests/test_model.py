@@ -91,7 +91,7 @@ def test_shapes_with_channel_mask(token_level):
     x = torch.randn(3, cfg.window_size, 3)
     mask = torch.tensor([[True, True, False], [True, True, True], [True, False, False]])
     out = model(x, mask)
-    assert set(out) == {"forecast", "rollout", "jepa", "loss"}
+    assert set(out) == {"forecast", "rollout", "jepa", "insight", "loss"}
     assert all(v.ndim == 0 and torch.isfinite(v) for v in out.values())
     for adapt in (False, True):
         y = model.predict(x, 100, adapt=adapt, mask=mask)

@@ -93,6 +93,28 @@ def test_shapes_dtypes_masks_and_crop(corpus):
     assert batch_digests(batches) == row_digests(corpus, "train", 512)
 
 
+def test_random_crop_is_seeded_aligned_across_channels_and_new_each_epoch(corpus):
+    W = 512
+    where = {}  # digest of every W-stretch of every train row -> its start
+    for s in read_all(corpus).filter(pc.equal(pc.field("split"), "train")).column("samples").to_pylist():
+        row = np.asarray(s, dtype=np.float32)
+        for start in range(len(row) - W + 1):
+            where.setdefault(digest(row[start:start + W]), start)
+    make = lambda: CorpusLoader(cfg(corpus, window_size=W, nvar=3, random_crop=True))  # noqa: E731
+    first = epoch(make())
+    n = len(first)
+    assert same(first, epoch(make()))                             # seeded
+    starts = []
+    for x, mask in first:
+        for b in range(x.shape[0]):
+            got = {where[digest(x[b, :, c].numpy())] for c in np.flatnonzero(mask[b].numpy())}
+            assert len(got) == 1                                  # a sample's channels share one start
+            starts.append(got.pop())
+    assert len(set(starts)) > 50 and max(starts) > 256            # not the start of the row
+    later = take(make(), 2 * n)[n:]                               # the next epoch crops elsewhere
+    assert batch_digests(later) != batch_digests(first)
+
+
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_every_window_once_per_epoch(corpus, split):
     loader = CorpusLoader(cfg(corpus, split=split))
@@ -147,6 +169,7 @@ def test_deterministic_per_seed(corpus):
     (7, 25, {"num_workers": 2, "rank": 1, "world_size": 2}, "chunked"),
     (4, 20, {"num_workers": 3, "batch_size": 5, "shuffle_buffer": 300}, "chunked"),
     (6, 15, {"weighted": True}, "chunked"),
+    (5, 12, {"random_crop": True, "window_size": 512}, "chunked"),
 ])
 def test_exact_resume(n, m, kw, which, request):
     path = request.getfixturevalue(which)

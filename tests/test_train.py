@@ -304,3 +304,22 @@ def test_config_file_and_presets(tmp_path, corpus):
     m = meta(run)
     assert m["model"]["nvar"] == 2 and m["remark"] == "from a file"
     _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r2", "--config", "huge"), "not a preset")
+
+
+def test_init_from_starts_from_the_saved_weights_and_takes_their_config(single, corpus, tmp_path):
+    run = tmp_path / "run"
+    ok("pretrain", corpus, "--out", run, "--init-from", single / "model", "--epochs", "1", "--lr", "1e-12",
+       "--batch-size", "16", "--no-progress")
+    saved, started = Model.from_pretrained(single / "model"), Model.from_pretrained(run / "model")
+    assert started.config == saved.config                       # the SMALL shape, though no model flag was given
+    for (name, a), b in zip(saved.state_dict().items(), started.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name             # lr 1e-12: the weights it started from
+    assert meta(run)["train"]["init_from"] == str(single / "model")
+    _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r2", "--init-from", single / "model",
+                        "--config", "tiny"), "drop --config")
+    _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r3", "--init-from", tmp_path / "nothing"),
+                    "not a saved nw2 model directory")
+    _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r4", "--init-from", "nw2-large"),
+                    "not a shipped checkpoint")
+    _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r5", "--init-from", single / "model",
+                        "--embed-dim", "48"), "do not fit")

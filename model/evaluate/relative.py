@@ -58,7 +58,7 @@ class Units:
         rng = np.random.default_rng([seed, 3])
         U = self.n_units
         self.counts = (np.stack([np.bincount(rng.integers(0, U, U), minlength=U) for _ in range(replicates)])
-                       .astype(np.float64) if U > 1 else np.zeros((0, U)))
+                       .astype(np.float64) if U > 1 and replicates > 0 else np.zeros((0, U)))
 
     def _sums(self, weights: np.ndarray) -> np.ndarray:
         """Per (unit, group) sums of ``weights`` (W,): (units, groups), so a replicate is one matrix product."""
