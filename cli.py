@@ -11,6 +11,7 @@ import typer
 
 from nw2.core.errors import Nw2Error
 from nw2.model.cli_options import EVALUATE_FLAGS, PRETRAIN_FLAGS, with_config_options
+from nw2.workflows.demo import DEMO_EPOCHS
 
 app = typer.Typer(help="nw2: curate physiological signals into a chaos-balanced corpus for world models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -316,7 +317,7 @@ def demo(
     out: str = typer.Option("runs/demo", "--out", "-o", help="Where the store, corpus, run and report go."),
     scheduler: str = typer.Option("local", "--scheduler", help="Ingest's executor: 'local', 'sync', or a scheduler address."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
-    epochs: int = typer.Option(20, "--epochs", help="Pretraining epochs of the tiny model."),
+    epochs: int = typer.Option(DEMO_EPOCHS, "--epochs", help="Epochs of the demo corpus the shipped nw2-small model is trained on further."),
     nproc: int = typer.Option(1, "--nproc", help="Training processes."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:

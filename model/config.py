@@ -66,7 +66,8 @@ class ModelConfig:
     """Weight of the JEPA term in the total loss (ignored when ``jepa`` is False)."""
     insight_order: int = 16
     """Order p of the in-context linear forecast (an AR(p) least-squares fit on the context itself, the
-    model's test-time "insight") that a learned gate blends with each decoded patch; 0 turns it off."""
+    model's test-time "insight") blended with each decoded patch by the two predictors' errors on the
+    context (``model/insight.py``); 0 turns it off. Nothing of it is trained."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -16,7 +16,7 @@ from torch import nn
 
 from .adapt import adapted_step
 from .config import ModelConfig
-from .insight import MIN_PATCHES as INSIGHT_MIN_PATCHES, InsightGate, local_forecast, network_skill, origins
+from .insight import inverse_error_gate, local_forecast, network_error
 from nw2.core.files import atomic_text, atomic_write
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
@@ -176,7 +176,6 @@ class Model(nn.Module):
         self.norm = nn.LayerNorm(D)
         self.transition = Transition(cfg)
         self.decoder = Decoder(cfg)
-        self.insight = InsightGate(cfg) if cfg.insight_order else None
 
     # ---- input handling -------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -255,68 +254,33 @@ class Model(nn.Module):
             return (err * w).sum() / (w.sum() * err.shape[-1])
 
         target = z.detach()
-        h, horizons, jepa, rolled, decoded = z, [], [], [], []
+        h, horizons, jepa = z, [], []
         for j in range(1, k + 1):
             h = self.transition(h[:, :, :-1])  # h[:, :, t] now predicts latent t + j
-            d = self.decoder(h, mask)
-            horizons.append(masked_mse(d, p[:, :, j:]))
-            rolled.append(h)
-            decoded.append(d)
+            horizons.append(masked_mse(self.decoder(h, mask), p[:, :, j:]))
             if cfg.jepa:
                 jepa.append(masked_mse(h, target[:, :, j:]))
         zero = z.new_zeros(())
         out = {"forecast": horizons[0],
                "rollout": torch.stack(horizons[1:]).mean() if k > 1 else zero,
-               "jepa": torch.stack(jepa).mean() if jepa else zero,
-               "insight": self._insight_loss(p, mask, rolled, decoded)
-               if self.insight is not None and N > INSIGHT_MIN_PATCHES else zero}
-        out["loss"] = out["forecast"] + out["rollout"] + cfg.jepa_weight * out["jepa"] + out["insight"]
+               "jepa": torch.stack(jepa).mean() if jepa else zero}
+        out["loss"] = out["forecast"] + out["rollout"] + cfg.jepa_weight * out["jepa"]
         return out
 
-    def _insight_loss(self, p: torch.Tensor, mask: torch.Tensor, rolled: list, decoded: list) -> torch.Tensor:
-        """MSE of the gated forecast (decoded patch blended with the in-context linear forecast) from one
-        origin per sample: sample b forecasts from its first ``origins(B, N)[b]`` patches, up to k patches
-        ahead (fewer where the window ends first). See ``model/insight.py``."""
+    def _insight(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int):
+        """The in-context linear forecast of ``steps`` patches (B, C, steps * P) and its weight per lead
+        (B, C, steps): the inverse-error blend of ``model/insight.py``, with the decoded forecasts' error
+        measured by the learned transition rolled over the context."""
         B, C, N, P = p.shape
-        k = len(rolled)
-        t0 = origins(B, N).to(p.device)
-        ar, ar_skill = p.new_zeros(B, C, k * P), p.new_zeros(B, C, k)
-        for t in torch.unique(t0).tolist():
-            rows = (t0 == t).nonzero()[:, 0]
-            steps = min(k, N - t)
-            fc, sk = local_forecast(p[rows, :, :t].reshape(rows.numel(), C, t * P), steps * P,
-                                    self.config.insight_order, P, k)
-            ar[rows, :, :steps * P] = fc
-            ar_skill[rows] = sk
-        net_skill = network_skill([(d - p[:, :, j:]).pow(2).mean(-1) for j, d in enumerate(decoded, start=1)], t0)
-        w = mask.to(p.dtype)  # (B, C)
-        total, count = p.new_zeros(()), p.new_zeros(())
-        idx = torch.arange(B, device=p.device)
-        for j in range(1, k + 1):
-            ok = t0 - 1 + j <= N - 1  # the target patch lies in the window
-            if not bool(ok.any()):
-                break
-            b, pos = idx[ok], t0[ok] - 1  # the latent of the last context patch, rolled j times
-            g = self.insight(rolled[j - 1][b, :, pos], ar_skill[b, :, j - 1:j], net_skill[b, :, j - 1:j], j)
-            fc = g * ar[b, :, (j - 1) * P:j * P] + (1 - g) * decoded[j - 1][b, :, pos]  # (n, C, P)
-            err = (fc - p[b, :, pos + j]).pow(2).mean(-1)  # (n, C)
-            total = total + (err * w[b]).sum()
-            count = count + w[b].sum()
-        return total / count.clamp_min(1.0)
-
-    def _context_skills(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int):
-        """At inference: the in-context linear forecast of ``steps`` patches and both skills per lead
-        (``model/insight.py``), the decoded forecasts' skill from the learned transition over the context."""
-        B, C, N, P = p.shape
-        ar, ar_skill = local_forecast(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, steps)
+        ar, ar_error = local_forecast(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, steps)
         h, errors = z, []
         for j in range(1, min(steps, N - 1) + 1):
             h = self.transition(h[:, :, :-1])
             errors.append((self.decoder(h, mask) - p[:, :, j:]).pow(2).mean(-1))
-        net_skill = network_skill(errors, torch.full((B,), N, device=p.device))
-        if net_skill.shape[-1] < steps:
-            net_skill = torch.cat([net_skill, net_skill[..., -1:].expand(B, C, steps - net_skill.shape[-1])], -1)
-        return ar, ar_skill, net_skill
+        net_error = network_error(errors, torch.full((B,), N, device=p.device))
+        if net_error.shape[-1] < steps:  # leads longer than the context: the longest measured one's error
+            net_error = torch.cat([net_error, net_error[..., -1:].expand(B, C, steps - net_error.shape[-1])], -1)
+        return ar, inverse_error_gate(ar_error, net_error)
 
     # ---- inference ------------------------------------------------------------------------------
     def _context(self, x: torch.Tensor) -> torch.Tensor:
@@ -351,14 +315,14 @@ class Model(nn.Module):
             step = lambda h: blended(h.reshape(B * C, D)).view(B, C, D)  # noqa: E731
         steps = math.ceil(pred_length / self.config.patch_size)
         P = self.config.patch_size
-        if self.insight is not None:
-            ar, ar_skill, net_skill = self._context_skills(z, p, mask, steps)
+        if self.config.insight_order:
+            ar, gate = self._insight(z, p, mask, steps)
         h, out = z[:, :, -1], []
         for j in range(1, steps + 1):
             h = step(h)
             d = self.decoder(h[:, :, None], mask)[:, :, 0]  # (B, C, P)
-            if self.insight is not None:
-                g = self.insight(h, ar_skill[..., j - 1:j], net_skill[..., j - 1:j], j)
+            if self.config.insight_order:
+                g = gate[..., j - 1:j]
                 d = g * ar[:, :, (j - 1) * P:j * P] + (1 - g) * d
             out.append(d)
         y = torch.cat(out, -1)[:, :, :pred_length].transpose(1, 2)  # (B, H, C) normalised

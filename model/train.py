@@ -325,7 +325,6 @@ class StepTotals(NamedTuple):
     forecast: float
     rollout: float
     jepa: float
-    insight: float
     samples: float
     windows: float
     bad_batches: float
@@ -334,7 +333,7 @@ class StepTotals(NamedTuple):
     """Micro-batches whose loss was not finite (any skips the step)."""
 
 
-_TERMS = ("loss", "forecast", "rollout", "jepa", "insight")  # the model's loss terms, the first slots of StepTotals
+_TERMS = ("loss", "forecast", "rollout", "jepa")  # the model's loss terms, the first slots of StepTotals
 _SAMPLES, _WINDOWS, _BAD_BATCHES, _BAD_LOSSES = (StepTotals._fields.index(name) for name in
                                                  ("samples", "windows", "bad_batches", "bad_losses"))
 

@@ -91,7 +91,7 @@ def test_shapes_with_channel_mask(token_level):
     x = torch.randn(3, cfg.window_size, 3)
     mask = torch.tensor([[True, True, False], [True, True, True], [True, False, False]])
     out = model(x, mask)
-    assert set(out) == {"forecast", "rollout", "jepa", "insight", "loss"}
+    assert set(out) == {"forecast", "rollout", "jepa", "loss"}
     assert all(v.ndim == 0 and torch.isfinite(v) for v in out.values())
     for adapt in (False, True):
         y = model.predict(x, 100, adapt=adapt, mask=mask)
@@ -186,3 +186,23 @@ def test_adaptation_does_no_harm_in_distribution(trained):
     plain = float((model.predict(context, 64) - future).pow(2).mean())
     adapted = float((model.predict(context, 64, adapt=True) - future).pow(2).mean())
     assert adapted < 1.1 * plain, (plain, adapted)
+
+
+def test_the_shipped_checkpoint_loads_by_name_offline_with_its_card():
+    import hashlib
+
+    from nw2.model.network import PRETRAINED_DIR, SHIPPED
+
+    assert SHIPPED == ("nw2-small",)
+    d = PRETRAINED_DIR / "nw2-small"
+    model = Model.from_pretrained("nw2-small")
+    assert model.config == PRESETS["small"] and not model.training
+    assert (d / "model.safetensors").stat().st_size < 5_000_000
+    card = (d / "README.md").read_text()
+    assert hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest() in card   # the card names these weights
+    assert "nw2 pretrain B --out RUN --config small --epochs 50" in card and "commit " in card
+    t = torch.arange(512, dtype=torch.float32)
+    y = model.predict(torch.sin(2 * math.pi * t / 50)[None, :, None], 64)
+    assert y.shape == (1, 64, 1) and torch.isfinite(y).all()
+    with pytest.raises(FileNotFoundError, match="not a shipped checkpoint"):
+        Model.from_pretrained("nw2-huge")

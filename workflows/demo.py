@@ -1,10 +1,11 @@
 """``nw2 demo``: the whole pipeline on the sample recordings, one stage after another, each one skipping what
-an earlier run already finished: samples -> ingest (with the chaos metrics) -> balance -> pretrain (tiny)
--> evaluate. Every stage is the library function its own command calls.
+an earlier run already finished: samples -> ingest (with the chaos metrics) -> balance -> pretrain (continues
+the shipped ``nw2-small`` checkpoint on the demo corpus) -> evaluate. Every stage is the library function its
+own command calls.
 
     OUT/store/              nw2 ingest corpus_specs/demo.yaml --out OUT/store
     OUT/corpus/             nw2 balance OUT/store --spec corpus_specs/demo.yaml --out OUT/corpus --overwrite
-    OUT/run/                nw2 pretrain OUT/corpus --out OUT/run --epochs E --blr B --resume
+    OUT/run/                nw2 pretrain OUT/corpus --out OUT/run --init-from nw2-small --epochs E --blr B --resume
     OUT/run/eval-val-test/  nw2 evaluate OUT/run --data OUT/store --split val,test
 """
 
@@ -16,11 +17,13 @@ from typing import Callable
 
 from nw2.core.errors import Nw2Error
 
-__all__ = ["DemoResult", "run_demo", "DEMO_SPEC", "DEMO_EPOCHS", "DEMO_BLR", "DEMO_SPLIT"]
+__all__ = ["DemoResult", "run_demo", "DEMO_SPEC", "DEMO_INIT", "DEMO_EPOCHS", "DEMO_BLR", "DEMO_SPLIT"]
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "corpus_specs" / "demo.yaml"
-#: Pretraining of the demo: tiny, 20 epochs of the 400-row corpus (about 120 optimizer steps).
-DEMO_EPOCHS, DEMO_BLR = 20, 1e-2
+#: The demo's pretraining continues the checkpoint shipped with nw2 (pretrained on bench.yaml; its card:
+#: model/pretrained/nw2-small/README.md) on the demo corpus: E epochs of its 400 rows at base lr B.
+DEMO_INIT = "nw2-small"
+DEMO_EPOCHS, DEMO_BLR = 10, 1e-3
 #: The demo store's held-out windows: val (biosignalsplux subjects) and test (pyphysio).
 DEMO_SPLIT = "val,test"
 
@@ -36,9 +39,11 @@ class DemoResult:
 
 
 def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, scheduler: str = "local",
-             workers: int | None = None, epochs: int = DEMO_EPOCHS, blr: float = DEMO_BLR, nproc: int = 1,
+             workers: int | None = None, epochs: int = DEMO_EPOCHS, blr: float = DEMO_BLR,
+             init_from: str | None = DEMO_INIT, nproc: int = 1,
              progress: bool = True, log: Callable[[str], None] | None = None) -> DemoResult:
-    """Run (or finish) the demo pipeline into ``out``."""
+    """Run (or finish) the demo pipeline into ``out``; ``init_from=None`` pretrains a ``tiny`` model from
+    scratch instead of continuing ``nw2-small``."""
     from nw2.artifacts import Run
     from nw2.model.evaluate import EvalConfig, evaluate
     from nw2.model.train import prepare, pretrain, resolve
@@ -60,8 +65,10 @@ def run_demo(out: str | Path = "runs/demo", spec: str | Path = DEMO_SPEC, schedu
     say(f"[2/4] balance -> {corpus} ({loaded.balance.strategy}, {loaded.balance.size} train windows)")
     balanced = balance(str(store), str(corpus), loaded.balance, overwrite=True, report=True, log=say)
 
-    say(f"[3/4] pretrain tiny -> {run} ({epochs} epochs; a finished run is kept, a killed one resumed)")
-    model_cfg, train_cfg = resolve(corpus, run, "tiny", {"epochs": epochs, "blr": blr}, resume=True)
+    start = f"continue {init_from}" if init_from else "tiny from scratch"
+    say(f"[3/4] pretrain ({start}) -> {run} ({epochs} epochs; a finished run is kept, a killed one resumed)")
+    flags = {"epochs": epochs, "blr": blr, **({"init_from": init_from} if init_from else {})}
+    model_cfg, train_cfg = resolve(corpus, run, None, flags, resume=True)
     pretrain(prepare(model_cfg, train_cfg, resume=True), nproc=nproc, progress=progress, log=say)
 
     say(f"[4/4] evaluate on the {DEMO_SPLIT} windows of {store}")
