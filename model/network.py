@@ -296,8 +296,9 @@ class Model(nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Forecast the next ``pred_length`` samples of each channel from the context ``x`` (B, L, C),
         in the input's physical scale. The last latent is rolled forward one patch per step (by the
-        learned transition, or with ``adapt`` the blend of ``model.adapt``) and each step is decoded.
-        Padded channels come back as zeros."""
+        learned transition, or with ``adapt`` the blend of ``model.adapt``), each step is decoded and,
+        with ``insight_order`` > 0, blended with the context's own AR forecast by the two predictors'
+        errors on the context (``model/insight.py``). Padded channels come back as zeros."""
         if int(pred_length) < 1:
             raise ValueError(f"pred_length must be >= 1, got {pred_length}")
         x = self._context(x)

@@ -68,6 +68,23 @@ def _table(result, title: str) -> list[str]:
     return out + [""]
 
 
+def _vpt(result, title: str) -> list[str]:
+    """Valid prediction time per forecaster (``nw2 evaluate``'s ``forecast.valid_prediction_time``)."""
+    v = result.metrics["forecast"]["valid_prediction_time"]
+    units = [u for u in ("samples", "lyapunov_times") if any(u in m for m in v["methods"].values())]
+    out = [f"**{title}**: valid prediction time, the lead until `{v['error']}` first exceeds {v['threshold']} "
+           f"({v['windows']:,} windows, {v['chaotic_windows']:,} of them with a known positive Lyapunov exponent; "
+           "mean over windows / over groups)", "",
+           "| forecaster | " + " | ".join(u.replace("_", " ") for u in units) + " |", "|---|" + "---:|" * len(units)]
+
+    def cell(d):
+        return "-" if d is None else " / ".join("-" if d[k]["mean"] is None else f"{d[k]['mean']:.2f}"
+                                               for k in ("windows", "groups"))
+    for name, m in v["methods"].items():
+        out.append(f"| {name} | " + " | ".join(cell(m.get(u)) for u in units) + " |")
+    return out + [""]
+
+
 def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bool = True) -> Path:
     """Train (or keep) the run, evaluate it, and write the checkpoint and its card into ``out``."""
     from nw2.artifacts import Run
@@ -103,7 +120,7 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
         f"of its store.json {meta.corpus.get('store_json_sha256', 'n/a')}",
         f"- training: {meta.get('epochs_done')} epochs, {meta.get('steps'):,} steps of {meta.total_batch} windows, "
         f"peak lr {meta.peak_lr:g}, {meta.device} {meta.precision}, torch {meta.torch}; "
-        f"{meta.get('step_seconds', 0) / 60:.0f} minutes of steps on {meta.world_size} process(es); last train loss "
+        f"{(meta.get('step_seconds') or 0) / 60:.0f} minutes of steps on {meta.world_size} process(es); last train loss "
         f"{meta.get('train_loss'):.4f}, val loss {meta.get('val_loss'):.4f}",
         f"- weights: sha256 {weights}", "",
         "## Held-out scores", "",
@@ -115,6 +132,7 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
         *_table(on_real, "Real recordings (D val and test: biosignalsplux and pyphysio subjects no training window saw)"),
         *_table(on_bench, f"The bench's val and test windows (a seeded sample of {SYNTHETIC_WINDOWS}: held-out "
                           "parameter bands and systems, and the real recordings above)"),
+        *_vpt(on_bench, "The bench's val and test windows"),
         "## Limits", "",
         "- Trained on 100 Hz windows of 1,024 samples, z-scored per window; one model window is 512 samples.",
         "- Two channel slots: wider recordings are cut into pairs of channels.",
