@@ -203,7 +203,10 @@ def test_loss_falls_on_a_learnable_system(tmp_path):
     ok("ingest", rec, "--format", "numpy", "--fs", "100", "--modality", "resp", "--out", store, "--window", "256",
        "--stride", "128", "--scheduler", "sync", "--no-metrics", "--no-progress")
     run = tmp_path / "run"
-    ok("pretrain", store, "--out", run, *SMALL, "--epochs", "4", "--blr", "5e-2", "--warmup-epochs", "0.5")
+    # --insight-order 0: on the clean test sines the insight's in-context AR fit is exact for any network,
+    # trained or not; what is tested here is what training taught the network
+    ok("pretrain", store, "--out", run, *SMALL, "--epochs", "4", "--blr", "5e-2", "--warmup-epochs", "0.5",
+       "--insight-order", "0")
     log = steps(run)
     first, last = np.mean([r["forecast"] for r in log[:5]]), np.mean([r["forecast"] for r in log[-5:]])
     assert last < 0.5 * first, (first, last)
