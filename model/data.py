@@ -90,9 +90,9 @@ class LoaderConfig:
     """Samples per channel: longer corpus windows are cropped from the start (or at random, ``random_crop``);
     a corpus window shorter than this is an error raised by the constructor."""
     random_crop: bool = False
-    """Crop each longer row at a random start instead of its first sample: the start of row ``r`` of a unit
-    is drawn from ``default_rng((seed, epoch, unit, 2))``, uniform over the row's possible starts, so a new
-    epoch sees other stretches and a resumed loader the same ones. The channels of one group share it."""
+    """Crop longer rows at a random start instead of their first sample: one start per group (its channels
+    stay aligned), drawn from ``default_rng((seed, epoch, unit, 2))`` uniformly over the possible starts of the
+    group's shortest row, so a new epoch sees other stretches and a resumed loader the same ones."""
     nvar: int = 10
     """Most channels per sample: a group with more channels gives several samples; fewer are zero-padded
     and masked."""

@@ -31,8 +31,10 @@ SHIPPED = ("nw2-small",)
 
 
 def model_directory(name_or_path: str | os.PathLike) -> Path:
-    """The directory of a saved model: ``name_or_path`` itself when it exists, else the shipped checkpoint
-    of that name. A FileNotFoundError names both readings when neither exists."""
+    """The directory of a saved model: ``name_or_path`` itself when it exists (a folder of that name in the
+    working directory wins over the shipped one), else the shipped checkpoint of that name. A bare name that
+    is neither raises FileNotFoundError naming both readings; a missing path is returned for the caller to
+    report."""
     d = Path(name_or_path)
     if d.exists() or str(name_or_path) not in SHIPPED:
         if not d.exists() and os.sep not in str(name_or_path):

@@ -89,7 +89,9 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str | Non
         run_json = Run(out).info_path
         try:
             model_cfg = ModelConfig.from_dict(saved.model)
-            train_cfg = TrainConfig.from_dict({**saved.train, "corpus": str(corpus), "out": str(out)})
+            # a run saved before random crops existed read every window from its start: it goes on doing so
+            train_cfg = TrainConfig.from_dict({"random_crop": False, **saved.train, "corpus": str(corpus),
+                                               "out": str(out)})
         except (ValueError, TypeError) as exc:
             raise Nw2Error(f"{run_json}: its saved settings are not this nw2's ({exc})") from None
         clash = [f"{k} {getattr(model_cfg, k)!r} -> {v!r}" for k, v in model_over.items() if getattr(model_cfg, k) != v]
@@ -112,14 +114,15 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str | Non
 
 def _init_config(init_from: str) -> ModelConfig:
     """The config of the saved model ``--init-from`` names (a one-line Nw2Error when there is none)."""
-    from .network import CONFIG, model_directory
+    from .network import CONFIG, WEIGHTS, model_directory
 
     try:
         path = model_directory(init_from) / CONFIG
     except FileNotFoundError as exc:
         raise Nw2Error(f"--init-from {exc}") from None
-    if not path.is_file():
-        raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")
+    for needed in (path, path.with_name(WEIGHTS)):  # checked here, before any process starts
+        if not needed.is_file():
+            raise Nw2Error(f"--init-from {init_from}: {needed} not found, not a saved nw2 model directory")
     return read_model_config(path)
 
 
@@ -129,7 +132,10 @@ def _init_weights(model: Model, init_from: str) -> None:
 
     from .network import WEIGHTS, model_directory
 
-    path = model_directory(init_from) / WEIGHTS
+    try:
+        path = model_directory(init_from) / WEIGHTS
+    except FileNotFoundError as exc:
+        raise Nw2Error(f"--init-from {exc}") from None
     if not path.is_file():
         raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")
     try:
@@ -466,12 +472,14 @@ def _train(prepared: Prepared, compute: Compute, progress: bool, say) -> TrainRe
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     amp = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
-    model, optimizer, total_batch, peak_lr = _build(model_cfg, cfg, device, world)
+    checkpoints = Checkpointer(run, rank, world, cfg.keep_checkpoints)
+    # a resumed run takes its weights from the checkpoint: --init-from only starts a fresh one
+    fresh = not (prepared.resume and checkpoints.latest() is not None)
+    model, optimizer, total_batch, peak_lr = _build(model_cfg, cfg, device, world, init=fresh)
     loader = CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, prepared.weighted), rank, world)
     val_loader = (CorpusLoader(_loader_config(model_cfg, cfg, cfg.val_split, False, False), rank, world)
                   if prepared.has_val and cfg.val_split else None)
     per_epoch = _epoch_steps(loader.expected_samples(), cfg, world)
-    checkpoints = Checkpointer(run, rank, world, cfg.keep_checkpoints)
     state, resumed_from = _resume(checkpoints, prepared, model, optimizer, loader, say)
 
     if compute.master:
@@ -526,12 +534,13 @@ def _share_cpu_threads(compute: Compute) -> None:
 
 
 def _build(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-           world: int) -> tuple[Model, torch.optim.Optimizer, int, float]:
-    """The initial model and its optimizer, the total batch and the peak learning rate."""
+           world: int, init: bool = True) -> tuple[Model, torch.optim.Optimizer, int, float]:
+    """The initial model (with ``init``, from ``--init-from``'s weights when given) and its optimizer, the
+    total batch and the peak learning rate."""
     # every rank builds the same initial model from the seed (DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
     model = Model(model_cfg)
-    if cfg.init_from is not None:
+    if init and cfg.init_from is not None:
         _init_weights(model, cfg.init_from)
     model = model.to(device)
     total_batch = cfg.batch_size * cfg.accum_iter * world

@@ -319,6 +319,14 @@ def test_init_from_starts_from_the_saved_weights_and_takes_their_config(single, 
     for (name, a), b in zip(saved.state_dict().items(), started.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name             # lr 1e-12: the weights it started from
     assert meta(run)["train"]["init_from"] == str(single / "model")
+    # a resumed run takes its weights from its checkpoint, even when the model it started from is gone
+    start = Path(shutil.copytree(single / "model", tmp_path / "start"))
+    ok("pretrain", corpus, "--out", tmp_path / "r6", "--init-from", start, "--epochs", "2", "--save-every-steps",
+       "2", "--keep-checkpoints", "0", "--batch-size", "16", "--no-progress")
+    killed = _resume_copy(tmp_path / "r6", tmp_path / "r7", 2)
+    shutil.rmtree(start)
+    ok("pretrain", corpus, "--out", killed, "--resume", "--no-progress")
+    assert meta(killed)["param_digests"] == meta(tmp_path / "r6")["param_digests"]
     _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r2", "--init-from", single / "model",
                         "--config", "tiny"), "drop --config")
     _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r3", "--init-from", tmp_path / "nothing"),
