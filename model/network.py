@@ -16,7 +16,7 @@ from torch import nn
 
 from .adapt import adapted_step
 from .config import ModelConfig
-from .insight import inverse_error_gate, local_forecast, network_error
+from .insight import inverse_error_gate, local_forecast
 from nw2.core.files import atomic_text, atomic_write
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
@@ -31,17 +31,18 @@ SHIPPED = ("nw2-small",)
 
 
 def model_directory(name_or_path: str | os.PathLike) -> Path:
-    """The directory of a saved model: ``name_or_path`` itself when it exists (a folder of that name in the
-    working directory wins over the shipped one), else the shipped checkpoint of that name. A bare name that
-    is neither raises FileNotFoundError naming both readings; a missing path is returned for the caller to
-    report."""
-    d = Path(name_or_path)
-    if d.exists() or str(name_or_path) not in SHIPPED:
-        if not d.exists() and os.sep not in str(name_or_path):
-            raise FileNotFoundError(f"{d}: no such model directory, and not a shipped checkpoint "
-                                    f"({', '.join(SHIPPED)})")
-        return d
-    return PRETRAINED_DIR / str(name_or_path)
+    """The directory of a saved model: the shipped checkpoint for a shipped name (ValueError when a folder of
+    that name exists here too: ambiguous), else ``name_or_path`` itself. A bare name that is neither raises
+    FileNotFoundError naming both readings; a missing path is returned for the caller to report."""
+    d, name = Path(name_or_path), str(name_or_path)
+    if name in SHIPPED:
+        if d.exists():
+            raise ValueError(f"{name} names both the shipped checkpoint and ./{name} here: pass ./{name}/ for the "
+                             f"folder, or run from another directory for the shipped one")
+        return PRETRAINED_DIR / name
+    if not d.exists() and os.sep not in name:
+        raise FileNotFoundError(f"{d}: no such model directory, and not a shipped checkpoint ({', '.join(SHIPPED)})")
+    return d
 
 
 class Attention(nn.Module):
@@ -276,10 +277,10 @@ class Model(nn.Module):
         B, C, N, P = p.shape
         ar, ar_error = local_forecast(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, steps)
         h, errors = z, []
-        for j in range(1, min(steps, N - 1) + 1):
+        for j in range(1, min(steps, N - 1) + 1):  # lead j: every position t < N - j has its target in the context
             h = self.transition(h[:, :, :-1])
-            errors.append((self.decoder(h, mask) - p[:, :, j:]).pow(2).mean(-1))
-        net_error = network_error(errors, torch.full((B,), N, device=p.device))
+            errors.append((self.decoder(h, mask) - p[:, :, j:]).pow(2).mean((-1, -2)))  # (B, C)
+        net_error = torch.stack(errors, -1)
         if net_error.shape[-1] < steps:  # leads longer than the context: the longest measured one's error
             net_error = torch.cat([net_error, net_error[..., -1:].expand(B, C, steps - net_error.shape[-1])], -1)
         return ar, inverse_error_gate(ar_error, net_error)

@@ -118,7 +118,7 @@ def _init_config(init_from: str) -> ModelConfig:
 
     try:
         path = model_directory(init_from) / CONFIG
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise Nw2Error(f"--init-from {exc}") from None
     for needed in (path, path.with_name(WEIGHTS)):  # checked here, before any process starts
         if not needed.is_file():
@@ -134,7 +134,7 @@ def _init_weights(model: Model, init_from: str) -> None:
 
     try:
         path = model_directory(init_from) / WEIGHTS
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise Nw2Error(f"--init-from {exc}") from None
     if not path.is_file():
         raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")

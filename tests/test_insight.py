@@ -1,6 +1,5 @@
 """The model's in-context "insight" (``model/insight.py``): the AR forecast and its backtest error against known
-signals, the decoded forecasts' error against a plain loop, the inverse-error weight, and the blend inside
-``Model.predict`` (on, off, reading only the context)."""
+signals, the inverse-error weight, and the blend inside ``Model.predict`` (on, off, reading only the context)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import torch
 
 from nw2.model.config import ModelConfig
 from nw2.model.evaluate.baselines import ar_forecast
-from nw2.model.insight import ERROR_FLOOR, inverse_error_gate, local_forecast, network_error
+from nw2.model.insight import ERROR_FLOOR, inverse_error_gate, local_forecast
 from nw2.model.network import Model
 
 SMALL = dict(window_size=256, patch_size=32, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
@@ -39,23 +38,6 @@ def test_white_noise_backtests_at_its_variance_and_the_forecast_is_the_baseline(
     assert ((err > 0.5) & (err < 2.0)).all()                    # about the variance: no skill
     # the backtest covers half the context (4 patches); longer leads repeat the last one's error
     assert torch.equal(err[..., 4], err[..., 3]) and torch.equal(err[..., 5], err[..., 3])
-
-
-def test_network_error_matches_a_loop():
-    g = torch.Generator().manual_seed(0)
-    B, C, N, k = 5, 2, 9, 4
-    errors = [torch.rand(B, C, N - j, generator=g) for j in range(1, k + 1)]
-    context = torch.tensor([2, 3, 4, 6, 9])
-    got = network_error(errors, context)
-    want = torch.empty(B, C, k)
-    for b in range(B):
-        prev = None
-        for j in range(1, k + 1):
-            n = min(max(int(context[b]) - j, 0), N - j)
-            val = errors[j - 1][b, :, :n].mean(-1) if n else prev
-            want[b, :, j - 1] = val
-            prev = val
-    assert torch.allclose(got, want)
 
 
 def test_the_weight_is_the_inverse_error_rule():

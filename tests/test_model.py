@@ -208,3 +208,11 @@ def test_the_shipped_checkpoint_loads_by_name_offline_with_its_card():
     assert y.shape == (1, 64, 1) and torch.isfinite(y).all()
     with pytest.raises(FileNotFoundError, match="not a shipped checkpoint"):
         Model.from_pretrained("nw2-huge")
+
+
+def test_a_folder_named_like_the_shipped_checkpoint_is_refused_as_ambiguous(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Model(PRESETS["tiny"]).save_pretrained(tmp_path / "nw2-small")
+    with pytest.raises(ValueError, match="names both the shipped checkpoint and ./nw2-small"):
+        Model.from_pretrained("nw2-small")
+    assert Model.from_pretrained("./nw2-small").config == PRESETS["tiny"]     # the folder, spelled as a path

@@ -8,15 +8,15 @@ trains the run with :data:`RECIPE` (``nw2 pretrain B --out RUN --config small ..
 a killed one resumed), evaluates it on the held-out real windows (``D``'s val and test splits) and on a
 seeded sample of the bench's held-out windows (val and test: parameter bands and systems no training window
 saw), copies ``RUN/model`` here and writes ``README.md``, the model card, with the store's fingerprint, the
-commit, the commands and the held-out scores next to every baseline's. ``--out`` writes elsewhere (the tests
-build into a temporary directory).
+commit, the commands and the held-out scores next to every baseline's. ``--out`` writes elsewhere: an empty or
+new folder, or one holding an earlier build of this checkpoint and nothing else (anything else is refused, so a
+user's files are never overwritten).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,12 +85,33 @@ def _vpt(result, title: str) -> list[str]:
     return out + [""]
 
 
+#: What a build writes into its output folder.
+FILES = ("model.safetensors", "config.json", "README.md")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that holds anything but an earlier build of this checkpoint."""
+    from nw2.core.errors import Nw2Error
+
+    if not out.exists():
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in FILES)
+    card = out / "README.md"
+    earlier = card.is_file() and card.read_text().startswith(f"# {NAME}\n")
+    if others or (any(out.iterdir()) and not earlier):
+        raise Nw2Error(f"{out}: holds files that are not an earlier build of {NAME} "
+                       f"({', '.join(others) or 'no model card of it'}); pass another --out")
+
+
 def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bool = True) -> Path:
     """Train (or keep) the run, evaluate it, and write the checkpoint and its card into ``out``."""
     from nw2.artifacts import Run
     from nw2.model.evaluate import EvalConfig, evaluate
     from nw2.model.train import prepare, pretrain, resolve
 
+    from nw2.core.files import atomic_text, atomic_write
+
+    _check_out(out)
     flags = {k: v for k, v in RECIPE.items() if k != "config"}
     model_cfg, train_cfg = resolve(store, run, RECIPE["config"], flags, resume=True)
     pretrain(prepare(model_cfg, train_cfg, resume=True), progress=progress, log=print)
@@ -100,8 +121,9 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
     on_bench = evaluate(run, store, EvalConfig(split="val,test", max_windows=SYNTHETIC_WINDOWS, probe=False,
                                                out=Path(run) / "eval-bench"), progress=progress, log=print)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(Path(run) / "model" / name, out / name)
+    for name in FILES[:2]:
+        atomic_write(out / name, lambda tmp, src=Path(run) / "model" / name: shutil.copyfile(src, tmp))
+    proto = on_real.metrics["protocol"]
     weights = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     card = [
         f"# {NAME}", "",
@@ -124,8 +146,8 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
         f"{meta.get('train_loss'):.4f}, val loss {meta.get('val_loss'):.4f}",
         f"- weights: sha256 {weights}", "",
         "## Held-out scores", "",
-        "Context: the first 512 samples of each held-out window (100 Hz); every horizon scores the first H samples of",
-        "one 256-sample forecast. `model` is the forecast as `predict` makes it; `adapted` adds test-time",
+        f"Context: the first {proto['context']} samples of each held-out window (100 Hz); every horizon scores the "
+        f"first H samples of one {max(proto['horizons'])}-sample forecast. `model` is the forecast as `predict` makes it; `adapted` adds test-time",
         "adaptation; `linear` and `mlp` are trained on the store's train split by `nw2 evaluate`. Reproduce with",
         "`nw2 evaluate RUN --data D --split val,test` and `nw2 evaluate RUN --data B --split val,test "
         f"--max-windows {SYNTHETIC_WINDOWS} --no-probe`.", "",
@@ -139,7 +161,7 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
         "- The real recordings of the bench are few (about 1,100 training windows of 14 recordings); most of the",
         "  corpus is synthetic. Scores on other real data are unmeasured.", "",
     ]
-    (out / "README.md").write_text("\n".join(card))
+    atomic_text(out / "README.md", "\n".join(card))
     return out
 
 
@@ -151,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(HERE / NAME), help="where the checkpoint and card go")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    print(build(args.store, args.real, args.run, Path(args.out), progress=not args.no_progress))
+    from nw2.core.errors import Nw2Error
+
+    try:
+        print(build(args.store, args.real, args.run, Path(args.out), progress=not args.no_progress))
+    except Nw2Error as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
