@@ -82,6 +82,37 @@ def test_every_arm_is_trained_with_the_same_budget_and_compared(done):
     assert "matches or beats on" in result.output and (out / "differences.png").stat().st_size > 1000
 
 
+def test_per_window_scores_are_compared_by_kind_of_window_and_both_averages(done):
+    """Recordings and synthetic systems apart (the demo store has recordings only), each averaged over windows
+    and over groups, with the interval's half-width against the precision target; stage times recorded."""
+    _, _, out, _ = done
+    doc = json.loads((out / "experiment.json").read_text())
+    assert doc["eval_real_windows"] == 40 and doc["eval_synthetic_windows"] == 0
+    for arm, entries in doc["subsets"].items():
+        mse = {(e["subset"], e["average"]): e for e in entries if e["label"] == "mse"}
+        assert set(mse) == {("all", "windows"), ("all", "groups"), ("real", "windows"), ("real", "groups")}
+        main = next(c for c in doc["comparisons"][arm] if c["label"] == "mse")
+        assert mse["all", "windows"]["diff"] == main["diff"] and mse["real", "windows"]["windows"] == 40
+        for e in mse.values():
+            half = (e["diff"]["hi"] - e["diff"]["lo"]) / 2
+            assert e["relative_half_width"] == pytest.approx(half / abs(e["b"]["mean"]), rel=1e-4)
+        # over groups every dataset counts once: its point is the mean of the datasets' means
+        frames = {}
+        import polars as pl
+        for seed in (0, 1, 2):
+            f = pl.read_parquet(out / "evals" / f"{arm}-seed{seed}" / "per_window.parquet")
+            frames[seed] = f.group_by("window_id").agg(pl.col("mse").mean(), pl.col("dataset").first())
+        both = pl.concat(frames.values())
+        per_dataset = both.group_by("dataset").agg(pl.col("mse").mean())["mse"].mean()
+        assert mse["all", "groups"]["a"]["mean"] == pytest.approx(per_dataset, rel=1e-4)
+    t = doc["wall_seconds"]
+    assert t["store_built_here"] is False and t["store"] is None
+    assert all(t[k] is not None and t[k] > 0 for k in ("corpora", "training", "evaluation"))
+    assert t["total"] == pytest.approx(t["corpora"] + t["training"] + t["evaluation"], abs=0.2)
+    report = (out / "report.md").read_text()
+    assert "by kind of window" in report and "| real | groups | mse |" in report and "Wall time:" in report
+
+
 def test_the_arms_are_evaluated_on_the_same_windows(done):
     import polars as pl
 

@@ -76,3 +76,26 @@ def test_units_widen_the_interval_to_what_independent_recordings_support():
     assert same.diff.lo == pytest.approx(by_window.diff.lo) and same.diff.hi == pytest.approx(by_window.diff.hi)
     with pytest.raises(ValueError, match="one label per window"):
         compare(a, b, higher_is_better=False, units=["x"] * 3)
+
+
+def test_group_averaging_counts_every_kind_of_window_once():
+    """900 windows of one kind where the arms tie, 100 of another where a is better by 1: over windows the
+    difference is -0.1, over groups -0.5; units nested in groups are resampled either way."""
+    rng = np.random.default_rng(4)
+    kind = np.array(["common"] * 900 + ["rare"] * 100)
+    # 18 units of 50 common windows, 5 of 20 rare ones (a replicate without a rare unit is rare: 0.35%)
+    units = np.array([f"c{i // 50}" for i in range(900)] + [f"r{i // 20}" for i in range(100)])
+    b = rng.normal(1.0, 0.1, (3, 1000))
+    a = b - np.where(kind == "rare", 1.0, 0.0) + rng.normal(0, 0.01, (3, 1000))
+    by_window = compare(a, b, False, n_boot=500, units=units)
+    by_group = compare(a, b, False, n_boot=500, units=units, groups=kind)
+    assert by_window.diff.mean == pytest.approx(-0.1, abs=0.005)
+    assert by_group.diff.mean == pytest.approx(-0.5, abs=0.005)
+    manual = np.mean([a[:, kind == k].mean() for k in ("common", "rare")])
+    assert by_group.a.mean == pytest.approx(manual)
+    assert by_group.outcome == "beats" and by_group.diff.lo <= by_group.diff.mean <= by_group.diff.hi
+    # one group: the mean of group means is the plain mean
+    one = compare(a, b, False, n_boot=200, units=units, groups=np.array(["g"] * 1000))
+    assert one.diff.mean == pytest.approx(a.mean() - b.mean())
+    with pytest.raises(ValueError, match="groups must give one label"):
+        compare(a, b, False, groups=kind[:10])

@@ -139,3 +139,16 @@ def test_sniff_and_detect(eeg):
     from nw2.pipeline.readers import detect_format
 
     assert detect_format(eeg) == "edf"
+
+
+def test_signals_labelled_alike_keep_apart(sample, tmp_path):
+    """biosignalsplux's eeg_acoustic.edf labels both EEG signals ``RAW``: each keeps its own channel (a
+    shared name would give their windows one id and one of the two would be lost)."""
+    path = sample("eeg_acoustic")
+    infos = edf.probe(path, ReadOptions(modality="eeg"))
+    assert [i.name for i in infos] == ["RAW#1", "RAW#2"]
+    recs = edf.read(path, ReadOptions(modality="eeg"), start_s=10.0, stop_s=12.0)
+    assert [r.channel for r in recs] == ["RAW#1", "RAW#2"]
+    assert not np.array_equal(recs[0].samples, recs[1].samples)
+    for k, rec in enumerate(recs):
+        np.testing.assert_allclose(rec.samples, _reference(path, k)[10000:12000])

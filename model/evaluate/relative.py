@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REPLICATES", "CONFIDENCE", "Units", "unit_label", "make_units", "in_sample_scale", "relative_section"]
+__all__ = ["REPLICATES", "CONFIDENCE", "Units", "unit_label", "group_label", "make_units", "in_sample_scale",
+           "relative_section"]
 
 #: Bootstrap replicates and the confidence of the percentile intervals.
 REPLICATES = 1000
@@ -131,6 +132,12 @@ def unit_label(subject, record, window_id) -> str:
     return f"record:{record}" if record is not None else f"window:{window_id}"
 
 
+def group_label(system, dataset) -> str:
+    """A window's group, the kind of window that counts once in a ``groups`` average: its ground-truth system,
+    else its dataset."""
+    return f"system:{system}" if system is not None else f"dataset:{dataset}"
+
+
 def make_units(window_id, subject, record, system, dataset, replicates: int = REPLICATES, seed: int = 0
                ) -> tuple[Units, dict]:
     """The :class:`Units` of the evaluated windows (each argument a sequence over windows, None entries
@@ -140,7 +147,7 @@ def make_units(window_id, subject, record, system, dataset, replicates: int = RE
     record = list(record) if record is not None else [None] * n
     system = list(system) if system is not None else [None] * n
     units = [unit_label(s, r, w) for s, r, w in zip(subject, record, window_id)]
-    groups = [f"system:{s}" if s is not None else f"dataset:{d}" for s, d in zip(system, dataset)]
+    groups = [group_label(s, d) for s, d in zip(system, dataset)]
     unit, unit_names = _codes(units)
     group, group_names = _codes(groups)
     u = Units(unit, group, unit_names, group_names, replicates, seed)

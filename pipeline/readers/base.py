@@ -64,6 +64,22 @@ def file_stem(path: str | Path) -> str:
     return name.split(".", 1)[0] if not name.startswith(".") else name
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Channel names made unique: a name that occurs more than once gets ``#1``, ``#2``, ... in file order.
+
+    Channel names are part of a window's identity and select channels in a spec; two signals of one file
+    labelled alike (an EDF with two ``RAW`` signals) would otherwise collide and one would be lost."""
+    seen: dict[str, int] = {}
+    counts = {n: names.count(n) for n in names}
+    out = []
+    for name in names:
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}#{seen[name]}"
+        out.append(name)
+    return out
+
+
 def time_slice(n_samples: int, fs: float, start_s: float, stop_s: float | None) -> slice:
     """Sample indices of ``[start_s, stop_s)`` in a channel of ``n_samples`` at ``fs`` Hz."""
     start = max(0, int(np.floor(start_s * fs + 1e-9)))
@@ -89,4 +105,4 @@ def as_float(values, path: str | Path, what: str) -> np.ndarray:
         raise InputError(path, f"{what} is not numeric ({err})") from None
 
 
-__all__ = ["ChannelInfo", "Record", "ReadOptions", "InputError", "file_stem", "time_slice", "select", "as_float"]
+__all__ = ["ChannelInfo", "Record", "ReadOptions", "InputError", "file_stem", "unique_names", "time_slice", "select", "as_float"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice)
+                                   time_slice, unique_names)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "edf"
@@ -57,12 +57,13 @@ def _modality(label: str, transducer: str) -> str:
 def _channels(path: str | Path, reader, opts: ReadOptions) -> list[ChannelInfo]:
     n_samples = reader.getNSamples()
     infos = []
-    for i in range(reader.signals_in_file):
-        label = reader.getLabel(i).strip()
+    labels = [reader.getLabel(i).strip() for i in range(reader.signals_in_file)]
+    names = unique_names([label or f"ch{i}" for i, label in enumerate(labels)])
+    for i, label in enumerate(labels):
         fs = float(reader.getSampleFrequency(i))
         if not fs > 0:
             raise InputError(path, f"signal {i} ({label!r}) has no sampling rate")
-        infos.append(ChannelInfo(name=label or f"ch{i}", fs=fs, n_samples=int(n_samples[i]),
+        infos.append(ChannelInfo(name=names[i], fs=fs, n_samples=int(n_samples[i]),
                                  modality=opts.modality or _modality(label, reader.getTransducer(i)),
                                  unit=opts.unit or reader.getPhysicalDimension(i).strip()))
     return infos

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice)
+                                   time_slice, unique_names)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "wfdb"
@@ -100,7 +100,7 @@ def _signal_problem(path: str | Path, header, err: Exception) -> str:
 def _channels(path: str | Path, header, opts: ReadOptions) -> list[ChannelInfo]:
     n = _sig_len(path, header)
     # Multi-segment headers (MultiRecord) may lack per-signal fields; fall back on neutral values.
-    names = list(getattr(header, "sig_name", None) or [f"ch{i}" for i in range(header.n_sig)])
+    names = unique_names(list(getattr(header, "sig_name", None) or [f"ch{i}" for i in range(header.n_sig)]))
     units = list(getattr(header, "units", None) or [""] * header.n_sig)
     return [ChannelInfo(name=name, fs=float(header.fs), n_samples=n,
                         modality=opts.modality or guess_modality(name),

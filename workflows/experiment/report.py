@@ -83,6 +83,51 @@ def _scores_figure(doc: dict, comparisons: dict[str, dict[ScoreKey, Comparison]]
     return fig
 
 
+#: The per-window scores the subset tables show (every one is in ``experiment.json``).
+SUBSET_SCORES = ("mse", "mae", "mse_adapted", "mae_adapted")
+
+
+def _minutes(seconds) -> str:
+    return "not recorded" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _wall_time_lines(doc: dict) -> list[str]:
+    t = doc.get("wall_seconds")
+    if not t:
+        return []
+    store = (f"store {_minutes(t['store'])}, " if t.get("store_built_here")
+             else "store built before, not counted; ")
+    return [f"- Wall time: {_minutes(t['total'])} ({store}corpora {_minutes(t['corpora'])}, training "
+            f"{_minutes(t['training'])}, evaluation {_minutes(t['evaluation'])}; each stage as long as it took "
+            "when it ran)."]
+
+
+def _subset_lines(doc: dict) -> list[str]:
+    """Per arm: the forecast errors on recordings and on synthetic systems apart, averaged over windows and
+    over groups, with the interval's half-width relative to the baseline (the precision target)."""
+    lines = []
+    target = doc.get("precision_target")
+    for arm, entries in (doc.get("subsets") or {}).items():
+        shown = [e for e in entries if e["label"] in SUBSET_SCORES]
+        if not shown:
+            continue
+        lines += ["", f"## {arm} against {doc['baseline']}, by kind of window", "",
+                  f"Averaged over `windows` (each window once) and over `groups` (each ground-truth system or "
+                  f"dataset once). Half-width: half the interval of the difference over the baseline's mean "
+                  f"(the experiment is precise enough where it is at most {100 * target:.0f}%).", "",
+                  "| windows | average | score | n (units, groups) | difference | half-width | outcome |",
+                  "|---|---|---|---|---|---:|---|"]
+        order = {k: i for i, k in enumerate(SUBSET_SCORES)}
+        for e in sorted(shown, key=lambda e: (list(("all", "real", "synthetic")).index(e["subset"]),
+                                              e["average"] != "windows", order[e["label"]])):
+            d, hw = e["diff"], e["relative_half_width"]
+            width = "-" if hw is None else f"{100 * hw:.1f}%" + (" ✓" if hw <= target else "")
+            lines.append(f"| {e['subset']} | {e['average']} | {e['label']} | {e['windows']} ({e['units']}, "
+                         f"{e['groups']}) | {_fmt(d['mean'])} [{_fmt(d['lo'])}, {_fmt(d['hi'])}] | {width} | "
+                         f"**{e['outcome']}** |")
+    return lines
+
+
 def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Comparison]]) -> None:
     baseline = doc["baseline"]
     with report_style():
@@ -98,6 +143,7 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Com
              "others).", "",
              "## Outcome", ""]
     lines += [f"- {line}" for line in doc["headline"].splitlines()]
+    lines += _wall_time_lines(doc)
     lines += ["", "| arm | strategy | train rows | steps per run |", "|---|---|---:|---|"]
     for name, arm in arms.items():
         lines.append(f"| {name} | {arm['strategy']} | {arm['size']} | {', '.join(map(str, arm['steps']))} |")
@@ -109,6 +155,7 @@ def write_report(out: Path, doc: dict, comparisons: dict[str, dict[ScoreKey, Com
             lines.append(f"| {score.label} | {better} | {_fmt(c.a.mean)} [{_fmt(c.a.lo)}, {_fmt(c.a.hi)}] | "
                          f"{_fmt(c.b.mean)} [{_fmt(c.b.lo)}, {_fmt(c.b.hi)}] | "
                          f"{_fmt(c.diff.mean)} [{_fmt(c.diff.lo)}, {_fmt(c.diff.hi)}] | **{c.outcome}** |")
+    lines += _subset_lines(doc)
     lines += ["", "`beats`: the whole interval of the difference lies on the better side of 0; `worse`: on the "
               "other side; `matches`: it holds 0.", "", "![differences](differences.png)", "",
               "![scores](scores.png)", ""]

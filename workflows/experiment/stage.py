@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -65,6 +66,15 @@ class ExperimentResult:
         return "\n".join(lines)
 
 
+#: The experiment can answer when the 95% interval of a score's difference is at most this wide on either
+#: side, relative to the baseline arm's mean (``relative_half_width`` in ``experiment.json``).
+PRECISION_TARGET = 0.05
+
+#: The evaluated windows each comparison is repeated on: recordings and synthetic systems apart.
+SUBSETS: dict[str, Callable[["_WindowInfo"], bool]] = {
+    "all": lambda w: True, "real": lambda w: w.real, "synthetic": lambda w: not w.real}
+
+
 def _run_name(arm: ArmSpec, seed: int) -> str:
     return f"{arm.name}-seed{seed}"
 
@@ -78,9 +88,11 @@ def _store_for(spec: IngestSpec, out: Path, store: str | None, scheduler: str, p
     path = out / "store"
     if WindowStore(path).metrics_info() is None:
         log(f"ingesting {spec.name} into {path}")
+        started = time.perf_counter()
         result = ingest(spec, str(path), scheduler=scheduler, progress=progress, log=log, metrics=True)
         if result.metrics is None or result.metrics.failed:
             raise Nw2Error(f"{path}: the chaos metrics failed on some parts; rerun nw2 metrics {path}")
+        _record_time(path, time.perf_counter() - started)
     return path
 
 
@@ -101,6 +113,23 @@ def _key_matches(d: Path, key: dict) -> bool:
         return False
 
 
+def _time_file(d: Path) -> Path:
+    return d.parent / f".{d.name}.experiment-seconds.json"
+
+
+def _record_time(d: Path, seconds: float) -> None:
+    """The wall time of the stage that made ``d``, kept beside it: a rerun that reuses ``d`` reports the time
+    it took when it was made (so the report of an unchanged rerun is the same bytes)."""
+    atomic_text(_time_file(d), json.dumps({"seconds": round(float(seconds), 1)}))
+
+
+def _recorded_time(d: Path) -> float | None:
+    try:
+        return float(json.loads(_time_file(d).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _mark(d: Path, key: dict) -> None:
     d.parent.mkdir(parents=True, exist_ok=True)
     atomic_text(_key_file(d), json.dumps(key, sort_keys=True))
@@ -119,8 +148,10 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
     if Corpus(dest).is_corpus() and _key_matches(dest, key):
         return dest
     log(f"{dest.name}: drawing {arm.size} train windows ({arm.strategy})")
+    started = time.perf_counter()
     balance(str(store), str(dest), chosen, overwrite=True, report=False, log=log)
     _mark(dest, key)
+    _record_time(dest, time.perf_counter() - started)
     return dest
 
 
@@ -170,7 +201,9 @@ def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bo
     _mark(run, key)
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": epochs}, resume=True)
     log(f"{run.name}: pretraining {epochs} epochs of ~{per_epoch} steps")
+    started = time.perf_counter()
     pretrain(prepare(model_cfg, cfg, resume=True), nproc=nproc, progress=progress, log=log)
+    _record_time(run, time.perf_counter() - started)  # of the last start only, when a killed run was resumed
     return Run(run).require_info()
 
 
@@ -193,9 +226,11 @@ def _evaluate(run: Path, meta: RunInfo, store: Path, exp: ExperimentSpec, dest: 
     # per arm would add the same numbers again at a cost each time; the arms are compared with each other.
     config = EvalConfig(split=exp.eval_split, horizons=list(exp.horizons) if exp.horizons else None, out=dest,
                         max_windows=exp.max_windows, seed=0, trained_baselines=False)
+    started = time.perf_counter()
     result = evaluate(run, store, config, progress=progress, log=log)
     result.per_window.write_parquet(frame_path)
     _mark(dest, key)
+    _record_time(dest, time.perf_counter() - started)
     return result.summary, result.per_window
 
 
@@ -208,14 +243,24 @@ def _scores(summary: dict) -> dict[ScoreKey, float]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _units(frame) -> dict[str, str]:
-    """Each window's independent unit (:func:`model.evaluate.relative.unit_label`)."""
+@dataclass(frozen=True)
+class _WindowInfo:
+    unit: str
+    """The window's independent unit (:func:`model.evaluate.relative.unit_label`)."""
+    group: str
+    """Its kind, which counts once in a ``groups`` average (:func:`model.evaluate.relative.group_label`)."""
+    real: bool
+    """A recording's window (no ground-truth system), not a synthetic one."""
+
+
+def _window_info(frame) -> dict[str, _WindowInfo]:
     import polars as pl
 
-    from nw2.model.evaluate.relative import unit_label
+    from nw2.model.evaluate.relative import group_label, unit_label
 
-    g = frame.group_by("window_id").agg(pl.col("subject").first(), pl.col("record").first())
-    return {row["window_id"]: unit_label(row["subject"], row["record"], row["window_id"])
+    g = frame.group_by("window_id").agg(pl.col("subject", "record", "system", "dataset").first())
+    return {row["window_id"]: _WindowInfo(unit_label(row["subject"], row["record"], row["window_id"]),
+                                          group_label(row["system"], row["dataset"]), row["system"] is None)
             for row in g.iter_rows(named=True)}
 
 
@@ -257,8 +302,9 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
     summaries: dict[str, list[dict]] = {a.name: [] for a in arms}  # each run's summary, as evaluate wrote it
     values: dict[str, list[dict[ScoreKey, float]]] = {a.name: [] for a in arms}
     windows: dict[str, list[dict]] = {a.name: [] for a in arms}
-    unit_of: dict[str, str] = {}    # window id -> its unit (the same store and windows for every arm)
+    info: dict[str, _WindowInfo] = {}  # window id -> its unit and group (the same windows for every arm)
     steps: dict[str, list[int]] = {a.name: [] for a in arms}
+    made: dict[str, list[Path]] = {"corpora": [], "training": [], "evaluation": []}
     for arm in arms:
         for seed in exp.seeds:
             name = _run_name(arm, seed)
@@ -267,12 +313,16 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
             steps[arm.name].append(int(meta.steps))
             summary, frame = _evaluate(out / "runs" / name, meta, store_path, exp, out / "evals" / name,
                                        progress, log)
+            made["corpora"].append(corpus)
+            made["training"].append(out / "runs" / name)
+            made["evaluation"].append(out / "evals" / name)
             summaries[arm.name].append(summary)
             values[arm.name].append(_scores(summary))
             windows[arm.name].append(_per_window(frame))
-            unit_of.update(_units(frame))
+            info.update(_window_info(frame))
 
     comparisons: dict[str, dict[ScoreKey, Comparison]] = {}
+    subsets: dict[str, list[dict]] = {a.name: [] for a in arms if a.name != baseline}
     table: dict[str, dict] = {}
     for arm in arms:
         if arm.name == baseline:
@@ -290,7 +340,8 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
                     continue
                 A = np.stack([_align(w[column], ids) for w in a_w])
                 B = np.stack([_align(w[column], ids) for w in b_w])
-                units = [unit_of[i] for i in ids]
+                units = [info[i].unit for i in ids]
+                subsets[arm.name] += _subset_comparisons(score, A, B, ids, info, exp)
             else:
                 A = np.array([v[score] for v in values[arm.name]], dtype=np.float64)
                 B = np.array([v[score] for v in values[baseline]], dtype=np.float64)
@@ -307,7 +358,11 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
            "seeds": list(exp.seeds), "budget_steps": exp.steps, "eval_split": exp.eval_split,
            "bootstrap": exp.bootstrap, "confidence": exp.confidence,
            "bootstrap_over": "units: subject, else record, else the window",
-           "eval_units": len(set(unit_of.values())), "eval_windows": len(unit_of), "arms": table,
+           "eval_units": len({i.unit for i in info.values()}), "eval_windows": len(info), "arms": table,
+           "eval_real_windows": sum(i.real for i in info.values()),
+           "eval_synthetic_windows": sum(not i.real for i in info.values()),
+           "subsets": subsets, "precision_target": PRECISION_TARGET,
+           "wall_seconds": _wall_times(out, Path(store_path), made),
            "comparisons": {arm: [{"score": score.to_dict(), "label": score.label,
                                   "higher_is_better": score.higher_is_better, **dataclasses.asdict(c)}
                                  for score, c in scores.items()]
@@ -316,6 +371,41 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
     atomic_text(out / "experiment.json", json.dumps(_rounded(doc), indent=2, sort_keys=True) + "\n")
     write_report(out, doc, comparisons)
     return result
+
+
+def _subset_comparisons(score: ScoreKey, A: np.ndarray, B: np.ndarray, ids: list[str],
+                        info: dict[str, _WindowInfo], exp: ExperimentSpec) -> list[dict]:
+    """One per-window score compared on every subset of the windows (:data:`SUBSETS`), averaged both ways:
+    over ``windows`` (every window once) and over ``groups`` (every system or dataset once)."""
+    out = []
+    for subset, keep in SUBSETS.items():
+        cols = [k for k, w in enumerate(ids) if keep(info[w])]
+        if not cols:
+            continue
+        units = [info[ids[k]].unit for k in cols]
+        groups = [info[ids[k]].group for k in cols]
+        for average in ("windows", "groups"):
+            c = compare(A[:, cols], B[:, cols], score.higher_is_better, n_boot=exp.bootstrap,
+                        confidence=exp.confidence, seed=0, units=units,
+                        groups=groups if average == "groups" else None)
+            half = (c.diff.hi - c.diff.lo) / 2
+            out.append({"subset": subset, "average": average, "windows": len(cols), "units": len(set(units)),
+                        "groups": len(set(groups)), "score": score.to_dict(), "label": score.label,
+                        "higher_is_better": score.higher_is_better, **dataclasses.asdict(c),
+                        "relative_half_width": half / abs(c.b.mean) if c.b.mean else None})
+    return out
+
+
+def _wall_times(out: Path, store_path: Path, dirs: dict[str, list[Path]]) -> dict:
+    """Seconds each stage took when it ran (``None`` where not recorded), and their total."""
+    times = {"store": _recorded_time(store_path) if store_path == out / "store" else None}
+    for stage, paths in dirs.items():
+        recorded = [_recorded_time(p) for p in paths]
+        times[stage] = None if any(t is None for t in recorded) else round(sum(recorded), 1)
+    parts = [times[k] for k in dirs]
+    times["total"] = None if any(t is None for t in parts) else round(sum(parts) + (times["store"] or 0.0), 1)
+    times["store_built_here"] = store_path == out / "store"
+    return times
 
 
 def _align(pair: tuple[list[str], np.ndarray], ids: list[str]) -> np.ndarray:
