@@ -95,6 +95,7 @@ EVAL_FLAGS: tuple[Flag, ...] = (
                      "half the model window)."),
     Flag("out", "Report directory (default RUN/eval-<split>); an earlier report there is replaced.", ("--out", "-o")),
     Flag("batch_size", "Windows per model batch."),
+    Flag("windows", "Which windows of the split(s): all, real (recordings) or synthetic (a ground-truth system)."),
     Flag("max_windows", "Evaluate a seeded uniform sample of this many windows."),
     Flag("adapt", "Also score the model with test-time adaptation."),
     Flag("probe", "Fit linear probes on frozen embeddings (train split -> evaluated split)."),

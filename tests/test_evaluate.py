@@ -269,6 +269,26 @@ def test_known_answers_end_to_end_on_sines(run, tmp_path):
     assert result.metrics["forecast"]["by_regime"]["largest_lyapunov"]["skipped"].startswith("no largest_lyapunov")
 
 
+def test_windows_of_one_kind(run, store, tmp_path):
+    """``windows="real"`` keeps the recordings' rows (no ground-truth system), ``"synthetic"`` the others; a
+    store of recordings only has no synthetic window, which is a one-line error naming the option."""
+    rng = np.random.default_rng(1)
+    test = sines(10, 512, "test", rng)
+    for r in test[:4]:
+        r.update(system="sine")
+    data = write_store(tmp_path / "mixed", test)
+    quick = dict(probe=False, adapt=False, trained_baselines=False, bootstrap=0)
+    for kind, n in (("all", 10), ("synthetic", 4), ("real", 6)):
+        result = evaluate(run, data, EvalConfig(out=tmp_path / kind, windows=kind, **quick), progress=False)
+        assert result.metrics["data"]["evaluated"] == n and result.metrics["data"]["windows"] == kind
+        systems = result.per_window.get_column("system").unique().to_list()
+        assert systems == {"all": systems, "synthetic": ["sine"], "real": [None]}[kind]
+    assert evaluate(run, store, EvalConfig(out=tmp_path / "demo", windows="real", max_windows=5, **quick),
+                    progress=False).metrics["data"]["evaluated"] == 5
+    one_line_error(nw2("evaluate", run, "--data", store, "--windows", "synthetic", "--no-progress",
+                       "--out", tmp_path / "none"), "no synthetic windows in split 'test'", "--windows synthetic")
+
+
 def test_a_failed_write_leaves_nothing(run, store, tmp_path, monkeypatch):
     import nw2.model.evaluate.report as report_module
 

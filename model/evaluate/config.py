@@ -44,6 +44,9 @@ class EvalConfig:
     is replaced."""
     batch_size: int = 64
     """Windows per model batch."""
+    windows: Literal["all", "real", "synthetic"] = "all"
+    """Which windows of the split(s): ``all``, ``real`` (recordings: no ground-truth system) or ``synthetic``
+    (windows with a ground-truth system); applied before ``max_windows``."""
     max_windows: int | None = None
     """Evaluate a seeded uniform sample of this many rows of the split(s) (None: every row)."""
     adapt: bool = True

@@ -111,11 +111,12 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     splits = c.split
     hs = parse_horizons(c.horizons, cfg.window_size, cfg.patch_size)
     source = open_source(data)
-    meta = read_meta(source, splits)
+    meta = _of_kind(read_meta(source, splits), c.windows)
     counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
     for s in splits:
         if not counts.get(s):
-            raise EmptySplitError(source.root, s)
+            raise EmptySplitError(source.root, s, None if c.windows == "all"
+                                  else f"no {c.windows} windows in split {s!r} (--windows {c.windows})")
     proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
                  where=str(source.root))
     # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
@@ -156,6 +157,7 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
 
     metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, c.max_windows,
                                     proto, c.adapt, c.seed, fc, probe_section, trained_info, c.bootstrap)
+    metrics["data"]["windows"] = c.windows
     elapsed = time.perf_counter() - started
     speed = _speed(fc, probe_seconds, probe_windows, elapsed)
     speed["trained_baselines_fit_seconds"] = round(fit_seconds, 3)
@@ -424,6 +426,16 @@ def _valid_time(meta: pl.DataFrame, valid: dict, proto: Protocol, units, methods
             entry["censored_share_chaotic"] = float(np.mean(v[chaotic] >= proto.max_horizon))
         out["methods"][m] = entry
     return out
+
+
+def _of_kind(meta: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """The rows of one kind: ``real`` (no ground-truth system), ``synthetic`` (one) or ``all``."""
+    if kind == "all":
+        return meta
+    if "system" not in meta.columns:  # a store of recordings only
+        return meta if kind == "real" else meta.clear()
+    synthetic = pl.col("system").is_not_null()
+    return meta.filter(synthetic if kind == "synthetic" else ~synthetic)
 
 
 def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: dict, available: int,

@@ -1,13 +1,13 @@
 """Rebuild the checkpoint shipped as ``nw2-small`` (``model/pretrained/nw2-small/``) and its model card.
 
     nw2 ingest corpus_specs/bench.yaml --out B        # the bench store (about 7 minutes on 2 cores)
-    nw2 ingest corpus_specs/demo.yaml --out D         # the same real recordings alone, split the same way
+    nw2 ingest corpus_specs/demo.yaml --out D         # the demo's recordings (its val and test are held out in B)
     python -m nw2.model.pretrained.build --store B --real D --run runs/nw2-small
 
 trains the run with :data:`RECIPE` (``nw2 pretrain B --out RUN --config small ...``; a finished run is kept,
-a killed one resumed), evaluates it on the held-out real windows (``D``'s val and test splits) and on a
-seeded sample of the bench's held-out windows (val and test: parameter bands and systems no training window
-saw), copies ``RUN/model`` here and writes ``README.md``, the model card, with the store's fingerprint, the
+a killed one resumed), evaluates it on the held-out real windows (``D``'s val and test splits, and every real
+window of ``B``'s) and on a seeded sample of the bench's synthetic held-out windows (val and test: parameter
+bands and systems no training window saw), copies ``RUN/model`` here and writes ``README.md``, the model card, with the store's fingerprint, the
 commit, the commands and the held-out scores next to every baseline's. ``--out`` writes elsewhere: an empty or
 new folder, or one holding an earlier build of this checkpoint and nothing else (anything else is refused, so a
 user's files are never overwritten).
@@ -85,6 +85,15 @@ def _vpt(result, title: str) -> list[str]:
     return out + [""]
 
 
+def _real_training_windows(store: Path) -> tuple[int, int]:
+    """Windows and subjects of recordings (no ground-truth system) in the store's train split."""
+    import polars as pl
+
+    rows = (pl.scan_parquet(str(store / "data" / "*.parquet")).filter(pl.col("split") == "train")
+            .filter(pl.col("system").is_null()).select("subject").collect())
+    return rows.height, rows.get_column("subject").n_unique()
+
+
 #: What a build writes into its output folder.
 FILES = ("model.safetensors", "config.json", "README.md")
 
@@ -118,8 +127,11 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
     meta = Run(run).require_info()
     on_real = evaluate(run, real, EvalConfig(split="val,test", out=Path(run) / "eval-real"), progress=progress,
                        log=print)
-    on_bench = evaluate(run, store, EvalConfig(split="val,test", max_windows=SYNTHETIC_WINDOWS, probe=False,
-                                               out=Path(run) / "eval-bench"), progress=progress, log=print)
+    on_bench_real = evaluate(run, store, EvalConfig(split="val,test", windows="real", probe=False,
+                                                    out=Path(run) / "eval-bench-real"), progress=progress, log=print)
+    on_bench = evaluate(run, store, EvalConfig(split="val,test", windows="synthetic", max_windows=SYNTHETIC_WINDOWS,
+                                               probe=False, out=Path(run) / "eval-bench"), progress=progress, log=print)
+    real_train, real_subjects = _real_training_windows(Path(store))
     out.mkdir(parents=True, exist_ok=True)
     for name in FILES[:2]:
         atomic_write(out / name, lambda tmp, src=Path(run) / "model" / name: shutil.copyfile(src, tmp))
@@ -149,16 +161,20 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
         f"Context: the first {proto['context']} samples of each held-out window (100 Hz); every horizon scores the "
         f"first H samples of one {max(proto['horizons'])}-sample forecast. `model` is the forecast as `predict` makes it; `adapted` adds test-time",
         "adaptation; `linear` and `mlp` are trained on the store's train split by `nw2 evaluate`. Reproduce with",
-        "`nw2 evaluate RUN --data D --split val,test` and `nw2 evaluate RUN --data B --split val,test "
+        "`nw2 evaluate RUN --data D --split val,test`, `nw2 evaluate RUN --data B --split val,test --windows real "
+        "--no-probe` and `nw2 evaluate RUN --data B --split val,test --windows synthetic "
         f"--max-windows {SYNTHETIC_WINDOWS} --no-probe`.", "",
         *_table(on_real, "Real recordings (D val and test: biosignalsplux and pyphysio subjects no training window saw)"),
-        *_table(on_bench, f"The bench's val and test windows (a seeded sample of {SYNTHETIC_WINDOWS}: held-out "
-                          "parameter bands and systems, and the real recordings above)"),
-        *_vpt(on_bench, "The bench's val and test windows"),
+        *_table(on_bench_real, "The bench's real recordings in val and test (EEG, ECG, PPG, EDA, respiration and "
+                               "accelerometry of subjects no training window saw; they include D's)"),
+        *_table(on_bench, f"The bench's synthetic val and test windows (a seeded sample of {SYNTHETIC_WINDOWS}: "
+                          "held-out parameter bands and systems)"),
+        *_vpt(on_bench, "The bench's synthetic val and test windows"),
         "## Limits", "",
         "- Trained on 100 Hz windows of 1,024 samples, z-scored per window; one model window is 512 samples.",
         "- Two channel slots: wider recordings are cut into pairs of channels.",
-        "- The real recordings of the bench are few (about 1,100 training windows of 14 recordings); most of the",
+        f"- The real recordings of the bench's train split are few ({real_train:,} windows of {real_subjects} "
+        "subjects); most of the",
         "  corpus is synthetic. Scores on other real data are unmeasured.", "",
     ]
     atomic_text(out / "README.md", "\n".join(card))
@@ -168,7 +184,7 @@ def build(store: str, real: str, run: str, out: Path = HERE / NAME, progress: bo
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True, help="the bench store (nw2 ingest corpus_specs/bench.yaml)")
-    ap.add_argument("--real", required=True, help="the demo store: the bench's real recordings alone")
+    ap.add_argument("--real", required=True, help="the demo store (its val and test recordings are held out in B)")
     ap.add_argument("--run", required=True, help="the pretraining run directory")
     ap.add_argument("--out", default=str(HERE / NAME), help="where the checkpoint and card go")
     ap.add_argument("--no-progress", action="store_true")
