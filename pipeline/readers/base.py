@@ -16,6 +16,7 @@ user can act on; the ingest stage records it in the manifest and goes on.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,12 +70,12 @@ def unique_names(names: list[str]) -> list[str]:
 
     Channel names are part of a window's identity and select channels in a spec; two signals of one file
     labelled alike (an EDF with two ``RAW`` signals) would otherwise collide and one would be lost."""
-    seen: dict[str, int] = {}
-    counts = {n: names.count(n) for n in names}
+    counts = Counter(names)
+    seen: Counter[str] = Counter()
     out = []
     for name in names:
         if counts[name] > 1:
-            seen[name] = seen.get(name, 0) + 1
+            seen[name] += 1
             name = f"{name}#{seen[name]}"
         out.append(name)
     return out
@@ -105,4 +106,5 @@ def as_float(values, path: str | Path, what: str) -> np.ndarray:
         raise InputError(path, f"{what} is not numeric ({err})") from None
 
 
-__all__ = ["ChannelInfo", "Record", "ReadOptions", "InputError", "file_stem", "unique_names", "time_slice", "select", "as_float"]
+__all__ = ["ChannelInfo", "Record", "ReadOptions", "InputError", "file_stem", "unique_names", "time_slice", "select",
+           "as_float"]
