@@ -36,7 +36,9 @@ class LinearTransition:
     loo_pred: torch.Tensor   # (M, T-1, D) leave-one-out predictions of z_2..z_T
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return self.y_mean + torch.einsum("md,mde->me", z - self.x_mean, self.W)
+        """``z`` (M, D), or (M, ..., D) to map several latents of each trajectory at once."""
+        shape = (z.shape[0],) + (1,) * (z.ndim - 2) + (z.shape[-1],)
+        return self.y_mean.view(shape) + torch.einsum("m...d,mde->m...e", z - self.x_mean.view(shape), self.W)
 
 
 def fit_linear_transition(z: torch.Tensor, ridge: float = RIDGE) -> LinearTransition:
@@ -92,8 +94,8 @@ def adapted_step(learned: Callable[[torch.Tensor], torch.Tensor], z: torch.Tenso
         e_f, e_lin = score(learned(z[:, :-1])), score(lin.loo_pred)
     alpha = e_f / (e_f + e_lin).clamp_min(1e-12)
 
-    def step(h: torch.Tensor) -> torch.Tensor:
+    def step(h: torch.Tensor) -> torch.Tensor:  # h (M, D) or (M, ..., D)
         f_h = learned(h)
-        return f_h + alpha[:, None] * (lin(h) - f_h)
+        return f_h + alpha.view((-1,) + (1,) * (h.ndim - 1)) * (lin(h) - f_h)
 
     return step, alpha

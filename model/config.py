@@ -66,8 +66,9 @@ class ModelConfig:
     """Weight of the JEPA term in the total loss (ignored when ``jepa`` is False)."""
     insight_order: int = 16
     """Order p of the in-context linear forecast (an AR(p) least-squares fit on the context itself, the
-    model's test-time "insight") blended with each decoded patch by the two predictors' errors on the
-    context (``model/insight.py``); 0 turns it off. Nothing of it is trained."""
+    model's test-time "insight") blended with the decoded forecast by the weight that best combines the
+    two predictors' backtests on the context (``model/insight.py``); 0 turns it off. Nothing of it is
+    trained."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -16,7 +16,7 @@ from torch import nn
 
 from .adapt import adapted_step
 from .config import ModelConfig
-from .insight import inverse_error_gate, local_forecast
+from .insight import local_forecasts, segment_index, stacking_weight
 from nw2.core.files import atomic_text, atomic_write
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
@@ -270,20 +270,22 @@ class Model(nn.Module):
         out["loss"] = out["forecast"] + out["rollout"] + cfg.jepa_weight * out["jepa"]
         return out
 
-    def _insight(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int):
-        """The in-context linear forecast of ``steps`` patches (B, C, steps * P) and its weight per lead
-        (B, C, steps): the inverse-error blend of ``model/insight.py``, with the decoded forecasts' error
-        measured by the learned transition rolled over the context."""
+    def _insight(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int, step):
+        """The in-context linear forecast of ``steps`` patches (B, C, steps * P) and its weight (B, C, steps, P)
+        per lead and sample: the stacking weight of ``model/insight.py``, from the decoded forecasts of the
+        context's own latents rolled by ``step`` (the transition the forecast uses) and the AR fit's backtests."""
         B, C, N, P = p.shape
-        ar, ar_error = local_forecast(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, steps)
-        h, errors = z, []
-        for j in range(1, min(steps, N - 1) + 1):  # lead j: every position t < N - j has its target in the context
-            h = self.transition(h[:, :, :-1])
-            errors.append((self.decoder(h, mask) - p[:, :, j:]).pow(2).mean((-1, -2)))  # (B, C)
-        net_error = torch.stack(errors, -1)
-        if net_error.shape[-1] < steps:  # leads longer than the context: the longest measured one's error
-            net_error = torch.cat([net_error, net_error[..., -1:].expand(B, C, steps - net_error.shape[-1])], -1)
-        return ar, inverse_error_gate(ar_error, net_error)
+        leads = min(steps, N - 1)  # lead j: every origin t < N - j has its target in the context
+        ar, backtest, valid = local_forecasts(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, leads)
+        h, weights = z, []
+        for j in range(1, leads + 1):
+            h = step(h[:, :, :-1])  # h[:, :, t] now predicts patch t + j
+            weights.append(stacking_weight(self.decoder(h, mask), backtest[:, :, :N - j, (j - 1) * P:j * P],
+                                           p[:, :, j:], valid[:N - j]))
+        gate = torch.stack(weights, 2)  # (B, C, leads, splits)
+        if leads < steps:  # leads longer than the context: the longest measured one's weights
+            gate = torch.cat([gate, gate[:, :, -1:].expand(B, C, steps - leads, gate.shape[-1])], 2)
+        return ar, gate[..., segment_index(P).to(gate.device)]
 
     # ---- inference ------------------------------------------------------------------------------
     def _context(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,8 +302,9 @@ class Model(nn.Module):
         """Forecast the next ``pred_length`` samples of each channel from the context ``x`` (B, L, C),
         in the input's physical scale. The last latent is rolled forward one patch per step (by the
         learned transition, or with ``adapt`` the blend of ``model.adapt``), each step is decoded and,
-        with ``insight_order`` > 0, blended with the context's own AR forecast by the two predictors'
-        errors on the context (``model/insight.py``). Padded channels come back as zeros."""
+        with ``insight_order`` > 0, blended with the context's own AR forecast by the weight that best
+        combines the two predictors' backtests on the context (``model/insight.py``). Padded channels come
+        back as zeros."""
         if int(pred_length) < 1:
             raise ValueError(f"pred_length must be >= 1, got {pred_length}")
         x = self._context(x)
@@ -316,17 +319,17 @@ class Model(nn.Module):
                 return (decoded - p[:, :, 1:]).pow(2).mean((-1, -2)).reshape(B * C)
 
             blended, _ = adapted_step(self.transition, z.reshape(B * C, N, D), score)
-            step = lambda h: blended(h.reshape(B * C, D)).view(B, C, D)  # noqa: E731
+            step = lambda h: blended(h.reshape((B * C,) + h.shape[2:])).view(h.shape)  # noqa: E731
         steps = math.ceil(pred_length / self.config.patch_size)
         P = self.config.patch_size
         if self.config.insight_order:
-            ar, gate = self._insight(z, p, mask, steps)
+            ar, gate = self._insight(z, p, mask, steps, self.transition)
         h, out = z[:, :, -1], []
         for j in range(1, steps + 1):
             h = step(h)
             d = self.decoder(h[:, :, None], mask)[:, :, 0]  # (B, C, P)
             if self.config.insight_order:
-                g = gate[..., j - 1:j]
+                g = gate[:, :, j - 1]
                 d = g * ar[:, :, (j - 1) * P:j * P] + (1 - g) * d
             out.append(d)
         y = torch.cat(out, -1)[:, :, :pred_length].transpose(1, 2)  # (B, H, C) normalised

@@ -1,5 +1,5 @@
-"""The model's in-context "insight" (``model/insight.py``): the AR forecast and its backtest error against known
-signals, the inverse-error weight, and the blend inside ``Model.predict`` (on, off, reading only the context)."""
+"""The model's in-context "insight" (``model/insight.py``): the AR forecast and its backtests against known
+signals, the stacking weight, and the blend inside ``Model.predict`` (on, off, reading only the context)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nw2.model.config import ModelConfig
-from nw2.model.evaluate.baselines import ar_forecast
-from nw2.model.insight import ERROR_FLOOR, inverse_error_gate, local_forecast
+from nw2.model.evaluate.baselines import ar_forecast, ar_rollouts
+from nw2.model.insight import local_forecasts, segment_index, stacking_weight
 from nw2.model.network import Model
 
 SMALL = dict(window_size=256, patch_size=32, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
@@ -21,29 +21,47 @@ def two_sines(n: int) -> np.ndarray:
     return np.sin(2 * np.pi * t / 37.0) + 0.5 * np.sin(2 * np.pi * t / 11.0)
 
 
-def test_a_sine_is_continued_exactly_and_its_backtest_error_is_nil():
-    x = two_sines(512 + 96)
-    ctx = torch.tensor(x[:512], dtype=torch.float32).view(1, 1, 512)
-    fc, err = local_forecast(ctx, 96, 16, 32, 5)
-    assert fc.shape == (1, 1, 96) and err.shape == (1, 1, 5)
-    assert np.abs(fc[0, 0].numpy() - x[512:]).max() < 1e-3
-    assert (err < 1e-6).all()
+def test_a_sine_is_continued_exactly_from_the_end_and_from_every_patch_boundary():
+    x = two_sines(512 + 160)
+    ctx = torch.tensor(x[:512], dtype=torch.float64).view(1, 1, 512)
+    fc, back, valid = local_forecasts(ctx, 96, 16, 32, 5)
+    assert fc.shape == (1, 1, 96) and back.shape == (1, 1, 15, 160) and valid.all()
+    assert np.abs(fc[0, 0].numpy() - x[512:608]).max() < 1e-3
+    for t in range(15):  # the backtest from sample (t + 1) * 32 continues the same two sines
+        o = (t + 1) * 32
+        assert np.abs(back[0, 0, t].numpy() - x[o:o + 160]).max() < 1e-3
 
 
-def test_white_noise_backtests_at_its_variance_and_the_forecast_is_the_baseline():
+def test_white_noise_forecast_is_the_baseline_and_origins_too_early_for_the_recursion_are_left_out():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 2, 256))
-    fc, err = local_forecast(torch.tensor(x), 64, 16, 32, 6)
+    fc, back, valid = local_forecasts(torch.tensor(x), 64, 16, 32, 6)
     assert np.allclose(fc.numpy().reshape(6, 64), ar_forecast(x.reshape(6, 256), 64, 16))  # one piece of maths
-    assert ((err > 0.5) & (err < 2.0)).all()                    # about the variance: no skill
-    # the backtest covers half the context (4 patches); longer leads repeat the last one's error
-    assert torch.equal(err[..., 4], err[..., 3]) and torch.equal(err[..., 5], err[..., 3])
+    assert np.array_equal(back.numpy().reshape(6, 7, 192)[:, 2], ar_rollouts(x.reshape(6, 256), [96], 192, 16)[:, 0])
+    _, _, valid = local_forecasts(torch.tensor(x), 64, 16, 8, 2)  # patches of 8: the first origin has 8 < 16 lags
+    assert valid.tolist() == [False] + [True] * 30
+    with pytest.raises(ValueError, match="origins"):
+        ar_rollouts(x[0], [8], 4, 16)
 
 
-def test_the_weight_is_the_inverse_error_rule():
-    ar, net = torch.tensor([0.1, 1.0, 0.0, 3.0]), torch.tensor([0.9, 1.0, 0.0, 1.0])
-    assert torch.allclose(inverse_error_gate(ar, net), torch.tensor([0.9, 0.5, 0.5, 0.25]))
-    assert inverse_error_gate(torch.tensor([0.0]), torch.tensor([1.0])) == pytest.approx(1.0, abs=ERROR_FLOOR * 2)
+def test_the_weight_is_the_least_squares_convex_combination():
+    rng = np.random.default_rng(1)
+    y = torch.tensor(rng.standard_normal((1, 1, 6, 32)))
+    e = torch.tensor(rng.standard_normal((1, 1, 6, 32)))
+    every = torch.ones(6, dtype=torch.bool)
+    assert torch.allclose(stacking_weight(y + e, y, y, every), torch.ones(1, 1, 2, dtype=torch.float64))  # exact AR: all AR
+    assert torch.allclose(stacking_weight(y, y + e, y, every), torch.zeros(1, 1, 2, dtype=torch.float64))  # exact network
+    assert torch.allclose(stacking_weight(y + e, y - e, y, every), torch.full((1, 1, 2), 0.5, dtype=torch.float64))  # opposite errors
+    assert torch.equal(stacking_weight(y + e, y + e, y, every), torch.full((1, 1, 2), 0.5, dtype=torch.float64))  # the same forecast
+    # noisy predictors: the weight is the grid's best, per half patch, over the counted origins only
+    d, a = y + 0.5 * e, y + torch.tensor(rng.standard_normal((1, 1, 6, 32)))
+    counted = torch.tensor([True, True, False, True, True, True])
+    g = stacking_weight(d, a, y, counted)
+    grid = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    for k, half in enumerate((slice(0, 16), slice(16, 32))):
+        err = [((c * a + (1 - c) * d - y)[..., counted, half] ** 2).sum() for c in grid]
+        assert float(g[0, 0, k]) == pytest.approx(float(grid[int(np.argmin(err))]), abs=2e-3)
+    assert segment_index(32).tolist() == [0] * 16 + [1] * 16 and segment_index(3).tolist() == [0, 0, 1]
 
 
 def test_an_untrained_model_continues_a_sine_through_its_insight_alone():

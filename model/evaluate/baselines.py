@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["AR_ORDER", "BASELINES", "last_value", "window_mean", "autocorrelation", "seasonal_period",
-           "seasonal_naive", "ar_fit", "ar_forecast"]
+           "seasonal_naive", "ar_fit", "ar_forecast", "ar_rollouts"]
 
 #: Order p of the autoregressive baseline (capped at a quarter of the context).
 AR_ORDER = 16
@@ -145,18 +145,30 @@ def ar_forecast(ctx, h: int, order: int = AR_ORDER) -> np.ndarray:
     capped at ``n // 4`` so the fit has at least three equations per coefficient. Each step is clipped to
     ``[min(x) - R, max(x) + R]``, ``R = max(x) - min(x)``, so an unstable fit stays finite."""
     x = _as2d(ctx)
+    return ar_rollouts(x, [x.shape[1]], h, order)[:, 0]
+
+
+def ar_rollouts(ctx, origins, h: int, order: int = AR_ORDER) -> np.ndarray:
+    """The AR(p) of :func:`ar_forecast`, fitted once on the whole context, run ``h`` steps from each of
+    ``origins`` (sample indices in ``[p, n]``: the forecast from origin ``o`` starts at sample ``o``, fed the
+    true samples before it) -> (B, len(origins), h). Origin ``n`` is :func:`ar_forecast`; earlier ones are the
+    fit's in-sample multi-step backtests, which the model's insight weighs against its own (``model/insight.py``)."""
+    x = _as2d(ctx)
     n = x.shape[1]
     p = max(1, min(int(order), n // 4))
+    origins = [int(o) for o in origins]
+    if any(o < p or o > n for o in origins):
+        raise ValueError(f"AR({p}) origins must lie in [{p}, {n}], got {origins}")
     coef = ar_fit(x, p)
     z, mu, sd = _standardise(x)
     lo, hi = z.min(1), z.max(1)
     span = hi - lo
-    lo, hi = lo - span, hi + span
-    out = np.empty((x.shape[0], h))
-    lagged = z[:, n - p:][:, ::-1].copy()  # x_{t-1}, ..., x_{t-p}
+    lo, hi = (lo - span)[:, None], (hi + span)[:, None]
+    out = np.empty((x.shape[0], len(origins), h))
+    lagged = np.stack([z[:, o - p:o][:, ::-1] for o in origins], axis=1)  # (B, O, p): x_{t-1}, ..., x_{t-p}
     for t in range(h):
-        v = coef[:, 0] + np.einsum("bi,bi->b", coef[:, 1:], lagged)
+        v = coef[:, None, 0] + np.einsum("bi,boi->bo", coef[:, 1:], lagged)
         v = np.clip(v, lo, hi)
-        out[:, t] = v
-        lagged = np.concatenate([v[:, None], lagged[:, :-1]], axis=1)
-    return out * sd + mu
+        out[:, :, t] = v
+        lagged = np.concatenate([v[:, :, None], lagged[:, :, :-1]], axis=2)
+    return out * sd[:, :, None] + mu[:, :, None]
