@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Training benchmark: windows/s of ``nw2 pretrain`` (tiny) on 1 and 2 CPU processes, against the loader alone.
+"""Training benchmark: windows/s of ``nw2 pretrain`` on 1 and 2 CPU processes, against the loader alone.
 
-For each process count it trains the ``tiny`` preset on the demo corpus (built once into ``--work`` unless
+For each process count it trains the ``--config`` preset (default ``tiny``) on the demo corpus (built once into ``--work`` unless
 ``--corpus`` names one) for ``--epochs`` epochs and reads the run's own accounting from ``run.json``: corpus
 rows (single-channel windows) trained on, divided by the seconds spent in optimizer steps (waiting for batches
 included; validation and checkpoints excluded). It then reads the same split with the same loader settings and
@@ -16,6 +16,7 @@ bf16 peak when the device is a known one (H100/H200: 989 TFLOP/s).
 Usage::
 
     .venv/bin/python benchmarks/train_bench.py                     # tiny, 1 and 2 processes, demo corpus
+    .venv/bin/python benchmarks/train_bench.py --config small --batch-size 64 --epochs 10   # nw2-small's preset
     .venv/bin/python benchmarks/train_bench.py --base --base-batch 8 --base-steps 20   # on a GPU machine
 """
 
@@ -37,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 
 
-def train_rate(corpus: Path, out: Path, nproc: int, epochs: int, batch_size: int) -> dict:
+def train_rate(corpus: Path, out: Path, nproc: int, epochs: int, batch_size: int, preset: str = "tiny") -> dict:
     from nw2.model.train import prepare, pretrain, resolve
 
-    model_cfg, cfg = resolve(corpus, out, "tiny", {"epochs": epochs, "batch_size": batch_size, "log_every": 50,
+    model_cfg, cfg = resolve(corpus, out, preset, {"epochs": epochs, "batch_size": batch_size, "log_every": 50,
                                                    "save_every_epoch": epochs, "val_split": None})
     t0 = time.perf_counter()
     pretrain(prepare(model_cfg, cfg), nproc=nproc, progress=False, log=lambda m: None)
@@ -48,7 +49,7 @@ def train_rate(corpus: Path, out: Path, nproc: int, epochs: int, batch_size: int
     meta = json.loads((out / "run.json").read_text())
     return {"nproc": nproc, "steps": meta["steps"], "windows": meta["windows"], "step_seconds": meta["step_seconds"],
             "wall_seconds": round(wall, 2), "windows_per_s": round(meta["windows"] / meta["step_seconds"], 1),
-            "window_size": model_cfg.window_size, "nvar": model_cfg.nvar, "batch_size": batch_size}
+            "window_size": model_cfg.window_size, "nvar": model_cfg.nvar, "batch_size": batch_size, "config": preset}
 
 
 def loader_rate(corpus: Path, epochs: int, batch_size: int, window_size: int, nvar: int) -> dict:
@@ -120,6 +121,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, help="an existing corpus (default: build the demo corpus)")
     ap.add_argument("--work", type=Path, help="where to build the demo corpus (default: a temporary directory)")
+    ap.add_argument("--config", default="tiny", help="the model preset trained (tiny, small, ...)")
     ap.add_argument("--epochs", type=int, default=6, help="training epochs per process count")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--nprocs", default="1,2", help="process counts to train with")
@@ -133,7 +135,7 @@ def main() -> None:
         corpus = args.corpus or build_demo(args.work or Path(tmp) / "demo")
         rows = []
         for n in (int(v) for v in args.nprocs.split(",")):
-            r = train_rate(corpus, Path(tmp) / f"run-{n}", n, args.epochs, args.batch_size)
+            r = train_rate(corpus, Path(tmp) / f"run-{n}", n, args.epochs, args.batch_size, args.config)
             rows.append(r)
             print(json.dumps({"train": r}), flush=True)
         torch.set_num_threads(1)
