@@ -13,7 +13,8 @@ The events come from NeuroKit2's published detectors, never hand-written ones:
   what a 0.05 Hz low-pass keeps).
 
 From events at times :math:`t_1 < \\dots < t_m` (seconds), the interval :math:`I_k = t_k - t_{k-1}` is credited to
-the time of the event that closes it, and a series on the grid :math:`\\tau_j = j / f_{out}` is the linear
+the time of the event that closes it, and a series on the grid :math:`\\tau_j = j / f_{out}` (whole multiples from
+the start of the recording, so the pieces of one recording share one grid) is the linear
 interpolation of :math:`(t_k, I_k)` (``ibi``, in seconds) or of :math:`(t_k, 60 / I_k)` (``heart_rate`` in beats
 per minute, ``respiration_rate`` in breaths per minute). Intervals outside the physiological range of
 :data:`INTERVAL_RANGE` are detector errors and are dropped before interpolating. Grid points before the first
@@ -26,14 +27,16 @@ raises an error that says so.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from nw2.core.errors import Nw2Error
+from nw2.pipeline.records import Record
 
-__all__ = ["SERIES", "INTERVAL_RANGE", "DerivedSeries", "DeriveError", "derive", "beats", "breaths",
-           "interval_series", "tonic_level"]
+__all__ = ["SERIES", "INTERVAL_RANGE", "DerivedSeries", "DeriveError", "derive", "beats", "breaths", "grid",
+           "interval_series", "tonic_level", "can_derive", "derived_channel", "derived_records"]
 
 #: What each derived series is made from, its unit and its modality in a store.
 SERIES: dict[str, dict] = {
@@ -63,6 +66,8 @@ class DerivedSeries:
     method: str
     events: np.ndarray | None = None
     """Times (s) of the beats or breath onsets it was made from; ``None`` for the tonic level."""
+    start_s: float = 0.0
+    """Time of ``values[0]``, a whole multiple of ``1 / fs``."""
 
 
 def _neurokit():
@@ -121,15 +126,22 @@ def breaths(signal, fs: float) -> np.ndarray:
     return np.asarray(info["RSP_Troughs"], dtype=np.int64)
 
 
-def interval_series(events_s: np.ndarray, duration_s: float, out_fs: float, kind: str, as_rate: bool
-                    ) -> np.ndarray:
-    """Intervals between events (``as_rate``: 60 / interval) linearly interpolated onto ``j / out_fs`` for
-    ``j < duration_s * out_fs``; NaN outside the kept intervals. ``kind`` (``beat``/``breath``) sets the
-    plausible range of :data:`INTERVAL_RANGE`."""
+def grid(start_s: float, duration_s: float, out_fs: float) -> np.ndarray:
+    """The times ``j / out_fs`` (whole multiples, so pieces of one recording share one grid) inside
+    ``[start_s, start_s + duration_s)``."""
+    first = int(np.ceil(start_s * out_fs - 1e-9))
+    last = int(np.ceil((start_s + duration_s) * out_fs - 1e-9))
+    return np.arange(first, last) / out_fs
+
+
+def interval_series(events_s: np.ndarray, times_s: np.ndarray, kind: str, as_rate: bool) -> np.ndarray:
+    """Intervals between events at ``events_s`` (``as_rate``: 60 / interval), each credited to the event that
+    closes it, linearly interpolated at ``times_s``; NaN outside the kept intervals. ``kind``
+    (``beat``/``breath``) sets the plausible range of :data:`INTERVAL_RANGE`."""
     lo, hi = INTERVAL_RANGE[kind]
     t = np.asarray(events_s, dtype=np.float64)
-    grid = np.arange(int(np.floor(duration_s * out_fs + 1e-9))) / out_fs
-    out = np.full(grid.size, np.nan)
+    times = np.asarray(times_s, dtype=np.float64)
+    out = np.full(times.size, np.nan)
     if t.size < MIN_INTERVALS + 1:
         return out
     iv = np.diff(t)
@@ -139,29 +151,36 @@ def interval_series(events_s: np.ndarray, duration_s: float, out_fs: float, kind
     at, value = t[1:][keep], iv[keep]
     if as_rate:
         value = 60.0 / value
-    inside = (grid >= at[0]) & (grid <= at[-1])
-    out[inside] = np.interp(grid[inside], at, value)
+    inside = (times >= at[0]) & (times <= at[-1])
+    out[inside] = np.interp(times[inside], at, value)
     return out
 
 
-def tonic_level(signal, fs: float, out_fs: float) -> np.ndarray:
-    """The tonic EDA level, averaged over each ``1 / out_fs`` step (the last partial step is dropped)."""
+def tonic_level(signal, fs: float, times_s: np.ndarray, start_s: float = 0.0) -> np.ndarray:
+    """The tonic EDA level averaged over each step ``[t, t + step)`` of the regular grid ``times_s`` (the
+    signal's first sample at ``start_s``); NaN for a step the signal does not cover whole."""
     x, fs = _checked(signal, fs)
     nk = _neurokit()
     phasic = _detect("neurokit2.eda_phasic", lambda: nk.eda_phasic(nk.eda_clean(x, sampling_rate=fs),
                                                                     sampling_rate=fs, method="highpass"))
     tonic = np.asarray(phasic["EDA_Tonic"], dtype=np.float64)
-    n = int(np.floor(x.size / fs * out_fs + 1e-9))
-    edges = np.floor(np.arange(n + 1) * fs / out_fs + 1e-9).astype(np.int64)
+    times = np.asarray(times_s, dtype=np.float64)
+    step = times[1] - times[0] if times.size > 1 else 1.0
+    a = np.ceil((times - start_s) * fs - 1e-9).astype(np.int64)
+    b = np.ceil((times + step - start_s) * fs - 1e-9).astype(np.int64)
+    whole = (a >= 0) & (b <= tonic.size) & (b > a)
     sums = np.concatenate([[0.0], np.cumsum(tonic)])
-    counts = np.diff(edges)
-    return (sums[edges[1:]] - sums[edges[:-1]]) / np.maximum(counts, 1)
+    out = np.full(times.size, np.nan)
+    out[whole] = (sums[b[whole]] - sums[a[whole]]) / (b[whole] - a[whole])
+    return out
 
 
-def derive(signal, fs: float, modality: str, name: str, out_fs: float = 1.0, unit: str = "") -> DerivedSeries:
-    """The derived series ``name`` (:data:`SERIES`) of one channel sampled at ``fs`` Hz, on a grid of
-    ``out_fs`` Hz; ``unit`` is the channel's (the tonic level keeps it). :class:`DeriveError` with the reason
-    when the series cannot be made from this channel."""
+def derive(signal, fs: float, modality: str, name: str, out_fs: float = 1.0, unit: str = "",
+           start_s: float = 0.0) -> DerivedSeries:
+    """The derived series ``name`` (:data:`SERIES`) of one channel sampled at ``fs`` Hz whose first sample lies
+    at ``start_s`` seconds, on the grid of whole multiples of ``1 / out_fs`` that the signal covers (its first
+    point: ``DerivedSeries.start_s``); ``unit`` is the channel's (the tonic level keeps it).
+    :class:`DeriveError` with the reason when the series cannot be made from this channel."""
     if name not in SERIES:
         raise DeriveError(f"unknown derived series {name!r} (known: {', '.join(SERIES)})")
     made_from = SERIES[name]["from"]
@@ -174,16 +193,53 @@ def derive(signal, fs: float, modality: str, name: str, out_fs: float = 1.0, uni
     if out_fs >= fs:
         raise DeriveError(f"the derived series' rate ({out_fs:g} Hz) must be below the signal's ({fs:g} Hz)")
     duration = x.size / fs
+    times = grid(start_s, duration, out_fs)
+    first = float(times[0]) if times.size else float(start_s)
     if name == "eda_tonic":
-        return DerivedSeries(name, tonic_level(x, fs, out_fs), out_fs, unit, "neurokit2.eda_phasic(highpass)")
+        return DerivedSeries(name, tonic_level(x, fs, times, start_s), out_fs, unit,
+                             "neurokit2.eda_phasic(highpass)", None, first)
     if name == "respiration_rate":
         idx, kind, method = breaths(x, fs), "breath", "neurokit2.rsp_peaks(khodadad2018) troughs"
     else:
         idx, kind = beats(x, fs, modality), "beat"
         method = "neurokit2.ecg_peaks(neurokit)" if modality == "ecg" else "neurokit2.ppg_peaks(elgendi)"
-    events = idx / fs
-    values = interval_series(events, duration, out_fs, kind, as_rate=name != "ibi")
+    events = start_s + idx / fs
+    values = interval_series(events, times, kind, as_rate=name != "ibi")
     if not np.isfinite(values).any():
         raise DeriveError(f"{name}: too few plausible {kind} intervals in {duration:.1f} s "
                           f"({len(events)} {kind}s found)")
-    return DerivedSeries(name, values, out_fs, SERIES[name]["unit"], method, events)
+    return DerivedSeries(name, values, out_fs, SERIES[name]["unit"], method, events, first)
+
+
+def can_derive(name: str, modality: str) -> bool:
+    """Whether ``name`` is made from channels of ``modality``."""
+    return modality in SERIES[name]["from"]
+
+
+def derived_channel(channel: str, name: str) -> str:
+    """The store's channel name of a series derived from ``channel``: ``ECG:heart_rate``."""
+    return f"{channel}:{name}"
+
+
+def derived_records(records: list[Record], names: tuple[str, ...], out_fs: float) -> list[Record]:
+    """The ingest step of a source with ``derive``: every record of a modality a series of ``names`` is made
+    from becomes that series (one record per series and source channel, at ``out_fs``); the others are left
+    out. A stretch the series cannot be made from (flat, no beats) comes back all NaN, so its windows are
+    dropped as missing, and the rest of the recording is kept."""
+    _neurokit()  # without it every stretch would look underivable: say so instead
+    out = []
+    for rec in records:
+        for name in names:
+            if not can_derive(name, rec.modality):
+                continue
+            unit = SERIES[name]["unit"] or rec.unit
+            try:
+                series = derive(rec.samples, rec.fs, rec.modality, name, out_fs, rec.unit, rec.offset_s)
+                values, start = series.values, series.start_s
+            except DeriveError:
+                times = grid(rec.offset_s, rec.samples.size / rec.fs, out_fs)
+                values, start = np.full(times.size, np.nan), float(times[0]) if times.size else rec.offset_s
+            out.append(dataclasses.replace(rec, channel=derived_channel(rec.channel, name),
+                                           modality=SERIES[name]["modality"], unit=unit, fs=out_fs,
+                                           samples=values, offset_s=start, labels=None))
+    return out

@@ -78,7 +78,8 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
         if src.sample:
             path = samples.fetch([src.sample])[src.sample]
             fmt = src.format if src.format != "auto" else samples.lookup(src.sample).format
-            inputs.append(InputFile(str(path), f"sample:{src.sample}", fmt, _read_options(src, path, base), src.channels))
+            inputs.append(InputFile(str(path), f"sample:{src.sample}", fmt, _read_options(src, path, base), src.channels,
+                                    src.derive or ()))
             continue
         for pattern in src.paths:
             found = _expand(base, pattern)
@@ -88,7 +89,8 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
                 problems.append(_entry(pattern, src.dataset, "failed", what))
             for path in found:
                 display = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
-                inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base), src.channels))
+                inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base), src.channels,
+                                        src.derive or ()))
     return inputs, problems
 
 

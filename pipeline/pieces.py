@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from nw2.pipeline import preprocess as pp
 from nw2.pipeline import windows as win
+from nw2.pipeline.derive import SERIES as DERIVED_SERIES, can_derive, derived_channel, derived_records
 from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions
@@ -30,6 +31,9 @@ from nw2.core.hashing import content_id, sha256_file
 #: Seconds read beyond a piece's windows on each side, so filters and resamplers settle before the
 #: first window and the windows of a split file match those of an unsplit one.
 PAD_S = 2.0
+#: The same for a source with ``derive``: a beat or breath detector needs a few events before the first window
+#: (the longest plausible breath interval is 20 s) to give a rate from its start.
+DERIVE_PAD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class InputFile:
     format: str
     opts: ReadOptions
     channels: tuple[str, ...] | None = None
+    derive: tuple[str, ...] = ()
+    """Derived series stored instead of the waveforms (the source's ``derive``; ``pipeline/derive.py``)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,10 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
             index = [names.index(c) for c in item.channels]
         if not index:
             raise InputError(item.path, "no channels")
-        plan.channels = [infos[i].name for i in index]
+        if item.derive:
+            index = _derivable(item, infos, index, spec.preprocess.target_fs)
+        plan.channels = ([derived_channel(infos[i].name, d) for i in index for d in item.derive
+                          if can_derive(d, infos[i].modality)] if item.derive else [infos[i].name for i in index])
         plan.input_samples = sum(infos[i].n_samples for i in index)
         counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec) for i in index}
         usable = [i for i in index if counts[i] > 0]
@@ -119,6 +128,23 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
     except Exception as err:  # a reader library choking on a malformed file
         plan.status, plan.reason = "failed", _one_line(err, item.path)
     return plan
+
+
+def _derivable(item: InputFile, infos, index: list[int], target_fs: float) -> list[int]:
+    """The channels a derived series of ``item.derive`` is made from; InputError naming what is missing."""
+    for name in item.derive:
+        if not any(can_derive(name, infos[i].modality) for i in index):
+            have = ", ".join(f"{infos[i].name} ({infos[i].modality})" for i in index)
+            raise InputError(item.path, f"derive {name}: needs a channel of modality "
+                                        f"{' or '.join(DERIVED_SERIES[name]['from'])}; channels: {have} "
+                                        f"(set the source's modality or channels)")
+    used = [i for i in index if any(can_derive(d, infos[i].modality) for d in item.derive)]
+    slow = [i for i in used if infos[i].fs <= target_fs]
+    if slow:
+        raise InputError(item.path, f"derive: channel {infos[slow[0]].name} is sampled at {infos[slow[0]].fs:g} Hz, "
+                                    f"not above target_fs {target_fs:g} Hz: derived series need a lower "
+                                    f"target_fs (1 Hz, say)")
+    return used
 
 
 def _synthetic_length(spec: IngestSpec, item: SyntheticInput) -> int:
@@ -162,7 +188,8 @@ def _cut(item, plan, infos, usable, counts, spec) -> list[Piece]:
         chunk = max(1, int(budget // max(1.0, sum(per_window[i] for i in group))))
         for k0 in range(0, total, chunk):
             k1 = min(total, k0 + chunk)
-            pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1)
+            pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1,
+                             *(("derive",) + item.derive if item.derive else ()))
             samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
             pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples))
     return pieces
@@ -215,8 +242,11 @@ def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table |
     if isinstance(piece.input, SyntheticInput):
         records = synthetic.generate(piece.input, piece.setting, _synthetic_length(spec, piece.input), tfs)
     else:
+        pad = DERIVE_PAD_S if piece.input.derive else PAD_S
         records = reader_for(piece.format).read(piece.input.path, piece.input.opts, list(piece.channels),
-                                                max(0.0, t_first - PAD_S), t_last + PAD_S)
+                                                max(0.0, t_first - pad), t_last + pad)
+        if piece.input.derive:
+            records = derived_records(records, piece.input.derive, tfs)
     columns: dict[str, list] = {name: [] for name in _LIST_COLUMNS}
     blocks, group_ids = [], {}
     for rec in records:

@@ -20,6 +20,7 @@ import yaml
 
 from nw2.core.errors import SpecError
 from nw2.pipeline.balance.strategies import CAP_GROUPS, STRATEGIES, ParamError, choices, spec_params
+from nw2.pipeline.derive import SERIES as DERIVED_SERIES
 from nw2.pipeline.readers import FORMATS
 from nw2.pipeline.records import MODALITIES
 
@@ -62,6 +63,10 @@ class SourceSpec:
     """Regular expression on the file's relative path whose first group is the subject id."""
     extra: dict = field(default_factory=dict)
     """Format-specific reader options (see each reader's documentation)."""
+    derive: tuple[str, ...] | None = None
+    """Store slow series derived from the waveforms instead of the waveforms themselves: ``heart_rate`` and
+    ``ibi`` (from ECG or PPG beats), ``respiration_rate``, ``eda_tonic`` (``pipeline/derive.py``), each at the
+    store's ``target_fs`` (which must lie below the channels' rate: 1 Hz, say, in a spec of its own)."""
 
 
 @dataclass(frozen=True)
@@ -410,6 +415,11 @@ def _validate(spec: IngestSpec, where: str) -> None:
             raise SpecError(f"{at}.modality: {src.modality!r} is not one of {', '.join(MODALITIES)}")
         if src.fs is not None and src.fs <= 0:
             raise SpecError(f"{at}.fs: must be positive")
+        if src.derive is not None:
+            unknown = [d for d in src.derive if d not in DERIVED_SERIES]
+            if unknown or not src.derive or len(set(src.derive)) != len(src.derive):
+                raise SpecError(f"{at}.derive: give distinct derived series among {', '.join(DERIVED_SERIES)}"
+                                + (f" ({unknown[0]!r} is none of them)" if unknown else ""))
     pre, win, split = spec.preprocess, spec.windows, spec.split
     if pre.target_fs <= 0:
         raise SpecError(f"{where}.preprocess.target_fs: must be positive")

@@ -35,6 +35,11 @@ def test_heart_rate_of_a_simulated_heart_is_its_set_rate(modality, simulate, rat
     assert abs(np.nanmedian(ibi.values) - 60.0 / rate) < 0.03
     # nothing is extrapolated: the grid before the second beat is NaN, the rest is defined
     assert np.isnan(hr.values[0]) and np.isfinite(hr.values[5:-5]).all()
+    # a stretch of the same signal starting later lies on the same grid and gives the same values there
+    late = derive(x[int(30.4 * fs):], fs, modality, "heart_rate", start_s=30.4)
+    assert late.start_s == 31.0 and late.values.size == 59
+    same = np.abs(late.values[10:-10] - hr.values[41:-10])   # the detector may place a beat or two apart
+    assert np.median(same) < 0.5 and np.mean(same < 1.0) > 0.8
 
 
 def test_respiration_rate_of_a_simulated_breath_is_its_set_rate():
@@ -90,10 +95,10 @@ def test_real_tonic_level_keeps_the_level_and_is_smooth(medical):
 
 def test_intervals_outside_the_physiological_range_are_dropped_not_interpolated():
     beats_s = np.array([0.0, 1.0, 2.0, 2.05, 3.0, 4.0, 5.0])  # 2.05: a double detection (a 50 ms interval)
-    hr = interval_series(beats_s, 6.0, 1.0, "beat", as_rate=True)
+    hr = interval_series(beats_s, np.arange(6.0), "beat", as_rate=True)
     # each kept interval is credited to the beat that closes it; none before the first closed one
     assert np.allclose(hr, [np.nan, 60.0, 60.0, 60.0 / 0.95, 60.0, 60.0], equal_nan=True)
-    assert np.isnan(interval_series(np.array([0.0, 0.1, 0.2]), 5.0, 1.0, "beat", True)).all()
+    assert np.isnan(interval_series(np.array([0.0, 0.1, 0.2]), np.arange(5.0), "beat", True)).all()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -119,3 +124,96 @@ def test_a_trace_without_beats_gives_no_rate():
     quiet = np.r_[np.zeros(1999), 1e-9]  # not flat, but nothing a detector can call a beat
     with pytest.raises(DeriveError, match="beat"):
         derive(quiet, 100, "ppg", "heart_rate")
+
+
+# ---- derived sources in a spec: the series as channels of a store ------------------------------------------------
+
+def _ingest_derived(tmp_path, derive: str, extra: str = "", name: str = "slow"):
+    from helpers import nw2
+
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\nsources: [{{dataset: medical, sample: pyphysio_medical, derive: {derive}{extra}}}]\n"
+                    "preprocess: {target_fs: 1, detrend: false, normalize: zscore}\n"
+                    "windows: {length: 32, stride: 16}\nmetrics: {enabled: false}\n")
+    out = tmp_path / name
+    result = nw2("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
+    return result, out
+
+
+def _physical_means(table, channel: str) -> np.ndarray:
+    import polars as pl
+
+    rows = pl.from_arrow(table).filter(pl.col("channel") == channel).sort("start_s")
+    return np.array([np.mean(np.asarray(s) * sc + of) for s, sc, of in zip(rows["samples"], rows["scale"], rows["offset"])])
+
+
+def test_a_derived_source_stores_slow_series_as_channels_with_their_units(tmp_path, medical):
+    import pyarrow.parquet as pq
+
+    result, out = _ingest_derived(tmp_path, "[heart_rate, ibi, respiration_rate, eda_tonic]")
+    assert result.exit_code == 0, result.output
+    t = pq.read_table(out / "data")
+    kinds = {(c, m, u) for c, m, u in zip(t["channel"].to_pylist(), t["modality"].to_pylist(), t["unit"].to_pylist())}
+    assert {(c, m) for c, m, _ in kinds} == {("ecg:heart_rate", "hr"), ("ecg:ibi", "hr"), ("bvp:heart_rate", "hr"),
+                                            ("bvp:ibi", "hr"), ("resp:respiration_rate", "resp"), ("eda:eda_tonic", "eda")}
+    assert {u for c, _, u in kinds if c.endswith("heart_rate")} == {"bpm"}
+    assert set(t["fs"].to_pylist()) == {1.0} and set(t["source_fs"].to_pylist()) == {1.0}
+    assert set(t["length"].to_pylist()) == {32} and len(set(t["window_id"].to_pylist())) == t.num_rows
+    # the level survives (detrend off): 32-s heart rate from the chest ECG and from the finger PPG agree
+    ecg, ppg = _physical_means(t, "ecg:heart_rate"), _physical_means(t, "bvp:heart_rate")
+    assert ecg.size == ppg.size >= 5 and np.abs(ecg - ppg).max() < 3.0 and 50 < ecg.mean() < 90
+    ibi = _physical_means(t, "ecg:ibi")
+    assert np.allclose(60.0 / ibi, ecg, rtol=0.05)
+    assert 6 < _physical_means(t, "resp:respiration_rate").mean() < 30
+    eda = _physical_means(t, "eda:eda_tonic")
+    assert abs(eda.mean() - medical["eda"].mean()) / medical["eda"].mean() < 0.05
+    manifest = (out / "manifest.json").read_text()
+    assert "ecg:heart_rate" in manifest                        # the manifest lists the stored channels
+
+
+def test_derived_series_split_into_pieces_match_the_whole_recording(tmp_path):
+    import pyarrow.parquet as pq
+
+    _, whole = _ingest_derived(tmp_path, "[heart_rate]", name="whole")
+    from helpers import nw2
+
+    spec = tmp_path / "split.yaml"
+    spec.write_text((tmp_path / "whole.yaml").read_text().replace("name: whole", "name: split\nmax_piece_samples: 60000"))
+    assert nw2("ingest", spec, "--out", tmp_path / "split", "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert '"pieces": 1,' not in (tmp_path / "split" / "manifest.json").read_text()
+    a = pq.read_table(whole / "data").sort_by("window_id")
+    b = pq.read_table(tmp_path / "split" / "data").sort_by("window_id")
+    assert a["window_id"].to_pylist() == b["window_id"].to_pylist()  # one grid for all pieces
+    for xa, xb, sa, sb in zip(a["samples"].to_pylist(), b["samples"].to_pylist(), a["scale"].to_pylist(),
+                              b["scale"].to_pylist()):
+        assert np.abs(np.asarray(xa) * sa - np.asarray(xb) * sb).max() < 3.0  # bpm, a beat placed apart at most
+
+
+def test_a_derived_series_without_its_source_modality_fails_the_file_with_the_reason(tmp_path):
+    import json
+
+    result, out = _ingest_derived(tmp_path, "[heart_rate]", extra=", channels: [eda]")
+    entry = json.loads((out / "manifest.json").read_text())["inputs"][0]
+    assert entry["status"] == "failed"
+    assert "derive heart_rate: needs a channel of modality ecg or ppg; channels: eda (eda)" in entry["reason"]
+
+
+def test_derived_series_need_a_target_rate_below_the_signal(tmp_path):
+    import json
+
+    from helpers import nw2
+
+    spec = tmp_path / "fast.yaml"
+    spec.write_text("name: fast\nsources: [{dataset: medical, sample: pyphysio_medical, derive: [heart_rate]}]\n"
+                    "preprocess: {target_fs: 4096}\nmetrics: {enabled: false}\n")
+    nw2("ingest", spec, "--out", tmp_path / "fast", "--scheduler", "sync", "--no-progress")
+    entry = json.loads((tmp_path / "fast" / "manifest.json").read_text())["inputs"][0]
+    assert entry["status"] == "failed" and "not above target_fs 4096 Hz" in entry["reason"]
+
+
+def test_an_unknown_derived_series_is_a_spec_error(tmp_path):
+    from nw2.core.errors import SpecError
+    from nw2.pipeline.spec import spec_from_dict
+
+    with pytest.raises(SpecError, match=r"sources\[0\]\.derive: .*'pulse' is none of them"):
+        spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "pyphysio_medical", "derive": ["pulse"]}]})
