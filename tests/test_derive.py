@@ -217,3 +217,73 @@ def test_an_unknown_derived_series_is_a_spec_error(tmp_path):
 
     with pytest.raises(SpecError, match=r"sources\[0\]\.derive: .*'pulse' is none of them"):
         spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "pyphysio_medical", "derive": ["pulse"]}]})
+
+
+# ---- inter-beat interval files: events read as slow series ---------------------------------------------------------
+
+def _interval_opts(**extra):
+    from nw2.pipeline.readers.base import ReadOptions
+
+    return ReadOptions(dataset="nni", extra=extra)
+
+
+def test_constant_intervals_read_as_a_constant_heart_rate_in_either_unit(tmp_path):
+    from nw2.pipeline.readers import intervals
+
+    ms = tmp_path / "rr_ms.txt"
+    ms.write_text("# RR intervals\n" + "\n".join(["800"] * 100))
+    s = tmp_path / "rr_s.npy"
+    np.save(s, np.full(100, 0.8))
+    for path, unit in ((ms, "ms"), (s, "s")):
+        info = intervals.probe(path, _interval_opts(interval_unit=unit))
+        assert [(c.name, c.modality, c.unit, c.fs) for c in info] == [("ibi", "hr", "s", 4.0), ("heart_rate", "hr", "bpm", 4.0)]
+        assert info[0].n_samples == 320                       # 80 s of beats at 4 Hz
+        ibi, hr = intervals.read(path, _interval_opts(interval_unit=unit))
+        assert np.isnan(hr.samples[:4]).all()                  # before the first interval closes (0.8 s)
+        assert np.allclose(hr.samples[4:], 75.0) and np.allclose(ibi.samples[4:], 0.8)
+    late = intervals.read(ms, _interval_opts(interval_unit="ms"), [1], start_s=10.1, stop_s=20.0)[0]
+    assert late.offset_s == 10.25 and late.samples.size == 39
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    ("800\n810\n790\n", {}, "set extra.interval_unit to ms or s"),
+    ("800\n810\n790\n", {"interval_unit": "msec"}, "got 'msec'"),
+    ("800\nabc\n790\n", {"interval_unit": "ms"}, "not a list of numbers"),
+    ("800\n-5\n790\n", {"interval_unit": "ms"}, "finite positive"),
+])
+def test_an_interval_file_that_does_not_say_its_unit_or_holds_garbage_is_refused(tmp_path, content, extra, message):
+    from nw2.core.errors import InputError
+    from nw2.pipeline.readers import detect_format, intervals
+
+    path = tmp_path / "rr.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        intervals.read(path, _interval_opts(**extra))
+    assert detect_format(path) == "csv"                        # a list of numbers is never taken for intervals
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([800, "x"], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="refusing to unpickle|not a list"):
+        intervals.read(objects, _interval_opts(interval_unit="ms"))
+
+
+def test_pyhrv_hour_of_nn_intervals_ingests_as_minute_level_heart_rate(tmp_path):
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from helpers import nw2
+    from nw2.pipeline import samples
+
+    spec = tmp_path / "nni.yaml"
+    spec.write_text("name: nni\nsources: [{dataset: pyhrv, sample: pyhrv_nni_long}]\n"
+                    "preprocess: {target_fs: 1, detrend: false}\nwindows: {length: 512, stride: 256}\n"
+                    "metrics: {enabled: false}\n")
+    result = nw2("ingest", spec, "--out", tmp_path / "N", "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output
+    t = pl.from_arrow(pq.read_table(tmp_path / "N" / "data"))
+    assert sorted(t["channel"].unique()) == ["heart_rate", "ibi"] and set(t["modality"]) == {"hr"}
+    assert t.filter(pl.col("channel") == "heart_rate").height == 13  # 60 min at 1 Hz: (3599 - 512) // 256 + 1
+    nn = np.load(samples.fetch(["pyhrv_nni_long"])["pyhrv_nni_long"]) / 1000.0
+    mean_rate = 60.0 * nn.size / nn.sum()                      # beats per minute over the hour: 78.1
+    hr = t.filter(pl.col("channel") == "heart_rate")
+    level = np.mean([np.mean(np.asarray(s) * sc + of) for s, sc, of in zip(hr["samples"], hr["scale"], hr["offset"])])
+    assert abs(level - mean_rate) < 1.5

@@ -21,6 +21,7 @@ _MODULES = {
     "wesad": "wesad",
     "numpy": "numpy_reader",
     "parquet": "parquet",
+    "intervals": "intervals",
     "csv": "csv",
 }
 FORMATS = tuple(_MODULES) + ("auto",)
