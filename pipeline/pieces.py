@@ -64,6 +64,8 @@ class Piece:
     """Source samples of its windows, all channels (the executor starts larger pieces first)."""
     setting: int | None = None
     """Synthetic inputs: the index of the setting (system and parameters) this piece generates."""
+    target_fs: float | None = None
+    """The rate its channels are stored at (``preprocess.rates``); ``None``: the spec's ``target_fs``."""
 
 
 @dataclass
@@ -81,13 +83,15 @@ class FilePlan:
 
 def spec_fingerprint(spec: IngestSpec) -> str:
     """What makes windows differ: preprocessing, windowing and split, not the list of sources."""
-    return content_id(dataclasses.asdict(spec.preprocess), dataclasses.asdict(spec.windows),
-                          dataclasses.asdict(spec.split))
+    pre = dataclasses.asdict(spec.preprocess)
+    if not pre["rates"]:  # absent as before it existed: stores built then keep their fingerprint
+        del pre["rates"]
+    return content_id(pre, dataclasses.asdict(spec.windows), dataclasses.asdict(spec.split))
 
 
-def n_windows(n_samples: int, fs: float, spec: IngestSpec) -> int:
-    """Windows that fit in a channel once resampled to the target rate."""
-    n_target = math.floor(n_samples * spec.preprocess.target_fs / fs + 1e-9)
+def n_windows(n_samples: int, fs: float, spec: IngestSpec, rate: float | None = None) -> int:
+    """Windows that fit in a channel once resampled to its target ``rate`` (default: ``target_fs``)."""
+    n_target = math.floor(n_samples * (spec.preprocess.target_fs if rate is None else rate) / fs + 1e-9)
     length, stride = spec.windows.length, spec.windows.stride
     return 0 if n_target < length else (n_target - length) // stride + 1
 
@@ -110,19 +114,20 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
             index = [names.index(c) for c in item.channels]
         if not index:
             raise InputError(item.path, "no channels")
+        rates = {i: channel_rate(spec, item, infos[i]) for i in index}
         if item.derive:
-            index = _derivable(item, infos, index, spec.preprocess.target_fs)
+            index = _derivable(item, infos, index, rates)
         plan.channels = ([derived_channel(infos[i].name, d) for i in index for d in item.derive
                           if can_derive(d, infos[i].modality)] if item.derive else [infos[i].name for i in index])
         plan.input_samples = sum(infos[i].n_samples for i in index)
-        counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec) for i in index}
+        counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec, rates[i]) for i in index}
         usable = [i for i in index if counts[i] > 0]
         if not usable:
             longest = max(infos[i].n_samples / infos[i].fs for i in index)
-            need = spec.windows.length / spec.preprocess.target_fs
+            need = min(spec.windows.length / rates[i] for i in index)
             plan.status, plan.reason = "skipped", f"shorter than one window ({longest:.2f} s < {need:.2f} s)"
             return plan
-        plan.pieces = _cut(item, plan, infos, usable, counts, spec)
+        plan.pieces = _cut(item, plan, infos, usable, counts, spec, rates)
     except Nw2Error as err:
         plan.status, plan.reason = "failed", _one_line(err, item.path)
     except Exception as err:  # a reader library choking on a malformed file
@@ -130,7 +135,17 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
     return plan
 
 
-def _derivable(item: InputFile, infos, index: list[int], target_fs: float) -> list[int]:
+def channel_rate(spec: IngestSpec, item: InputFile, info) -> float:
+    """The rate a channel is stored at: its modality's in ``preprocess.rates``, else ``target_fs``; for a
+    ``derive`` source, the stored series' modality's (``hr`` for a heart rate made from an ECG)."""
+    if item.derive:
+        made = [DERIVED_SERIES[d]["modality"] for d in item.derive if can_derive(d, info.modality)]
+        if made:
+            return spec.preprocess.rate(made[0])
+    return spec.preprocess.rate(info.modality)
+
+
+def _derivable(item: InputFile, infos, index: list[int], rates: dict[int, float]) -> list[int]:
     """The channels a derived series of ``item.derive`` is made from; InputError naming what is missing."""
     for name in item.derive:
         if not any(can_derive(name, infos[i].modality) for i in index):
@@ -139,11 +154,11 @@ def _derivable(item: InputFile, infos, index: list[int], target_fs: float) -> li
                                         f"{' or '.join(DERIVED_SERIES[name]['from'])}; channels: {have} "
                                         f"(set the source's modality or channels)")
     used = [i for i in index if any(can_derive(d, infos[i].modality) for d in item.derive)]
-    slow = [i for i in used if infos[i].fs <= target_fs]
+    slow = [i for i in used if infos[i].fs <= rates[i]]
     if slow:
         raise InputError(item.path, f"derive: channel {infos[slow[0]].name} is sampled at {infos[slow[0]].fs:g} Hz, "
-                                    f"not above target_fs {target_fs:g} Hz: derived series need a lower "
-                                    f"target_fs (1 Hz, say)")
+                                    f"not above the derived series' rate {rates[slow[0]]:g} Hz: derived series "
+                                    f"need a lower target_fs or preprocess.rates entry (1 Hz, say)")
     return used
 
 
@@ -168,30 +183,35 @@ def _plan_synthetic(item: SyntheticInput, spec: IngestSpec) -> FilePlan:
     return plan
 
 
-def _cut(item, plan, infos, usable, counts, spec) -> list[Piece]:
-    """Group channels so a piece holds at most ``max_piece_samples`` source samples, and split
-    channels longer than that in time, along window boundaries."""
+def _cut(item, plan, infos, usable, counts, spec, rates) -> list[Piece]:
+    """Group channels of one target rate so a piece holds at most ``max_piece_samples`` source samples, and
+    split channels longer than that in time, along window boundaries (a piece has one rate, so its windows
+    ``k0 <= k < k1`` span one stretch of time)."""
     budget = spec.max_piece_samples
-    per_window = {i: spec.windows.stride / spec.preprocess.target_fs * infos[i].fs for i in usable}
-    groups, current, size = [], [], 0
-    for i in usable:
-        if current and size + infos[i].n_samples > budget:
-            groups.append(current)
-            current, size = [], 0
-        current.append(i)
-        size += infos[i].n_samples
-    groups.append(current)
+    per_window = {i: spec.windows.stride / rates[i] * infos[i].fs for i in usable}
+    groups = []
+    for rate in dict.fromkeys(rates[i] for i in usable):
+        current, size = [], 0
+        for i in (i for i in usable if rates[i] == rate):
+            if current and size + infos[i].n_samples > budget:
+                groups.append((rate, current))
+                current, size = [], 0
+            current.append(i)
+            size += infos[i].n_samples
+        groups.append((rate, current))
     fingerprint = spec_fingerprint(spec)
     pieces = []
-    for group in groups:
+    for rate, group in groups:
         total = max(counts[i] for i in group)
         chunk = max(1, int(budget // max(1.0, sum(per_window[i] for i in group))))
         for k0 in range(0, total, chunk):
             k1 = min(total, k0 + chunk)
+            # the rate joins the id only when it is not target_fs, so stores built before rates keep their ids
+            rated = () if rate == spec.preprocess.target_fs else ("rate", repr(rate))
             pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1,
-                             *(("derive",) + item.derive if item.derive else ()))
+                             *(("derive",) + item.derive if item.derive else ()), *rated)
             samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
-            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples))
+            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples, target_fs=rate))
     return pieces
 
 
@@ -236,7 +256,8 @@ _ROWS_PER_BLOCK = 256
 
 def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table | None:
     """The windows of a piece as a table in the store's schema, or ``None`` when none was kept."""
-    tfs, length, stride = spec.preprocess.target_fs, spec.windows.length, spec.windows.stride
+    tfs = spec.preprocess.target_fs if piece.target_fs is None else piece.target_fs
+    length, stride = spec.windows.length, spec.windows.stride
     t_first = piece.k0 * stride / tfs
     t_last = (piece.k1 - 1) * stride / tfs + length / tfs
     if isinstance(piece.input, SyntheticInput):
@@ -250,7 +271,7 @@ def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table |
     columns: dict[str, list] = {name: [] for name in _LIST_COLUMNS}
     blocks, group_ids = [], {}
     for rec in records:
-        block = _cut_windows(rec, piece, spec, stats, columns, group_ids)
+        block = _cut_windows(rec, piece, spec, tfs, stats, columns, group_ids)
         if block is not None:
             blocks.append(block)
     if not blocks:
@@ -272,23 +293,23 @@ def _samples_column(values: np.ndarray) -> pa.Array | pa.ChunkedArray:
     return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
 
 
-def _prepare(rec, spec: IngestSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Cleaned, resampled, filtered signal at the target rate and its missing-sample mask."""
+def _prepare(rec, spec: IngestSpec, tfs: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cleaned, resampled, filtered signal at the target rate ``tfs`` and its missing-sample mask."""
     pre = spec.preprocess
     x = np.asarray(rec.samples, dtype=np.float64)
     missing = pp.missing_mask(x)
     if pre.clean and rec.truth is None:  # jumps are electrode pops in a recording, dynamics in a generated signal
         missing |= pp.outlier_jumps(x, rec.fs, pre.outlier_range)
-    y = pp.resample(pp.fill_missing(x, missing), rec.fs, pre.target_fs)
+    y = pp.resample(pp.fill_missing(x, missing), rec.fs, tfs)
     mask = pp.resample_mask(missing, y.size)
     if pre.bandpass is not None:
-        y = pp.bandpass(y, pre.target_fs, *pre.bandpass)
+        y = pp.bandpass(y, tfs, *pre.bandpass)
     if pre.notch is not None:
-        y = pp.notch(y, pre.target_fs, pre.notch)
+        y = pp.notch(y, tfs, pre.notch)
     return y, mask
 
 
-def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, columns: dict[str, list],
+def _cut_windows(rec, piece: Piece, spec: IngestSpec, tfs: float, stats: dict, columns: dict[str, list],
                  group_ids: dict) -> np.ndarray | None:
     """Cut one channel's windows ``piece.k0 <= k < piece.k1``: drop those failing the quality checks
     (counted in ``stats``), append one value per kept window to each of ``columns`` and return the
@@ -298,8 +319,8 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, stats: dict, columns: dict
     :func:`windows.quality_problems`, detrend and normalization row-wise on a 2-D array of windows.
     ``group_ids`` caches group ids across the channels of the piece (they share them)."""
     pre, wspec = spec.preprocess, spec.windows
-    tfs, length = pre.target_fs, wspec.length
-    y, mask = _prepare(rec, spec)
+    length = wspec.length
+    y, mask = _prepare(rec, spec, tfs)
     t0 = np.arange(piece.k0, piece.k1) * wspec.stride / tfs
     j = np.rint((t0 - rec.offset_s) * tfs).astype(np.int64)
     covered = (j >= 0) & (j + length <= y.size)  # channels of unequal length

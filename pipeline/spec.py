@@ -118,7 +118,10 @@ class PreprocessSpec:
     """Per-channel signal preparation, applied before windowing."""
 
     target_fs: float = 100.0
-    """Every channel is resampled to this rate (polyphase, anti-aliased)."""
+    """Every channel is resampled to this rate (polyphase, anti-aliased), unless ``rates`` sets its modality's."""
+    rates: dict = field(default_factory=dict)
+    """Target rate per modality, overriding ``target_fs`` for channels of recordings of that modality
+    (``{eeg: 160, ecg: 250, eda: 4}``); a derived series takes its stored modality's (``hr`` for heart rate)."""
     bandpass: tuple[float, float] | None = None
     """Zero-phase Butterworth band-pass ``[low, high]`` Hz; ``null`` for none."""
     notch: float | None = None
@@ -133,6 +136,10 @@ class PreprocessSpec:
     normalize: str = "zscore"
     """Per-window normalization: ``zscore``, ``robust`` (median/IQR) or ``none``. Scale and offset
     are stored so that ``physical = sample * scale + offset``."""
+
+    def rate(self, modality: str) -> float:
+        """The target rate of a channel of ``modality``."""
+        return float(self.rates.get(modality, self.target_fs))
 
 
 @dataclass(frozen=True)
@@ -423,6 +430,17 @@ def _validate(spec: IngestSpec, where: str) -> None:
     pre, win, split = spec.preprocess, spec.windows, spec.split
     if pre.target_fs <= 0:
         raise SpecError(f"{where}.preprocess.target_fs: must be positive")
+    for modality, rate in pre.rates.items():
+        if modality not in MODALITIES:
+            raise SpecError(f"{where}.preprocess.rates: {modality!r} is not a modality ({', '.join(MODALITIES)})")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise SpecError(f"{where}.preprocess.rates.{modality}: must be a positive number of Hz, not {rate!r}")
+    for name, rate in [(f"rates.{m}", float(r)) for m, r in pre.rates.items()]:
+        if pre.bandpass is not None and not pre.bandpass[1] < rate / 2:
+            raise SpecError(f"{where}.preprocess.bandpass: its high edge {pre.bandpass[1]:g} Hz must lie below half "
+                            f"of {name} = {rate:g} Hz")
+        if pre.notch is not None and not pre.notch < rate / 2:
+            raise SpecError(f"{where}.preprocess.notch: {pre.notch:g} Hz must lie below half of {name} = {rate:g} Hz")
     if pre.normalize not in ("zscore", "robust", "none"):
         raise SpecError(f"{where}.preprocess.normalize: {pre.normalize!r} is not one of zscore, robust, none")
     if pre.bandpass is not None and not 0 <= pre.bandpass[0] < pre.bandpass[1] < pre.target_fs / 2:

@@ -208,7 +208,7 @@ def test_derived_series_need_a_target_rate_below_the_signal(tmp_path):
                     "preprocess: {target_fs: 4096}\nmetrics: {enabled: false}\n")
     nw2("ingest", spec, "--out", tmp_path / "fast", "--scheduler", "sync", "--no-progress")
     entry = json.loads((tmp_path / "fast" / "manifest.json").read_text())["inputs"][0]
-    assert entry["status"] == "failed" and "not above target_fs 4096 Hz" in entry["reason"]
+    assert entry["status"] == "failed" and "not above the derived series' rate 4096 Hz" in entry["reason"]
 
 
 def test_an_unknown_derived_series_is_a_spec_error(tmp_path):

@@ -1,0 +1,71 @@
+"""Target rates per modality (``preprocess.rates``): each modality stored at its own rate, one store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import nw2
+from nw2.core.errors import SpecError
+from nw2.core.hashing import content_id
+from nw2.pipeline.pieces import spec_fingerprint
+from nw2.pipeline.spec import spec_from_dict
+
+
+def _ingest(tmp_path, text: str, name: str = "rates"):
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(text)
+    result = nw2("ingest", spec, "--out", tmp_path / name, "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return pl.from_arrow(pq.read_table(tmp_path / name / "data"))
+
+
+def test_each_modality_is_stored_at_its_own_rate(tmp_path):
+    t = _ingest(tmp_path, "name: rates\nsources: [{dataset: medical, sample: pyphysio_medical}]\n"
+                          "preprocess: {target_fs: 100, rates: {ecg: 256, ppg: 64, eda: 4}}\n"
+                          "windows: {length: 256, stride: 256}\nmetrics: {enabled: false}\n")
+    got = {r["modality"]: (r["fs"], r["len"]) for r in t.group_by("modality", "fs").len().iter_rows(named=True)}
+    # 120 s: ECG 256 Hz -> 120 windows of 1 s, PPG 64 Hz -> 30 of 4 s, EDA 4 Hz -> 1 of 64 s, resp at target_fs 100
+    assert got == {"ecg": (256.0, 120), "ppg": (64.0, 30), "eda": (4.0, 1), "resp": (100.0, 46)}
+    assert t["window_id"].n_unique() == t.height
+    # one window's samples are the channel at its rate: a 1-s ECG window holds about one beat (69 bpm)
+    ecg = t.filter(pl.col("modality") == "ecg").sort("start_s")
+    assert np.allclose(np.diff(ecg["start_s"].to_numpy()), 1.0)
+
+
+def test_a_waveform_and_its_heart_rate_share_one_store_at_two_rates(tmp_path):
+    pytest.importorskip("neurokit2")
+    t = _ingest(tmp_path, "name: both\nsources:\n"
+                          "  - {dataset: medical, sample: pyphysio_medical, channels: [ecg]}\n"
+                          "  - {dataset: medical, sample: pyphysio_medical, channels: [ecg], derive: [heart_rate]}\n"
+                          "preprocess: {target_fs: 100, rates: {ecg: 256, hr: 1}, detrend: false}\n"
+                          "windows: {length: 32, stride: 32}\nmetrics: {enabled: false}\n", name="both")
+    got = {r["channel"]: (r["modality"], r["fs"], r["len"])
+           for r in t.group_by("channel", "modality", "fs").len().iter_rows(named=True)}
+    assert got == {"ecg": ("ecg", 256.0, 960), "ecg:heart_rate": ("hr", 1.0, 3)}
+
+
+@pytest.mark.parametrize("preprocess, message", [
+    ({"rates": {"heart": 1}}, "'heart' is not a modality"),
+    ({"rates": {"eda": 0}}, r"rates\.eda: must be a positive number"),
+    ({"rates": {"eda": 4}, "bandpass": [0.5, 40]}, r"high edge 40 Hz must lie below half of rates\.eda = 4 Hz"),
+    ({"rates": {"eeg": 80}, "notch": 50}, r"notch: 50 Hz must lie below half of rates\.eeg = 80 Hz"),
+])
+def test_rates_that_cannot_work_are_spec_errors(preprocess, message):
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}], "preprocess": preprocess})
+
+
+def test_a_spec_without_rates_keeps_the_fingerprint_stores_were_built_with():
+    spec = spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}]})
+    pre = dataclasses.asdict(spec.preprocess)
+    del pre["rates"]
+    before = content_id(pre, dataclasses.asdict(spec.windows), dataclasses.asdict(spec.split))
+    assert spec_fingerprint(spec) == before
+    rated = dataclasses.replace(spec, preprocess=dataclasses.replace(spec.preprocess, rates={"ecg": 250}))
+    assert spec_fingerprint(rated) != before
