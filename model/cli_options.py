@@ -55,6 +55,7 @@ MODEL_FLAGS: tuple[Flag, ...] = (
     Flag("jepa", "Add the latent-prediction (JEPA) term."),
     Flag("rollout_steps", "k of the k-step latent rollout."),
     Flag("insight_order", "Order of the in-context AR forecast the gate blends in (0: off)."),
+    Flag("rate_conditioning", "Condition on each window's sampling rate (corpora of several rates)."),
 )
 
 #: ``nw2 pretrain``'s TrainConfig options (``corpus`` and ``out`` are its argument and ``--out``).

@@ -70,6 +70,13 @@ class ModelConfig:
     two predictors' backtests on the context (``model/insight.py``); 0 turns it off. Nothing of it is
     trained."""
 
+    rate_conditioning: bool = False
+    """Condition on the sampling rate, so one corpus can hold windows of several rates: features of
+    ``log2(fs / reference_fs)`` pass through a learned linear map (initialised at zero, so a model starts as the
+    unconditioned one) added to every token. Batches then carry each sample's ``fs``."""
+    reference_fs: float = 100.0
+    """The rate a sample without one is taken at, and where the rate features vanish."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -107,6 +114,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.rate_conditioning, bool):
+            raise ValueError(f"ModelConfig.rate_conditioning must be a bool, got {self.rate_conditioning!r}")
+        if isinstance(self.reference_fs, bool) or not isinstance(self.reference_fs, (int, float)) or not self.reference_fs > 0:
+            raise ValueError(f"ModelConfig.reference_fs must be a positive number of Hz, got {self.reference_fs!r}")
         if isinstance(self.insight_order, bool) or not isinstance(self.insight_order, int) or self.insight_order < 0:
             raise ValueError(f"ModelConfig.insight_order must be an integer >= 0 (0 = off), got {self.insight_order!r}")
         if not (isinstance(self.jepa_weight, (int, float)) and self.jepa_weight >= 0):
@@ -117,7 +128,14 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, except the rate conditioning's while it is off: configs and run fingerprints written
+        before it existed stay what they were."""
+        d = dataclasses.asdict(self)
+        if not self.rate_conditioning:
+            d.pop("rate_conditioning")
+            if self.reference_fs == 100.0:
+                d.pop("reference_fs")
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

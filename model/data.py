@@ -2,7 +2,8 @@
 
 ``CorpusLoader`` reads the Parquet parts of a corpus (``docs/corpus_format.md``; a window store works too) one
 row group at a time and yields batches ``(x, mask)``: ``x`` float32 ``(B, window_size, nvar)``, ``mask`` bool
-``(B, nvar)`` (True where a channel holds data, False for padding, whose values are 0).
+``(B, nvar)`` (True where a channel holds data, False for padding, whose values are 0); with ``rates``,
+``(x, mask, fs)``, ``fs`` float32 ``(B,)`` each sample's sampling rate.
 
 **Units and sharding.** The work is cut into *units*, one per ``(part, row group)`` in part order (row groups
 whose Parquet statistics show they cannot hold the split are left out). Every epoch the unit order is
@@ -106,11 +107,17 @@ class LoaderConfig:
     """Seeds the unit order, the shuffle buffers and the weighted repeats (with the epoch)."""
     num_workers: int = 0
     """Reader threads, each with its own shard of the units; ``0`` reads in the caller's thread."""
+    rates: bool = False
+    """Also give each sample's sampling rate (the ``fs`` column, Hz): batches ``(x, mask, fs)`` with ``fs``
+    float32 ``(B,)``, for a model with ``rate_conditioning``."""
 
     def fingerprint(self) -> dict:
-        """The fields a saved state must agree on (everything but the corpus path)."""
+        """The fields a saved state must agree on (everything but the corpus path; ``rates`` only when on, so
+        states saved before it existed still load)."""
         d = asdict(self)
         d.pop("corpus")
+        if not self.rates:
+            d.pop("rates")
         d["workers"] = max(1, self.num_workers)
         d.pop("num_workers")
         return d
@@ -140,6 +147,8 @@ class _Corpus:
             missing = [c for c in _COLUMNS if c not in names]
             if missing:
                 raise _fail(path, f"not an nw2 corpus part: no column {', '.join(missing)}")
+            if cfg.rates and "fs" not in names:
+                raise _fail(path, "no fs column: the sampling rates a rate-conditioned model needs")
             self.has_weight = "sample_weight" in names
             split_i = names.index("split")
             length_i = names.index("length") if "length" in names else None
@@ -187,7 +196,8 @@ class _Reader:
         f = self.files.get(p)
         if f is None:
             f = self.files[p] = pq.ParquetFile(self.corpus.parts[p])
-        cols = ["samples", "group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
+        cols = (["samples", "group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
+                + (["fs"] if cfg.rates else []))
         t = f.read_row_group(g, columns=cols)
         split = t.column("split").to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(split == cfg.split)
@@ -222,12 +232,13 @@ class _Reader:
         keys = rank_of_group[inverse][order]
         bounds = np.flatnonzero(np.diff(keys)) + 1
         weights = t.column("sample_weight").to_numpy()[rows] if cfg.weighted else None
-        out: list[np.ndarray] = []
+        rates = t.column("fs").to_numpy()[rows].astype(np.float32) if cfg.rates else None
+        out: list = []  # (channels, window) arrays; with ``rates``, (array, rate) pairs (a group has one rate)
         wout: list[float] = []
         for members in np.split(order, bounds):
             for c in range(0, members.size, cfg.nvar):
                 chunk = members[c:c + cfg.nvar]
-                out.append(x[chunk])
+                out.append(x[chunk] if rates is None else (x[chunk], float(rates[chunk[0]])))
                 if weights is not None:
                     wout.append(float(weights[chunk].mean()))
         if self.sample_stride:
@@ -427,7 +438,7 @@ class CorpusLoader:
         return n if n < self.nshards else len(range(shard, n, self.nshards))
 
     def _produce(self, w: int, state: dict | None, stop: threading.Event | None = None
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
+                 ) -> Iterator[tuple[tuple[torch.Tensor, ...], dict]]:
         cfg = self.config
         shard = _Shard(self.corpus, cfg, self.epoch, self.rank * self.workers + w, self.nshards, state)
         while stop is None or not stop.is_set():
@@ -441,10 +452,14 @@ class CorpusLoader:
                 return
             x = np.zeros((len(batch), cfg.window_size, cfg.nvar), dtype=np.float32)
             mask = np.zeros((len(batch), cfg.nvar), dtype=bool)
+            fs = np.zeros(len(batch), dtype=np.float32)
             for b, s in enumerate(batch):
+                if cfg.rates:
+                    s, fs[b] = s
                 x[b, :, :s.shape[0]] = s.T
                 mask[b, :s.shape[0]] = True
-            yield torch.from_numpy(x), torch.from_numpy(mask), shard.state()
+            tensors = (torch.from_numpy(x), torch.from_numpy(mask)) + ((torch.from_numpy(fs),) if cfg.rates else ())
+            yield tensors, shard.state()
             if shard.done():
                 return
 
@@ -516,10 +531,10 @@ class CorpusLoader:
                 active[w] = False
                 w = (w + 1) % self.workers
                 continue
-            x, mask, st = item
+            tensors, st = item
             self._states[w] = st
             w = self._next_worker = (w + 1) % self.workers
-            yield x, mask
+            yield tensors
         self._advance()
 
     def _advance(self) -> None:

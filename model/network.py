@@ -63,6 +63,22 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(S, L, D))
 
 
+#: Frequencies (cycles per octave / 8) of the sampling-rate features: the rate's log2 ratio to the reference and
+#: a sine and a cosine (less one) of it at each, so every feature is 0 at the reference rate.
+RATE_FREQUENCIES = (1.0, 2.0, 4.0)
+RATE_FEATURES = 1 + 2 * len(RATE_FREQUENCIES)
+
+
+def rate_features(fs: torch.Tensor, reference: float) -> torch.Tensor:
+    """``(B,)`` sampling rates (Hz) -> ``(B, RATE_FEATURES)``: ``u / 4`` and ``sin(pi f u / 8)``,
+    ``cos(pi f u / 8) - 1`` for ``u = log2(fs / reference)`` (one octave is ``u = 1``)."""
+    u = torch.log2(fs / reference)
+    feats = [u / 4]
+    for f in RATE_FREQUENCIES:
+        feats += [torch.sin(math.pi * f * u / 8), torch.cos(math.pi * f * u / 8) - 1]
+    return torch.stack(feats, -1)
+
+
 def mlp(dim: int, ratio: float, dropout: float, out: int | None = None) -> nn.Sequential:
     hidden = int(dim * ratio)
     return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out or dim))
@@ -179,6 +195,9 @@ class Model(nn.Module):
         self.norm = nn.LayerNorm(D)
         self.transition = Transition(cfg)
         self.decoder = Decoder(cfg)
+        if cfg.rate_conditioning:  # zero at first: the model starts as the unconditioned one
+            self.rate_embed = nn.Linear(RATE_FEATURES, D, bias=False)
+            nn.init.zeros_(self.rate_embed.weight)
 
     # ---- input handling -------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -212,10 +231,23 @@ class Model(nn.Module):
         P = self.config.patch_size
         return xn.permute(0, 2, 1).reshape(B, C, L // P, P)
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None, stats=None):
+    def rates(self, fs, batch: int, device) -> torch.Tensor:
+        """``fs`` as a ``(batch,)`` float tensor: ``None`` -> ``reference_fs``, a number -> that rate for every
+        sample, a sequence or tensor -> one rate per sample. ValueError for a rate that is not positive."""
+        if fs is None:
+            fs = self.config.reference_fs
+        t = torch.as_tensor(fs, dtype=torch.float32, device=device)
+        t = t.expand(batch) if t.ndim == 0 else t.reshape(-1)
+        if t.shape[0] != batch:
+            raise ValueError(f"fs must give one rate per sample ({batch}), got {t.shape[0]}")
+        if not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
+            raise ValueError("every sampling rate in fs must be a positive number of Hz")
+        return t
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None, stats=None, fs=None):
         """Latents ``z`` (B, C, N, D) of a window; ``stats=(mean, std)`` overrides the window's own
-        normalisation statistics (the causality test fixes them to isolate the attention). Returns
-        ``(z, patches, mean, std, mask)``."""
+        normalisation statistics (the causality test fixes them to isolate the attention); ``fs`` the samples'
+        rates (with ``rate_conditioning``; ignored otherwise). Returns ``(z, patches, mean, std, mask)``."""
         mask = self._check(x, mask)
         B, L, C = x.shape
         P, N_max = self.config.patch_size, self.config.num_patches
@@ -230,6 +262,8 @@ class Model(nn.Module):
         p = self.patches(xn)
         N = p.shape[2]
         z = self.patch_embed(p) + self.time_embed[:N] + self.channel_embed[:C, None, :]
+        if self.config.rate_conditioning:
+            z = z + self.rate_embed(rate_features(self.rates(fs, B, x.device), self.config.reference_fs))[:, None, None]
         for i, blk in enumerate(self.blocks):
             z = blk(z.reshape(B * C, N, -1), causal=True).view(B, C, N, -1)
             if i in self.fuse_after:
@@ -237,7 +271,7 @@ class Model(nn.Module):
         return self.norm(z), p, mean, std, mask
 
     # ---- training objective ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, fs=None) -> dict[str, torch.Tensor]:
         """Loss terms for a batch ``x`` (B, L, C) with optional channel mask (B, C) (True = real channel).
 
         forecast: MSE of decode(f(z_t)) vs patch t+1; rollout: the same for f applied j = 2..k times vs
@@ -245,7 +279,7 @@ class Model(nn.Module):
         signal space, all over valid channels only. ``loss`` = forecast + rollout + jepa_weight * jepa.
         """
         cfg = self.config
-        z, p, _, _, mask = self.encode(x, mask)
+        z, p, _, _, mask = self.encode(x, mask, fs=fs)
         N = p.shape[2]
         k = min(cfg.rollout_steps, N - 1)
         if k < 1:
@@ -298,17 +332,18 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, pred_length: int, adapt: bool = False,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, fs=None) -> torch.Tensor:
         """Forecast the next ``pred_length`` samples of each channel from the context ``x`` (B, L, C),
         in the input's physical scale. The last latent is rolled forward one patch per step (by the
         learned transition, or with ``adapt`` the blend of ``model.adapt``), each step is decoded and,
         with ``insight_order`` > 0, blended with the context's own AR forecast by the weight that best
         combines the two predictors' backtests on the context (``model/insight.py``). Padded channels come
-        back as zeros."""
+        back as zeros. ``fs``: the samples' sampling rates (a number or one per sample; default
+        ``reference_fs``), used by a model with ``rate_conditioning``."""
         if int(pred_length) < 1:
             raise ValueError(f"pred_length must be >= 1, got {pred_length}")
         x = self._context(x)
-        z, p, mean, std, mask = self.encode(x, mask)
+        z, p, mean, std, mask = self.encode(x, mask, fs=fs)
         B, C, N, D = z.shape
         step = self.transition
         if adapt:
@@ -337,9 +372,9 @@ class Model(nn.Module):
         return torch.where(mask[:, None, :], y, torch.zeros((), dtype=y.dtype, device=y.device))
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None, fs=None) -> torch.Tensor:
         """(B, embed_dim): mean of the final latents over valid channels and all patches."""
-        z, _, _, _, mask = self.encode(self._context(x), mask)
+        z, _, _, _, mask = self.encode(self._context(x), mask, fs=fs)
         w = mask[:, :, None, None].to(z.dtype)
         return (z * w).sum((1, 2)) / (w.sum((1, 2)) * z.shape[2])
 

@@ -139,7 +139,10 @@ def _init_weights(model: Model, init_from: str) -> None:
     if not path.is_file():
         raise Nw2Error(f"--init-from {init_from}: {path} not found, not a saved nw2 model directory")
     try:
-        model.load_state_dict(load_file(str(path), device="cpu"))
+        # a model continued with rate conditioning starts its rate map at zero: the saved model, unchanged
+        missing, unexpected = model.load_state_dict(load_file(str(path), device="cpu"), strict=False)
+        if unexpected or set(missing) - {"rate_embed.weight"}:
+            model.load_state_dict(load_file(str(path), device="cpu"))  # strict: raises, naming the mismatch
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise Nw2Error(f"--init-from {path}: the weights do not fit the run's model config ({first}); "
@@ -151,7 +154,8 @@ def _loader_config(model_cfg: ModelConfig, cfg: TrainConfig, split: str, train: 
     return LoaderConfig(corpus=cfg.corpus, split=split, batch_size=cfg.batch_size, window_size=model_cfg.window_size,
                         nvar=model_cfg.nvar, shuffle_buffer=cfg.shuffle_buffer if train else 0,
                         random_crop=cfg.random_crop and train,
-                        weighted=weighted and train, seed=cfg.seed, num_workers=cfg.num_workers if train else 0)
+                        weighted=weighted and train, seed=cfg.seed, num_workers=cfg.num_workers if train else 0,
+                        rates=model_cfg.rate_conditioning)
 
 
 def has_weights(corpus: str) -> bool:
@@ -441,10 +445,10 @@ def _val_loss(model: Model, loader: CorpusLoader | None, device: torch.device, a
     loader.set_epoch(0)
     total = count = 0.0
     with torch.no_grad():
-        for x, mask in loader.epoch_batches():
+        for x, mask, *fs in loader.epoch_batches():  # fs: with rate conditioning
             x, mask = x.to(device), mask.to(device)
             with amp():
-                loss = model(x, mask)["loss"].float()
+                loss = model(x, mask, fs=fs[0].to(device) if fs else None)["loss"].float()
             if torch.isfinite(loss):
                 total += float(loss) * x.shape[0]
                 count += x.shape[0]
@@ -635,8 +639,8 @@ class _Loop:
         for g in optimizer.param_groups:
             g["lr"] = lr
         acc = _DeviceTotals(self.compute.device)
-        for i, (x, mask) in enumerate(batches):
-            self._micro_step(x, mask, len(batches), i == len(batches) - 1, acc)
+        for i, (x, mask, *fs) in enumerate(batches):  # fs: with rate conditioning
+            self._micro_step(x, mask, len(batches), i == len(batches) - 1, acc, fs[0] if fs else None)
         # gradients are now identical on every rank, so is their norm; a non-finite one skips the step
         clip = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
@@ -649,10 +653,13 @@ class _Loop:
         optimizer.zero_grad(set_to_none=True)
         return _Step(frac, lr, grad_norm, totals, totals.loss / samples if samples else None, taken=True)
 
-    def _micro_step(self, x: torch.Tensor, mask: torch.Tensor, n: int, last: bool, acc: _DeviceTotals) -> None:
-        """Forward and backward of one of a step's ``n`` micro-batches (DDP all-reduces on the ``last``)."""
+    def _micro_step(self, x: torch.Tensor, mask: torch.Tensor, n: int, last: bool, acc: _DeviceTotals,
+                    fs: torch.Tensor | None = None) -> None:
+        """Forward and backward of one of a step's ``n`` micro-batches (DDP all-reduces on the ``last``); ``fs``
+        the samples' rates for a rate-conditioned model."""
         device = self.compute.device
         x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        fs = None if fs is None else fs.to(device, non_blocking=True)
         # a batch with a non-finite value still runs forward and backward (DDP needs every rank's
         # gradients), zeroed and with its loss weighted by 0
         finite = torch.isfinite(x).all()
@@ -661,7 +668,7 @@ class _Loop:
         sync = contextlib.nullcontext() if (not self.compute.ddp or last) else self.net.no_sync()
         with sync:
             with self.amp():
-                out = self.net(x, mask)
+                out = self.net(x, mask, fs=fs)
             loss = out["loss"].float()
             (loss * (weight.float() / n)).backward()
         acc.add(out, x, mask, finite, weight, loss)

@@ -153,19 +153,23 @@ class Scorer:
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, :, None].to(self.device)
 
-    def __call__(self, x: np.ndarray, scale: np.ndarray) -> Scores:
+    def __call__(self, x: np.ndarray, scale: np.ndarray, fs: np.ndarray | None = None) -> Scores:
+        """Score a batch of rows ``x`` (B, need) with their ``scale``; ``fs`` (B,) their sampling rates, for a
+        model with ``rate_conditioning`` (``None``: its reference rate)."""
         pr = self.protocol
+        rates = None if fs is None else torch.from_numpy(np.asarray(fs, dtype=np.float32)).to(self.device)
         ctx = x[:, pr.origin - pr.context:pr.origin]
         truth = x[:, pr.origin:pr.origin + pr.max_horizon].astype(np.float64)
         H = pr.max_horizon
         preds: dict[str, np.ndarray] = {}
         with torch.no_grad():
             t0 = time.perf_counter()
-            preds["model"] = self.model.predict(self._tensor(ctx), H)[:, :, 0].double().cpu().numpy()
+            preds["model"] = self.model.predict(self._tensor(ctx), H, fs=rates)[:, :, 0].double().cpu().numpy()
             self._tick("model", t0)
             if self.adapt:
                 t0 = time.perf_counter()
-                preds["adapted"] = self.model.predict(self._tensor(ctx), H, adapt=True)[:, :, 0].double().cpu().numpy()
+                preds["adapted"] = self.model.predict(self._tensor(ctx), H, adapt=True,
+                                                      fs=rates)[:, :, 0].double().cpu().numpy()
                 self._tick("adapted", t0)
         c64 = ctx.astype(np.float64)
         t0 = time.perf_counter()
@@ -209,7 +213,8 @@ class Scorer:
             for h in pr.horizons:
                 seqs = np.concatenate([np.concatenate([c64, s[:, :h]], axis=1)
                                        for s in [truth] + [preds[m] for m in self.methods]], axis=0)
-                e = self.model.embed(self._tensor(seqs)).double().cpu()
+                e = self.model.embed(self._tensor(seqs), fs=None if rates is None else rates.repeat(
+                    1 + len(self.methods))).double().cpu()
                 e = torch.nn.functional.normalize(e, dim=1, eps=1e-12)
                 et = e[:B]
                 for i, m in enumerate(self.methods):
@@ -219,7 +224,7 @@ class Scorer:
                 out[m]["latent_distance"] = np.stack(dist[m], axis=1)
             emb = None
             if self.embed_windows:
-                emb = self.model.embed(self._tensor(x[:, :pr.window_size])).double().cpu().numpy()
+                emb = self.model.embed(self._tensor(x[:, :pr.window_size]), fs=rates).double().cpu().numpy()
         self._tick("embed", t0)
         unit = c64.std(1)
         valid = {m: valid_samples(preds[m], truth, unit) for m in self.methods}

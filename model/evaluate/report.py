@@ -240,6 +240,8 @@ def _markdown(metrics: dict, files: dict, examples: list[dict]) -> str:
 
     group_table("### By dataset", fc["by_dataset"])
     group_table("### By modality", fc["by_modality"])
+    if "by_rate" in fc:
+        group_table("### By sampling rate", fc["by_rate"])
 
     lines += ["### By dynamical regime", "",
               "Windows binned by the terciles of a chaos metric over the evaluated windows (low: at most the "

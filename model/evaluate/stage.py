@@ -225,7 +225,7 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
     try:
         for meta, x, ok in stream_samples(source, rows, batch_size, proto.need):
             scale = meta.get_column("scale").cast(pl.Float64).fill_null(float("nan")).to_numpy()
-            res = scorer(x, scale)
+            res = scorer(x, scale, _rates_of(model, meta, source))
             processed += x.shape[0]
             for i in range(x.shape[0]):
                 if position + i in wanted and ok[i]:
@@ -296,8 +296,11 @@ def _probe_pass(model, proto: Protocol, source: Source, fc: dict, splits, batch_
             sel = np.flatnonzero(ok)
             if sel.size:
                 with torch.no_grad():
-                    e = model.embed(torch.from_numpy(np.ascontiguousarray(x[sel]))[:, :, None].to(
-                        next(model.parameters()).device)).double().cpu().numpy()
+                    device = next(model.parameters()).device
+                    rates = _rates_of(model, meta[sel], source)
+                    e = model.embed(torch.from_numpy(np.ascontiguousarray(x[sel]))[:, :, None].to(device),
+                                    fs=None if rates is None else torch.from_numpy(rates).to(device)
+                                    ).double().cpu().numpy()
                 metas.append(meta[sel])
                 embs.append(e)
             bar.update(1)
@@ -358,6 +361,27 @@ def _mean_over_horizons(a: np.ndarray) -> float | None:
         return None
     v = float(np.mean(np.where(finite, a, 0.0).sum(0) / counts))
     return v if math.isfinite(v) else None
+
+
+def _rates_of(model, meta: pl.DataFrame, source: Source) -> np.ndarray | None:
+    """The rows' sampling rates for a rate-conditioned model (``None`` for any other); Nw2Error naming the
+    source when a row has none."""
+    if not model.config.rate_conditioning:
+        return None
+    fs = (meta.get_column("fs").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+          if "fs" in meta.columns else np.full(meta.height, np.nan))
+    if not (np.isfinite(fs) & (fs > 0)).all():
+        raise Nw2Error(f"{source.root}: rows without a sampling rate (fs): a rate-conditioned model needs each "
+                       f"window's")
+    return fs.astype(np.float32)
+
+
+def _by_rate(meta: pl.DataFrame, scores: dict, methods) -> dict:
+    """Scores by sampling rate (``fs``), as ``"100 Hz"``; one ``(none)`` group when the source has no rates."""
+    if "fs" not in meta.columns:
+        return _by(meta.with_columns(pl.lit(None, dtype=pl.String).alias("_rate")), "_rate", scores, methods)
+    label = pl.col("fs").cast(pl.Float64).map_elements(lambda v: f"{v:g} Hz", return_dtype=pl.String)
+    return _by(meta.with_columns(label.alias("_rate")), "_rate", scores, methods)
 
 
 def _by(meta: pl.DataFrame, col: str, scores: dict, methods) -> dict:
@@ -453,6 +477,7 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
     forecast = {
         "methods": list(methods), "metrics": list(METRICS), "overall": overall, "by_horizon": by_h,
         "by_dataset": _by(meta, "dataset", scores, methods), "by_modality": _by(meta, "modality", scores, methods),
+        "by_rate": _by_rate(meta, scores, methods),
         "by_regime": _regimes(meta, source, scores, methods),
         "seasonal_fallback_windows": fc["fallback"],
     }
