@@ -76,6 +76,13 @@ class ModelConfig:
     unconditioned one) added to every token. Batches then carry each sample's ``fs``."""
     reference_fs: float = 100.0
     """The rate a sample without one is taken at, and where the rate features vanish."""
+    interventions: int = 0
+    """Known-ahead intervention inputs per sample (continuous: the forcing of a forced system, a dose or
+    activity schedule), encoded into the shared latent: each patch of them drives the latent transition that
+    steps into it, so ``predict(..., interventions=...)`` conditions on their known future. 0: none."""
+    intervention_dropout: float = 0.25
+    """Share of training samples whose interventions are withheld (as if absent), so the model also forecasts
+    windows that have none."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -118,6 +125,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rate_conditioning must be a bool, got {self.rate_conditioning!r}")
         if isinstance(self.reference_fs, bool) or not isinstance(self.reference_fs, (int, float)) or not self.reference_fs > 0:
             raise ValueError(f"ModelConfig.reference_fs must be a positive number of Hz, got {self.reference_fs!r}")
+        if isinstance(self.interventions, bool) or not isinstance(self.interventions, int) or self.interventions < 0:
+            raise ValueError(f"ModelConfig.interventions must be an integer >= 0 (0 = none), got {self.interventions!r}")
+        if not (isinstance(self.intervention_dropout, (int, float)) and 0.0 <= self.intervention_dropout < 1.0):
+            raise ValueError(f"ModelConfig.intervention_dropout must be in [0, 1), got {self.intervention_dropout!r}")
         if isinstance(self.insight_order, bool) or not isinstance(self.insight_order, int) or self.insight_order < 0:
             raise ValueError(f"ModelConfig.insight_order must be an integer >= 0 (0 = off), got {self.insight_order!r}")
         if not (isinstance(self.jepa_weight, (int, float)) and self.jepa_weight >= 0):
@@ -128,13 +139,17 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """Every field, except the rate conditioning's while it is off: configs and run fingerprints written
-        before it existed stay what they were."""
+        """Every field, except the rate conditioning's and the interventions' while they are off: configs and
+        run fingerprints written before they existed stay what they were."""
         d = dataclasses.asdict(self)
         if not self.rate_conditioning:
             d.pop("rate_conditioning")
             if self.reference_fs == 100.0:
                 d.pop("reference_fs")
+        if not self.interventions:
+            d.pop("interventions")
+            if self.intervention_dropout == 0.25:
+                d.pop("intervention_dropout")
         return d
 
     @classmethod

@@ -150,8 +150,10 @@ class Transition(nn.Module):
         self.mlp = mlp(cfg.embed_dim, cfg.mlp_ratio, cfg.dropout)
         self.out = nn.LayerNorm(cfg.embed_dim)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(z + self.mlp(self.norm(z)))
+    def forward(self, z: torch.Tensor, drive: torch.Tensor | None = None) -> torch.Tensor:
+        """``drive``: the embedded interventions of the step's target patch, added to the update's input
+        (broadcast against ``z``); ``None`` is no intervention."""
+        return self.out(z + self.mlp(self.norm(z if drive is None else z + drive)))
 
 
 class Decoder(nn.Module):
@@ -198,6 +200,9 @@ class Model(nn.Module):
         if cfg.rate_conditioning:  # zero at first: the model starts as the unconditioned one
             self.rate_embed = nn.Linear(RATE_FEATURES, D, bias=False)
             nn.init.zeros_(self.rate_embed.weight)
+        if cfg.interventions:  # per patch: K * P normalised values, K scale ratios, a presence flag
+            self.intervention_embed = nn.Linear(cfg.interventions * (cfg.patch_size + 1) + 1, D, bias=False)
+            nn.init.zeros_(self.intervention_embed.weight)
 
     # ---- input handling -------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -270,8 +275,39 @@ class Model(nn.Module):
                 z = self.fusions[str(i)](z, mask)
         return self.norm(z), p, mean, std, mask
 
+    # ---- interventions ----------------------------------------------------------------------------
+    def drive(self, u: torch.Tensor | None, std: torch.Tensor, mask: torch.Tensor,
+              present: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The embedded interventions ``(B, T / P, D)`` of ``u`` ``(B, T, K)`` (T a multiple of the patch), or
+        ``None`` without any. Each intervention channel is normalised over the span it is given on (it is known
+        there, future included): ``(u - mean) / std``, its std floored at 1e-3; the log ratio of that std to the
+        signal's (``std`` (B, 1, C), the mean over valid channels) keeps their relative scale. A sample whose
+        ``u`` holds a NaN has no interventions, nor has one whose ``present`` (B,) is False: its features are
+        zero, so its drive is zero and the transition is the unconditioned one."""
+        K = self.config.interventions
+        if not K or u is None:
+            return None
+        B, T, k = u.shape
+        P = self.config.patch_size
+        if k != K or T % P:
+            raise ValueError(f"interventions must have shape (batch, a multiple of {P}, {K}), got {tuple(u.shape)}")
+        u = u.to(std.dtype)
+        given = torch.isfinite(u).all(2).all(1)  # a sample whose interventions are NaN has none
+        present = given if present is None else present & given
+        u = torch.where(given[:, None, None], u, torch.zeros((), dtype=u.dtype, device=u.device))
+        mu, sd = u.mean(1, keepdim=True), u.std(1, keepdim=True, unbiased=False).clamp_min(1e-3)
+        w = mask.to(std.dtype)
+        log_x = (torch.log(std[:, 0]) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B,)
+        ratio = (torch.log(sd[:, 0]) - log_x[:, None]).clamp(-10, 10)       # (B, K)
+        n = T // P
+        patches = ((u - mu) / sd).permute(0, 2, 1).reshape(B, K, n, P).permute(0, 2, 1, 3).reshape(B, n, K * P)
+        feats = torch.cat([patches, ratio[:, None].expand(B, n, K), torch.ones(B, n, 1, dtype=std.dtype,
+                                                                                 device=std.device)], -1)
+        return self.intervention_embed(feats * present.to(std.dtype)[:, None, None])
+
     # ---- training objective ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, fs=None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, fs=None,
+                interventions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss terms for a batch ``x`` (B, L, C) with optional channel mask (B, C) (True = real channel).
 
         forecast: MSE of decode(f(z_t)) vs patch t+1; rollout: the same for f applied j = 2..k times vs
@@ -279,8 +315,12 @@ class Model(nn.Module):
         signal space, all over valid channels only. ``loss`` = forecast + rollout + jepa_weight * jepa.
         """
         cfg = self.config
-        z, p, _, _, mask = self.encode(x, mask, fs=fs)
+        z, p, _, std, mask = self.encode(x, mask, fs=fs)
         N = p.shape[2]
+        present = None
+        if interventions is not None and self.training and cfg.intervention_dropout > 0:
+            present = torch.rand(x.shape[0], device=x.device) >= cfg.intervention_dropout
+        e = self.drive(interventions, std, mask, present)  # (B, N, D) or None
         k = min(cfg.rollout_steps, N - 1)
         if k < 1:
             raise ValueError("need at least two patches per window to forecast")
@@ -293,7 +333,8 @@ class Model(nn.Module):
         target = z.detach()
         h, horizons, jepa = z, [], []
         for j in range(1, k + 1):
-            h = self.transition(h[:, :, :-1])  # h[:, :, t] now predicts latent t + j
+            # h[:, :, t] now predicts latent t + j, stepping into patch t + j under its interventions
+            h = self.transition(h[:, :, :-1], None if e is None else e[:, None, j:])
             horizons.append(masked_mse(self.decoder(h, mask), p[:, :, j:]))
             if cfg.jepa:
                 jepa.append(masked_mse(h, target[:, :, j:]))
@@ -304,7 +345,7 @@ class Model(nn.Module):
         out["loss"] = out["forecast"] + out["rollout"] + cfg.jepa_weight * out["jepa"]
         return out
 
-    def _insight(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int, step):
+    def _insight(self, z: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, steps: int, step, drive=None):
         """The in-context linear forecast of ``steps`` patches (B, C, steps * P) and its weight (B, C, steps, P)
         per lead and sample: the stacking weight of ``model/insight.py``, from the decoded forecasts of the
         context's own latents rolled by ``step`` (the transition the forecast uses) and the AR fit's backtests."""
@@ -313,7 +354,7 @@ class Model(nn.Module):
         ar, backtest, valid = local_forecasts(p.reshape(B, C, N * P), steps * P, self.config.insight_order, P, leads)
         h, weights = z, []
         for j in range(1, leads + 1):
-            h = step(h[:, :, :-1])  # h[:, :, t] now predicts patch t + j
+            h = step(h[:, :, :-1], None if drive is None else drive[:, None, j:N])  # h[:, :, t] predicts t + j
             weights.append(stacking_weight(self.decoder(h, mask), backtest[:, :, :N - j, (j - 1) * P:j * P],
                                            p[:, :, j:], valid[:N - j]))
         gate = torch.stack(weights, 2)  # (B, C, leads, splits)
@@ -332,20 +373,36 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, pred_length: int, adapt: bool = False,
-                mask: torch.Tensor | None = None, fs=None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, fs=None, interventions: torch.Tensor | None = None) -> torch.Tensor:
         """Forecast the next ``pred_length`` samples of each channel from the context ``x`` (B, L, C),
         in the input's physical scale. The last latent is rolled forward one patch per step (by the
         learned transition, or with ``adapt`` the blend of ``model.adapt``), each step is decoded and,
         with ``insight_order`` > 0, blended with the context's own AR forecast by the weight that best
         combines the two predictors' backtests on the context (``model/insight.py``). Padded channels come
         back as zeros. ``fs``: the samples' sampling rates (a number or one per sample; default
-        ``reference_fs``), used by a model with ``rate_conditioning``."""
+        ``reference_fs``), used by a model with ``rate_conditioning``. ``interventions`` (B, L + at least
+        ``pred_length``, K): a model with ``interventions`` inputs' known-ahead values over the context ``x``
+        (L samples) and the forecast, which drive each step; ``None``: forecast without them."""
         if int(pred_length) < 1:
             raise ValueError(f"pred_length must be >= 1, got {pred_length}")
+        P = self.config.patch_size
+        steps = math.ceil(pred_length / P)
+        L = x.shape[1]
         x = self._context(x)
         z, p, mean, std, mask = self.encode(x, mask, fs=fs)
         B, C, N, D = z.shape
-        step = self.transition
+        e = None
+        if interventions is not None and self.config.interventions:
+            u = torch.as_tensor(interventions, device=x.device)
+            if u.ndim != 3 or u.shape[0] != B or u.shape[1] < L + pred_length:
+                raise ValueError(f"interventions must cover the context and the forecast: shape (batch, at least "
+                                 f"{L + pred_length}, {self.config.interventions}), got {tuple(u.shape)}")
+            u = u[:, L - N * P:L + steps * P]
+            if u.shape[1] < (N + steps) * P:  # the rest of the last patch: the last known value
+                u = torch.cat([u, u[:, -1:].expand(B, (N + steps) * P - u.shape[1], u.shape[2])], 1)
+            e = self.drive(u, std, mask)  # (B, N + steps, D)
+        holder = [None]  # the drive of the step being taken, for the adapted transition
+        step = lambda h, d=None: self.transition(h, d)  # noqa: E731
         if adapt:
             if N < 4:
                 raise ValueError("adaptation needs a context of at least four patches")
@@ -353,15 +410,22 @@ class Model(nn.Module):
                 decoded = self.decoder(pred.view(B, C, N - 1, D), mask)
                 return (decoded - p[:, :, 1:]).pow(2).mean((-1, -2)).reshape(B * C)
 
-            blended, _ = adapted_step(self.transition, z.reshape(B * C, N, D), score)
-            step = lambda h: blended(h.reshape((B * C,) + h.shape[2:])).view(h.shape)  # noqa: E731
-        steps = math.ceil(pred_length / self.config.patch_size)
-        P = self.config.patch_size
+            def learned(hh):  # the learned transition under the drive in ``holder`` (per sample, for B * C rows)
+                d = holder[0]
+                return self.transition(hh, None if d is None else d.reshape((B * C,) + d.shape[2:]))
+
+            if e is not None:  # the context's own steps, into patches 1..N-1
+                holder[0] = e[:, None, 1:N].expand(B, C, N - 1, D)
+            blended, _ = adapted_step(learned, z.reshape(B * C, N, D), score)
+
+            def step(h, d=None):
+                holder[0] = None if d is None else d.expand(h.shape[:2] + d.shape[2:])
+                return blended(h.reshape((B * C,) + h.shape[2:])).view(h.shape)
         if self.config.insight_order:
-            ar, gate = self._insight(z, p, mask, steps, self.transition)
+            ar, gate = self._insight(z, p, mask, steps, self.transition, e)
         h, out = z[:, :, -1], []
         for j in range(1, steps + 1):
-            h = step(h)
+            h = step(h, None if e is None else e[:, None, N + j - 1])
             d = self.decoder(h[:, :, None], mask)[:, :, 0]  # (B, C, P)
             if self.config.insight_order:
                 g = gate[:, :, j - 1]
