@@ -66,6 +66,8 @@ class Piece:
     """Synthetic inputs: the index of the setting (system and parameters) this piece generates."""
     target_fs: float | None = None
     """The rate its channels are stored at (``preprocess.rates``); ``None``: the spec's ``target_fs``."""
+    shape: tuple[int, int] | None = None
+    """``(length, stride)`` of its windows (``windows.lengths``); ``None``: the spec's."""
 
 
 @dataclass
@@ -83,16 +85,19 @@ class FilePlan:
 
 def spec_fingerprint(spec: IngestSpec) -> str:
     """What makes windows differ: preprocessing, windowing and split, not the list of sources."""
-    pre = dataclasses.asdict(spec.preprocess)
-    if not pre["rates"]:  # absent as before it existed: stores built then keep their fingerprint
-        del pre["rates"]
-    return content_id(pre, dataclasses.asdict(spec.windows), dataclasses.asdict(spec.split))
+    pre, win = dataclasses.asdict(spec.preprocess), dataclasses.asdict(spec.windows)
+    for d, key in ((pre, "rates"), (win, "lengths"), (win, "strides")):
+        if not d[key]:  # absent as before they existed: stores built then keep their fingerprint
+            del d[key]
+    return content_id(pre, win, dataclasses.asdict(spec.split))
 
 
-def n_windows(n_samples: int, fs: float, spec: IngestSpec, rate: float | None = None) -> int:
-    """Windows that fit in a channel once resampled to its target ``rate`` (default: ``target_fs``)."""
+def n_windows(n_samples: int, fs: float, spec: IngestSpec, rate: float | None = None,
+              shape: tuple[int, int] | None = None) -> int:
+    """Windows that fit in a channel once resampled to its target ``rate`` (default: ``target_fs``), of
+    ``shape`` ``(length, stride)`` (default: the spec's)."""
     n_target = math.floor(n_samples * (spec.preprocess.target_fs if rate is None else rate) / fs + 1e-9)
-    length, stride = spec.windows.length, spec.windows.stride
+    length, stride = shape or (spec.windows.length, spec.windows.stride)
     return 0 if n_target < length else (n_target - length) // stride + 1
 
 
@@ -115,19 +120,20 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
         if not index:
             raise InputError(item.path, "no channels")
         rates = {i: channel_rate(spec, item, infos[i]) for i in index}
+        shapes = {i: spec.windows.shape(stored_modality(item, infos[i])) for i in index}
         if item.derive:
             index = _derivable(item, infos, index, rates)
         plan.channels = ([derived_channel(infos[i].name, d) for i in index for d in item.derive
                           if can_derive(d, infos[i].modality)] if item.derive else [infos[i].name for i in index])
         plan.input_samples = sum(infos[i].n_samples for i in index)
-        counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec, rates[i]) for i in index}
+        counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec, rates[i], shapes[i]) for i in index}
         usable = [i for i in index if counts[i] > 0]
         if not usable:
             longest = max(infos[i].n_samples / infos[i].fs for i in index)
-            need = min(spec.windows.length / rates[i] for i in index)
+            need = min(shapes[i][0] / rates[i] for i in index)
             plan.status, plan.reason = "skipped", f"shorter than one window ({longest:.2f} s < {need:.2f} s)"
             return plan
-        plan.pieces = _cut(item, plan, infos, usable, counts, spec, rates)
+        plan.pieces = _cut(item, plan, infos, usable, counts, spec, rates, shapes)
     except Nw2Error as err:
         plan.status, plan.reason = "failed", _one_line(err, item.path)
     except Exception as err:  # a reader library choking on a malformed file
@@ -135,14 +141,19 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
     return plan
 
 
-def channel_rate(spec: IngestSpec, item: InputFile, info) -> float:
-    """The rate a channel is stored at: its modality's in ``preprocess.rates``, else ``target_fs``; for a
-    ``derive`` source, the stored series' modality's (``hr`` for a heart rate made from an ECG)."""
+def stored_modality(item: InputFile, info) -> str:
+    """The modality a channel's windows are stored under: its own, or for a ``derive`` source the derived
+    series' (``hr`` for a heart rate made from an ECG)."""
     if item.derive:
         made = [DERIVED_SERIES[d]["modality"] for d in item.derive if can_derive(d, info.modality)]
         if made:
-            return spec.preprocess.rate(made[0])
-    return spec.preprocess.rate(info.modality)
+            return made[0]
+    return info.modality
+
+
+def channel_rate(spec: IngestSpec, item: InputFile, info) -> float:
+    """The rate a channel is stored at: its stored modality's in ``preprocess.rates``, else ``target_fs``."""
+    return spec.preprocess.rate(stored_modality(item, info))
 
 
 def _derivable(item: InputFile, infos, index: list[int], rates: dict[int, float]) -> list[int]:
@@ -183,35 +194,37 @@ def _plan_synthetic(item: SyntheticInput, spec: IngestSpec) -> FilePlan:
     return plan
 
 
-def _cut(item, plan, infos, usable, counts, spec, rates) -> list[Piece]:
-    """Group channels of one target rate so a piece holds at most ``max_piece_samples`` source samples, and
-    split channels longer than that in time, along window boundaries (a piece has one rate, so its windows
-    ``k0 <= k < k1`` span one stretch of time)."""
+def _cut(item, plan, infos, usable, counts, spec, rates, shapes) -> list[Piece]:
+    """Group channels of one target rate and window shape so a piece holds at most ``max_piece_samples``
+    source samples, and split channels longer than that in time, along window boundaries (a piece has one
+    rate and shape, so its windows ``k0 <= k < k1`` span one stretch of time)."""
     budget = spec.max_piece_samples
-    per_window = {i: spec.windows.stride / rates[i] * infos[i].fs for i in usable}
+    per_window = {i: shapes[i][1] / rates[i] * infos[i].fs for i in usable}
     groups = []
-    for rate in dict.fromkeys(rates[i] for i in usable):
+    for kind in dict.fromkeys((rates[i], shapes[i]) for i in usable):
         current, size = [], 0
-        for i in (i for i in usable if rates[i] == rate):
+        for i in (i for i in usable if (rates[i], shapes[i]) == kind):
             if current and size + infos[i].n_samples > budget:
-                groups.append((rate, current))
+                groups.append((kind, current))
                 current, size = [], 0
             current.append(i)
             size += infos[i].n_samples
-        groups.append((rate, current))
+        groups.append((kind, current))
     fingerprint = spec_fingerprint(spec)
+    default = (spec.preprocess.target_fs, (spec.windows.length, spec.windows.stride))
     pieces = []
-    for rate, group in groups:
+    for (rate, shape), group in groups:
         total = max(counts[i] for i in group)
         chunk = max(1, int(budget // max(1.0, sum(per_window[i] for i in group))))
         for k0 in range(0, total, chunk):
             k1 = min(total, k0 + chunk)
-            # the rate joins the id only when it is not target_fs, so stores built before rates keep their ids
-            rated = () if rate == spec.preprocess.target_fs else ("rate", repr(rate))
+            # rate and shape join the id only when not the spec's own, so stores built before keep their ids
+            kind = () if (rate, shape) == default else ("rate", repr(rate), "shape", *shape)
             pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1,
-                             *(("derive",) + item.derive if item.derive else ()), *rated)
+                             *(("derive",) + item.derive if item.derive else ()), *kind)
             samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
-            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples, target_fs=rate))
+            pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples, target_fs=rate,
+                                shape=None if shape == default[1] else shape))
     return pieces
 
 
@@ -257,7 +270,7 @@ _ROWS_PER_BLOCK = 256
 def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table | None:
     """The windows of a piece as a table in the store's schema, or ``None`` when none was kept."""
     tfs = spec.preprocess.target_fs if piece.target_fs is None else piece.target_fs
-    length, stride = spec.windows.length, spec.windows.stride
+    length, stride = piece.shape or (spec.windows.length, spec.windows.stride)
     t_first = piece.k0 * stride / tfs
     t_last = (piece.k1 - 1) * stride / tfs + length / tfs
     if isinstance(piece.input, SyntheticInput):
@@ -319,9 +332,9 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, tfs: float, stats: dict, c
     :func:`windows.quality_problems`, detrend and normalization row-wise on a 2-D array of windows.
     ``group_ids`` caches group ids across the channels of the piece (they share them)."""
     pre, wspec = spec.preprocess, spec.windows
-    length = wspec.length
+    length, stride = piece.shape or (wspec.length, wspec.stride)
     y, mask = _prepare(rec, spec, tfs)
-    t0 = np.arange(piece.k0, piece.k1) * wspec.stride / tfs
+    t0 = np.arange(piece.k0, piece.k1) * stride / tfs
     j = np.rint((t0 - rec.offset_s) * tfs).astype(np.int64)
     covered = (j >= 0) & (j + length <= y.size)  # channels of unequal length
     t0, j = t0[covered], j[covered]

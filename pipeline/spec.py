@@ -159,6 +159,17 @@ class WindowSpec:
     """Shortest constant stretch, in seconds at the source rate, counted as flat-lined."""
     max_clipped: float = 0.2
     """Drop a window when more than this fraction of samples sits at its minimum or maximum."""
+    lengths: dict = field(default_factory=dict)
+    """Window length per modality, in samples at that modality's rate (``{ecg: 2048, hr: 256}``), overriding
+    ``length``; its stride keeps ``stride / length`` unless ``strides`` sets it."""
+    strides: dict = field(default_factory=dict)
+    """Stride per modality, in samples at its rate, overriding the one ``lengths`` implies."""
+
+    def shape(self, modality: str) -> tuple[int, int]:
+        """``(length, stride)`` of the windows of a channel of ``modality``."""
+        length = int(self.lengths.get(modality, self.length))
+        default = self.stride if modality not in self.lengths else max(1, round(length * self.stride / self.length))
+        return length, int(self.strides.get(modality, default))
 
 
 @dataclass(frozen=True)
@@ -449,6 +460,12 @@ def _validate(spec: IngestSpec, where: str) -> None:
         raise SpecError(f"{where}.preprocess.notch: must lie below target_fs/2 = {pre.target_fs / 2}")
     if win.length < 8 or win.stride < 1:
         raise SpecError(f"{where}.windows: length must be >= 8 and stride >= 1")
+    for name, least in (("lengths", 8), ("strides", 1)):
+        for modality, value in getattr(win, name).items():
+            if modality not in MODALITIES:
+                raise SpecError(f"{where}.windows.{name}: {modality!r} is not a modality ({', '.join(MODALITIES)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise SpecError(f"{where}.windows.{name}.{modality}: must be an integer >= {least}, not {value!r}")
     for name in ("max_missing", "max_flat", "max_clipped"):
         if not 0 <= getattr(win, name) <= 1:
             raise SpecError(f"{where}.windows.{name}: must lie in [0, 1]")

@@ -61,11 +61,36 @@ def test_rates_that_cannot_work_are_spec_errors(preprocess, message):
         spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}], "preprocess": preprocess})
 
 
-def test_a_spec_without_rates_keeps_the_fingerprint_stores_were_built_with():
+def test_a_spec_without_rates_or_lengths_keeps_the_fingerprint_stores_were_built_with():
     spec = spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}]})
-    pre = dataclasses.asdict(spec.preprocess)
-    del pre["rates"]
-    before = content_id(pre, dataclasses.asdict(spec.windows), dataclasses.asdict(spec.split))
+    pre, win = dataclasses.asdict(spec.preprocess), dataclasses.asdict(spec.windows)
+    del pre["rates"], win["lengths"], win["strides"]
+    before = content_id(pre, win, dataclasses.asdict(spec.split))
     assert spec_fingerprint(spec) == before
     rated = dataclasses.replace(spec, preprocess=dataclasses.replace(spec.preprocess, rates={"ecg": 250}))
     assert spec_fingerprint(rated) != before
+    longer = dataclasses.replace(spec, windows=dataclasses.replace(spec.windows, lengths={"ecg": 2048}))
+    assert spec_fingerprint(longer) != before
+
+
+def test_window_lengths_per_modality_give_each_its_own_span(tmp_path):
+    t = _ingest(tmp_path, "name: lengths\nsources: [{dataset: medical, sample: pyphysio_medical}]\n"
+                          "preprocess: {target_fs: 100, rates: {ecg: 256, eda: 4}}\n"
+                          "windows: {length: 256, stride: 128, lengths: {ecg: 2048, eda: 64}, strides: {eda: 16}}\n"
+                          "metrics: {enabled: false}\n", name="lengths")
+    got = {r["modality"]: (r["fs"], r["length"], r["len"])
+           for r in t.group_by("modality", "fs", "length").len().iter_rows(named=True)}
+    # ECG 8-s windows every 4 s (stride keeps length / 2), EDA 16-s windows every 4 s, the rest 2.56 s every 1.28 s
+    assert got["ecg"] == (256.0, 2048, 29) and got["eda"] == (4.0, 64, 27) and got["ppg"][:2] == (100.0, 256)
+    ecg = t.filter(pl.col("modality") == "ecg").sort("start_s")
+    assert np.allclose(np.diff(ecg["start_s"].to_numpy()), 4.0)
+
+
+@pytest.mark.parametrize("windows, message", [
+    ({"lengths": {"ecgg": 512}}, r"windows\.lengths: 'ecgg' is not a modality"),
+    ({"lengths": {"ecg": 4}}, r"windows\.lengths\.ecg: must be an integer >= 8"),
+    ({"strides": {"ecg": 0}}, r"windows\.strides\.ecg: must be an integer >= 1"),
+])
+def test_window_shapes_that_cannot_work_are_spec_errors(windows, message):
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}], "windows": windows})
