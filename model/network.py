@@ -277,11 +277,12 @@ class Model(nn.Module):
 
     # ---- interventions ----------------------------------------------------------------------------
     def drive(self, u: torch.Tensor | None, std: torch.Tensor, mask: torch.Tensor,
-              present: torch.Tensor | None = None) -> torch.Tensor | None:
+              present: torch.Tensor | None = None, known: int | None = None) -> torch.Tensor | None:
         """The embedded interventions ``(B, T / P, D)`` of ``u`` ``(B, T, K)`` (T a multiple of the patch), or
         ``None`` without any. Each intervention channel is normalised over the span it is given on (it is known
         there, future included): ``(u - mean) / std``, its std floored at 1e-3; the log ratio of that std to the
-        signal's (``std`` (B, 1, C), the mean over valid channels) keeps their relative scale. A sample whose
+        signal's (``std`` (B, 1, C), the mean over valid channels) keeps their relative scale; ``known``: the
+        samples the statistics are taken over (the rest pads the last patch). A sample whose
         ``u`` holds a NaN has no interventions, nor has one whose ``present`` (B,) is False: its features are
         zero, so its drive is zero and the transition is the unconditioned one."""
         K = self.config.interventions
@@ -295,7 +296,8 @@ class Model(nn.Module):
         given = torch.isfinite(u).all(2).all(1)  # a sample whose interventions are NaN has none
         present = given if present is None else present & given
         u = torch.where(given[:, None, None], u, torch.zeros((), dtype=u.dtype, device=u.device))
-        mu, sd = u.mean(1, keepdim=True), u.std(1, keepdim=True, unbiased=False).clamp_min(1e-3)
+        span = u if known is None else u[:, :known]
+        mu, sd = span.mean(1, keepdim=True), span.std(1, keepdim=True, unbiased=False).clamp_min(1e-3)
         w = mask.to(std.dtype)
         log_x = (torch.log(std[:, 0]) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B,)
         ratio = (torch.log(sd[:, 0]) - log_x[:, None]).clamp(-10, 10)       # (B, K)
@@ -392,15 +394,21 @@ class Model(nn.Module):
         z, p, mean, std, mask = self.encode(x, mask, fs=fs)
         B, C, N, D = z.shape
         e = None
-        if interventions is not None and self.config.interventions:
+        if interventions is not None:
+            K = self.config.interventions
             u = torch.as_tensor(interventions, device=x.device)
-            if u.ndim != 3 or u.shape[0] != B or u.shape[1] < L + pred_length:
-                raise ValueError(f"interventions must cover the context and the forecast: shape (batch, at least "
-                                 f"{L + pred_length}, {self.config.interventions}), got {tuple(u.shape)}")
-            u = u[:, L - N * P:L + steps * P]
-            if u.shape[1] < (N + steps) * P:  # the rest of the last patch: the last known value
-                u = torch.cat([u, u[:, -1:].expand(B, (N + steps) * P - u.shape[1], u.shape[2])], 1)
-            e = self.drive(u, std, mask)  # (B, N + steps, D)
+            if not K:
+                raise ValueError("this model has no intervention inputs (ModelConfig.interventions = 0): "
+                                 "forecast without interventions")
+            if u.ndim != 3 or u.shape[0] != B or u.shape[2] != K or u.shape[1] < L + pred_length:
+                raise ValueError(f"interventions must cover the context and the forecast: shape ({B}, at least "
+                                 f"{L + pred_length}, {K}), got {tuple(u.shape)}")
+            # the context and the forecast only: values past pred_length must not change it
+            u = u[:, L - N * P:L + pred_length]
+            known = u.shape[1]
+            if known < (N + steps) * P:  # the rest of the last patch: the last known value
+                u = torch.cat([u, u[:, -1:].expand(B, (N + steps) * P - known, K)], 1)
+            e = self.drive(u, std, mask, known=known)  # (B, N + steps, D)
         holder = [None]  # the drive of the step being taken, for the adapted transition
         step = lambda h, d=None: self.transition(h, d)  # noqa: E731
         if adapt:

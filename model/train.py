@@ -109,6 +109,10 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str | Non
         model_cfg = base.replace(**model_over) if model_over else base
     except ValueError as exc:
         raise Nw2Error(str(exc)) from None
+    if model_cfg.interventions:  # its inputs would never be fed (and DDP would refuse the unused map)
+        raise Nw2Error(f"the model config has {model_cfg.interventions} intervention input(s), but corpora do not "
+                       f"carry interventions to nw2 pretrain yet: set interventions to 0, or train through the "
+                       f"Python API (Model.forward(x, interventions=u))")
     return model_cfg, TrainConfig(corpus=str(corpus), out=str(out), **train_over)
 
 

@@ -224,22 +224,40 @@ def derived_channel(channel: str, name: str) -> str:
 def derived_records(records: list[Record], names: tuple[str, ...], out_fs: float) -> list[Record]:
     """The ingest step of a source with ``derive``: every record of a modality a series of ``names`` is made
     from becomes that series (one record per series and source channel, at ``out_fs``); the others are left
-    out. A stretch the series cannot be made from (flat, no beats) comes back all NaN, so its windows are
-    dropped as missing, and the rest of the recording is kept."""
+    out. Missing source samples (NaN, inf) are interpolated for the detectors and every grid step that holds
+    one is NaN in the series, so a gap costs its own windows only (dropped as missing beyond
+    ``max_missing``). A stretch the series cannot be made from (flat, no beats) comes back all NaN the same
+    way, and the rest of the recording is kept."""
+    from nw2.pipeline.preprocess import fill_missing
+
     _neurokit()  # without it every stretch would look underivable: say so instead
     out = []
     for rec in records:
+        missing = ~np.isfinite(rec.samples)
+        signal = fill_missing(np.asarray(rec.samples, dtype=np.float64), missing) if missing.any() else rec.samples
+        times = grid(rec.offset_s, rec.samples.size / rec.fs, out_fs)
         for name in names:
             if not can_derive(name, rec.modality):
                 continue
             unit = SERIES[name]["unit"] or rec.unit
             try:
-                series = derive(rec.samples, rec.fs, rec.modality, name, out_fs, rec.unit, rec.offset_s)
-                values, start = series.values, series.start_s
+                series = derive(signal, rec.fs, rec.modality, name, out_fs, rec.unit, rec.offset_s)
+                values, start = series.values.copy(), series.start_s
             except DeriveError:
-                times = grid(rec.offset_s, rec.samples.size / rec.fs, out_fs)
                 values, start = np.full(times.size, np.nan), float(times[0]) if times.size else rec.offset_s
+            if missing.any() and values.size:
+                values[_steps_holding(missing, rec.fs, rec.offset_s, start, out_fs, values.size)] = np.nan
             out.append(dataclasses.replace(rec, channel=derived_channel(rec.channel, name),
                                            modality=SERIES[name]["modality"], unit=unit, fs=out_fs,
                                            samples=values, offset_s=start, labels=None))
     return out
+
+
+def _steps_holding(missing: np.ndarray, fs: float, offset_s: float, start_s: float, out_fs: float,
+                   n: int) -> np.ndarray:
+    """Which of ``n`` grid steps ``[start + j / out_fs, start + (j + 1) / out_fs)`` hold a missing sample."""
+    idx = np.flatnonzero(missing)
+    step = np.floor(((offset_s + idx / fs) - start_s) * out_fs + 1e-9).astype(np.int64)
+    hit = np.zeros(n, bool)
+    hit[step[(step >= 0) & (step < n)]] = True
+    return hit

@@ -446,6 +446,14 @@ def _validate(spec: IngestSpec, where: str) -> None:
             raise SpecError(f"{where}.preprocess.rates: {modality!r} is not a modality ({', '.join(MODALITIES)})")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise SpecError(f"{where}.preprocess.rates.{modality}: must be a positive number of Hz, not {rate!r}")
+    generated = _synthetic_modalities(spec)
+    for name, keys in (("preprocess.rates", pre.rates), ("windows.lengths", win.lengths),
+                       ("windows.strides", win.strides)):
+        clash = sorted(generated & set(keys))
+        if clash:
+            raise SpecError(f"{where}.{name}: {clash[0]!r} is also a modality of this spec's synthetic sources, which "
+                            f"are generated at target_fs and windows.length; drop it, or give the synthetic "
+                            f"source its own spec")
     for name, rate in [(f"rates.{m}", float(r)) for m, r in pre.rates.items()]:
         if pre.bandpass is not None and not pre.bandpass[1] < rate / 2:
             raise SpecError(f"{where}.preprocess.bandpass: its high edge {pre.bandpass[1]:g} Hz must lie below half "
@@ -478,6 +486,21 @@ def _validate(spec: IngestSpec, where: str) -> None:
     validate_metrics(spec.metrics, f"{where}.metrics")
     validate_balance(spec.balance, f"{where}.balance")
     validate_experiment(spec.experiment, f"{where}.experiment")
+
+
+def _synthetic_modalities(spec: IngestSpec) -> set[str]:
+    """The modalities the spec's synthetic sources generate (``synthetic`` for dysts, the simulators' own)."""
+    out: set[str] = set()
+    for src in spec.sources:
+        if isinstance(src, SyntheticSourceSpec):
+            if src.generator == "dysts":
+                out.add("synthetic")
+            else:
+                from nw2.pipeline.synthetic.physio import SIGNALS
+
+                names = src.systems or tuple(SIGNALS) + tuple(src.sweeps if isinstance(src.sweeps, dict) else ())
+                out |= {SIGNALS[n].modality for n in names if n in SIGNALS}
+    return out
 
 
 def validate_synthetic(src: SyntheticSourceSpec, where: str) -> None:

@@ -287,3 +287,18 @@ def test_pyhrv_hour_of_nn_intervals_ingests_as_minute_level_heart_rate(tmp_path)
     hr = t.filter(pl.col("channel") == "heart_rate")
     level = np.mean([np.mean(np.asarray(s) * sc + of) for s, sc, of in zip(hr["samples"], hr["scale"], hr["offset"])])
     assert abs(level - mean_rate) < 1.5
+
+
+def test_a_gap_in_the_waveform_costs_its_own_seconds_not_the_recording():
+    from nw2.pipeline.derive import derived_records
+    from nw2.pipeline.records import Record
+
+    ecg = nk.ecg_simulate(duration=120, sampling_rate=250, heart_rate=70, random_state=0)
+    ecg[1000] = np.nan                                         # one lost sample at 4 s
+    ecg[250 * 60:250 * 63] = np.nan                            # and a 3-s dropout at 60-63 s
+    rec = Record("d", "s", "r", "ecg", "ecg", "mV", 250.0, ecg)
+    (hr,) = derived_records([rec], ("heart_rate",), 1.0)
+    assert hr.channel == "ecg:heart_rate" and hr.samples.size == 120
+    assert np.isnan(hr.samples[[4, 60, 61, 62]]).all()         # the grid steps that held a missing sample
+    kept = np.isfinite(hr.samples)
+    assert kept.sum() >= 110 and abs(np.median(hr.samples[kept]) - 70) < 2.0

@@ -94,3 +94,13 @@ def test_window_lengths_per_modality_give_each_its_own_span(tmp_path):
 def test_window_shapes_that_cannot_work_are_spec_errors(windows, message):
     with pytest.raises(SpecError, match=message):
         spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"}], "windows": windows})
+
+
+def test_rates_for_a_modality_that_synthetic_sources_generate_are_refused():
+    with pytest.raises(SpecError, match=r"preprocess\.rates: 'ecg' is also a modality of this spec's synthetic"):
+        spec_from_dict({"name": "x", "sources": [{"dataset": "m", "sample": "mitbih_208"},
+                                                 {"kind": "synthetic", "generator": "physio", "systems": ["ecg"]}],
+                        "preprocess": {"rates": {"ecg": 256}}})
+    with pytest.raises(SpecError, match=r"windows\.lengths: 'synthetic'"):
+        spec_from_dict({"name": "x", "sources": [{"kind": "synthetic", "generator": "dysts", "systems": ["Lorenz"]}],
+                        "windows": {"lengths": {"synthetic": 512}}})

@@ -115,3 +115,30 @@ def test_absent_interventions_leave_the_model_as_it_was_and_bad_ones_are_refused
     assert "interventions" not in ModelConfig().to_dict() and ModelConfig(interventions=1).to_dict()["interventions"] == 1
     with pytest.raises(ValueError, match="intervention_dropout"):
         ModelConfig(interventions=1, intervention_dropout=1.0)
+
+
+def test_interventions_past_the_horizon_do_not_change_the_forecast_and_misuse_is_named():
+    torch.manual_seed(0)
+    model = Model(ModelConfig(**SHAPE, interventions=1)).eval()
+    with torch.no_grad():
+        model.intervention_embed.weight.normal_()
+    x, u = torch.randn(2, 150, 1), torch.randn(2, 150 + 32, 1)
+    short = model.predict(x, 10, interventions=u[:, :160])
+    assert torch.equal(short, model.predict(x, 10, interventions=u))                 # samples past 160 unused
+    assert torch.equal(model.predict(x, 10, adapt=True, interventions=u[:, :160]),
+                       model.predict(x, 10, adapt=True, interventions=u))
+    with pytest.raises(ValueError, match=r"shape \(2, at least 160, 1\), got \(2, 160, 3\)"):
+        model.predict(x, 10, interventions=torch.randn(2, 160, 3))
+    plain = Model(ModelConfig(**SHAPE)).eval()
+    with pytest.raises(ValueError, match="no intervention inputs"):
+        plain.predict(x, 10, interventions=u)
+
+
+def test_nw2_pretrain_refuses_a_model_whose_interventions_it_cannot_feed(tmp_path):
+    from nw2.core.errors import Nw2Error
+    from nw2.model.train import resolve
+
+    config = tmp_path / "iv.json"
+    config.write_text(ModelConfig(**SHAPE, interventions=1).to_json())
+    with pytest.raises(Nw2Error, match="do not carry interventions to nw2 pretrain yet"):
+        resolve(tmp_path / "corpus", tmp_path / "run", str(config), {})
