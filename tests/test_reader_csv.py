@@ -61,8 +61,22 @@ def test_headerless_csv_needs_a_rate(sample, tmp_path):
 def test_non_numeric_column_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,x\n2,y\n")
-    with pytest.raises(InputError, match=r"bad.csv: column 'b' is not numeric"):
+    with pytest.raises(InputError, match=r"bad.csv: column 'b' is not numeric \(String, e.g. 'x'\): drop it"):
         csv.probe(bad, ReadOptions(fs=10.0))
+
+
+def test_one_bad_cell_is_named_with_its_row_and_can_be_read_as_missing(tmp_path):
+    rows = [f"{i},{np.sin(i / 5):.4f}" for i in range(200)]
+    rows[57] = "57,ERR"
+    rows[120] = "120, --"
+    bad = tmp_path / "ppg.csv"
+    bad.write_text("n,ppg\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"column 'ppg' is not numeric: data row 58 holds 'ERR' \(2 such cells\); "
+                                         r"fix them, or set extra.non_numeric: missing"):
+        csv.probe(bad, ReadOptions(fs=10.0))
+    (rec,) = csv.read(bad, ReadOptions(fs=10.0, extra={"non_numeric": "missing"}), [1])
+    assert rec.samples.size == 200 and np.isnan(rec.samples[[57, 120]]).all()
+    assert np.isfinite(np.delete(rec.samples, [57, 120])).all()
 
 
 @pytest.mark.parametrize("name,channel,fs,n", [

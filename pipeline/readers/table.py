@@ -17,6 +17,25 @@ TIME_NAMES = ("time", "timestamp", "datetime", "timer", "t", "time_s", "seconds"
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
+def _numeric(col: pl.Series, path, opts: ReadOptions) -> pl.Series:
+    """A text column of numbers with some cells that are not (``ERR``, ``--``): as floats with those cells
+    missing when ``extra["non_numeric"]`` is ``missing``; else InputError naming the first such cell, how many
+    there are, and that option."""
+    values = col.cast(pl.String).str.strip_chars()
+    parsed = values.cast(pl.Float64, strict=False)
+    bad = parsed.is_null() & values.is_not_null() & (values != "")
+    count = int(bad.sum())
+    if count == 0 or opts.extra.get("non_numeric") == "missing":
+        return parsed.alias(col.name)
+    if count == col.len() - int(values.is_null().sum()):
+        raise InputError(path, f"column {col.name!r} is not numeric ({col.dtype}, e.g. {values[0]!r}): "
+                               f"drop it with channels, or name it label_column or time_column")
+    row = int(bad.arg_max())
+    raise InputError(path, f"column {col.name!r} is not numeric: data row {row + 1} holds {values[row]!r} "
+                           f"({count} such cell{'s' if count > 1 else ''}); fix them, or set "
+                           f"extra.non_numeric: missing to read them as missing samples")
+
+
 def time_column(df: pl.DataFrame, opts: ReadOptions, path) -> str | None:
     if opts.time_column:
         if opts.time_column not in df.columns:
@@ -99,7 +118,7 @@ class Table:
             raise InputError(path, "no signal columns")
         for name in self.channels:
             if not (df[name].dtype.is_numeric() or df[name].dtype == pl.Null):
-                raise InputError(path, f"column {name!r} is not numeric ({df[name].dtype})")
+                df = df.with_columns(_numeric(df[name], path, opts))
         self.df = df
 
     def probe(self) -> list[ChannelInfo]:
