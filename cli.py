@@ -225,6 +225,36 @@ def balance(
     typer.echo(describe(result))
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's stop, ``kill``) ends the run the way Ctrl-C does: with its one-line message."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _interrupted_run(corpus: str, out: str) -> None:
+    """Ctrl-C (or SIGTERM turned into one) during ``nw2 pretrain``: mark the run ``interrupted`` and say what is
+    kept and how to continue, in one line; exit 130 like any interrupted command."""
+    import dataclasses
+
+    from nw2.artifacts.run import Run
+
+    run = Run(out)
+    info = run.info() if run.info_path.is_file() else None
+    if info is not None and info.status == "running" and int(os.environ.get("RANK", "0")) == 0:
+        run.write_info(dataclasses.replace(info, status="interrupted"))
+    kept = run.checkpoints()
+    what = (f"its checkpoints up to {kept[-1].name}" if kept else "no checkpoint yet (a resume starts over)")
+    typer.secho(f"interrupted: {out} keeps {what}; continue with: nw2 pretrain {corpus} --out {out} --resume",
+                fg=typer.colors.RED, err=True)
+    raise typer.Exit(130)
+
+
 @app.command()
 @with_config_options(PRETRAIN_FLAGS, before="progress")  # the ModelConfig and TrainConfig flags
 def pretrain(
@@ -243,6 +273,7 @@ def pretrain(
     from nw2.model.train import pretrain as run_pretrain
     from nw2.model.train import prepare, resolve
 
+    _terminate_as_interrupt()
     try:
         model_cfg, train_cfg = resolve(corpus, out, config, overrides, resume=resume)
         prepared = prepare(model_cfg, train_cfg, resume=resume)
@@ -250,6 +281,8 @@ def pretrain(
                               log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted_run(corpus, out)
     if result is not None and int(os.environ.get("RANK", "0")) != 0:
         return  # one rank of a torchrun job: rank 0 reports
     run_dir = Run(out)

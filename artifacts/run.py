@@ -47,7 +47,7 @@ class RunInfo(Meta):
     ``store_json_sha256`` (a store)."""
     remark: str
     status: str
-    """``running`` or ``finished``."""
+    """``running``, ``finished``, or ``interrupted`` (Ctrl-C; ``--resume`` continues it)."""
     parameters: int
     device: str
     precision: str

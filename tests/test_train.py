@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import os
 import signal
 import subprocess
 import sys
@@ -335,3 +336,47 @@ def test_init_from_starts_from_the_saved_weights_and_takes_their_config(single, 
                     "not a shipped checkpoint")
     _one_line_error(nw2("pretrain", corpus, "--out", tmp_path / "r5", "--init-from", single / "model",
                         "--embed-dim", "48"), "do not fit")
+
+
+def test_an_interrupted_run_says_what_it_kept_and_how_to_resume(corpus, tmp_path):
+    """Ctrl-C (SIGINT) mid-run: one nw2 line naming the last checkpoint and the --resume command, exit 130,
+    run.json ``interrupted``; --resume then finishes the run."""
+    args = ["pretrain", str(corpus), *SMALL, "--epochs", "2", "--save-every-steps", "2", "--keep-checkpoints", "0"]
+    run, paused, err = tmp_path / "run", tmp_path / "paused", tmp_path / "err"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", PAUSING, "2", str(paused), *args, "--out", str(run)],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paused.exists() and proc.poll() is None, err.read_text()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [line for line in err.read_text().splitlines() if line.strip()]
+    assert lines[-1] == (f"interrupted: {run} keeps its checkpoints up to ckpt-000000002.pt; continue with: "
+                         f"nw2 pretrain {corpus} --out {run} --resume")
+    assert "Traceback" not in err.read_text()
+    assert meta(run)["status"] == "interrupted"
+    resumed = subprocess.run([sys.executable, "-m", "nw2.cli", "pretrain", str(corpus), "--out", str(run), "--resume",
+                              "--no-progress"], cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "from ckpt-000000002.pt" in resumed.stdout + resumed.stderr and meta(run)["status"] == "finished"
+
+
+def test_sigterm_interrupts_nw2_pretrain_as_ctrl_c_does():
+    """A scheduler's SIGTERM takes the Ctrl-C path above (its message, run.json, exit 130)."""
+    from nw2.cli import _terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _terminate_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                                      # the handler raises before this ends
+    finally:
+        signal.signal(signal.SIGTERM, before)
