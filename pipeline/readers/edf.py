@@ -7,6 +7,11 @@ events become ``Record.annotations``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import re
 from pathlib import Path
 
@@ -30,12 +35,37 @@ def sniff(path: str | Path, head: bytes) -> bool:
     return head.startswith(b"0       ") or head.startswith(b"\xffBIOSEMI")
 
 
+@contextlib.contextmanager
+def _c_stdout_captured(into: list[str]):
+    """Route what C code prints on file descriptor 1 into ``into`` (pyedflib's parser prints ``filesize 30000 !=
+    2114*60+768`` there on a truncated file, past Python's ``sys.stdout``), so it reaches the file's one-line
+    reason instead of the user's terminal."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real descriptor 1 (an embedding host): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            into.append(sink.read(4096).decode("utf-8", "replace").strip())
+
+
 def _open(path: str | Path):
-    """An open ``EdfReader``; pyedflib's ``OSError`` on a bad file becomes :class:`InputError`."""
+    """An open ``EdfReader``; pyedflib's ``OSError`` on a bad file becomes :class:`InputError`, with what its
+    C parser printed (never on the terminal)."""
     import pyedflib
 
+    printed: list[str] = []
     try:
-        return pyedflib.EdfReader(str(path))
+        with _c_stdout_captured(printed):
+            return pyedflib.EdfReader(str(path))
     except FileNotFoundError:
         raise InputError(path, "cannot open (no such file)") from None
     except OSError as err:
@@ -44,7 +74,9 @@ def _open(path: str | Path):
         if msg.startswith(f"{path}:"):
             msg = msg[len(f"{path}:"):].strip()
         first = msg.splitlines()[0] if msg else "unreadable"
-        raise InputError(path, f"not a valid EDF/BDF file: {first}") from None
+        said = " ".join(printed).split("\n")[0].strip()[:120]
+        raise InputError(path, f"not a valid EDF/BDF file: {first}" + (f"; the parser says: {said}" if said else "")
+                         ) from None
 
 
 def _modality(label: str, transducer: str) -> str:
