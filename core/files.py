@@ -124,10 +124,13 @@ class Folder:
 
     # writing
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write ``rel`` under a temporary name in its directory, then move it into place."""
+        """Write ``rel`` under a temporary name in its directory, then move it into place. The temporary
+        name ends in ``.partial``, so a write that never finished (a killed worker, a full disk) leaves
+        nothing that ``data/*.parquet`` globs of pyarrow, polars or DuckDB would pick up."""
         final = self.path(rel)
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-        tmp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
+        tmp = posixpath.join(posixpath.dirname(final),
+                             f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}.partial")
         with self.fs.open(tmp, "wb") as fh:
             fh.write(data)
         self.fs.mv(tmp, final)

@@ -197,3 +197,28 @@ def test_map_then_returns_results_in_input_order(scheduler):
                 assert time.monotonic() < deadline, "workers did not import pipeline.pieces"
                 time.sleep(0.2)
     assert "NW2_WORKER_IMPORTS" not in os.environ
+
+
+def test_a_write_killed_mid_part_leaves_nothing_the_documented_readers_trip_on(demo_store_copy, monkeypatch):
+    """A part write that never finished (here: its final move fails, as a killed worker's would never happen)
+    leaves a temporary file; pyarrow, polars and DuckDB still read the store's ``data/*.parquet``."""
+    import duckdb
+    import polars as pl
+
+    from nw2.artifacts.store import WindowStore
+
+    store = WindowStore(str(demo_store_copy))
+    table = pq.read_table(next((demo_store_copy / "data").glob("*.parquet")))
+
+    def killed(src, dst, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.fs, "mv", killed)
+    with pytest.raises(OSError):
+        store.write_part("0" * 32, table)
+    debris = [p.name for p in (demo_store_copy / "data").iterdir() if p.name.startswith(".tmp-")]
+    assert len(debris) == 1 and debris[0].endswith(".parquet.partial")
+    rows = sum(pq.read_metadata(p).num_rows for p in (demo_store_copy / "data").glob("*.parquet"))
+    assert pl.scan_parquet(demo_store_copy / "data" / "*.parquet").select(pl.len()).collect().item() == rows
+    con = duckdb.connect()
+    assert con.execute(f"select count(*) from read_parquet('{demo_store_copy}/data/*.parquet')").fetchone()[0] == rows
