@@ -204,7 +204,12 @@ def normalize_rows(rows: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarra
     if method == "none":
         return rows, np.ones(rows.shape[0]), np.zeros(rows.shape[0])
     if method == "zscore":
-        offset, scale = np.mean(rows, axis=1), np.std(rows, axis=1)
+        # each row measured in units of its own largest deviation first: the squares of 1e-310 underflow to
+        # 0 and those of 1e300 overflow, either way leaving a scale of 1 and windows of zeros or of inf
+        offset = np.mean(rows, axis=1)
+        unit = np.max(np.abs(rows - offset[:, None]), axis=1)
+        unit = np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)
+        scale = np.std((rows - offset[:, None]) / unit[:, None], axis=1) * unit
     elif method == "robust":
         q1, offset, q3 = np.percentile(rows, [25, 50, 75], axis=1)
         scale = (q3 - q1) / 1.349

@@ -144,3 +144,24 @@ def test_an_evaluation_never_replaces_a_users_metrics_json(demo_corpus, tmp_path
     assert (mine / "metrics.json").read_text() == '{"accuracy": 0.93}'
     url = nw2("evaluate", run, "--data", demo_corpus, "--out", "memory://r", "--no-progress")
     assert url.exit_code == 1 and "not a URL" in url.output and not (tmp_path / "memory:").exists()
+
+
+def test_a_recording_in_extreme_units_is_stored_as_the_same_windows(sample, tmp_path):
+    """Issue 16: input scaled by 1e300 gave windows of +-inf, by 1e-310 windows of zeros with scale 1, both
+    recorded as ingested. Now each gives the windows of the unscaled recording, with the factor in ``scale``."""
+    import pyarrow.parquet as pq
+
+    ecg = np.load(sample("mitbih_208"))["ecg"][:36000].astype(np.float64)
+    tables = {}
+    for name, factor in (("one", 1.0), ("big", 1e300), ("tiny", 1e-310)):
+        np.save(tmp_path / f"{name}.npy", ecg * factor)
+        result = nw2("ingest", tmp_path / f"{name}.npy", "--fs", "360", "--modality", "ecg", "--out", tmp_path / name,
+                     "--scheduler", "sync", "--no-metrics", "--no-progress")
+        assert result.exit_code == 0, result.output
+        tables[name] = pq.read_table(tmp_path / name / "data").sort_by("start_s")
+    ref = np.array(tables["one"]["samples"].to_pylist())
+    for name, factor in (("big", 1e300), ("tiny", 1e-310)):
+        got = np.array(tables[name]["samples"].to_pylist())
+        assert got.shape == ref.shape and np.isfinite(got).all() and np.abs(got - ref).max() < 1e-5
+        ratio = np.array(tables[name]["scale"].to_pylist()) / np.array(tables["one"]["scale"].to_pylist())
+        assert np.allclose(ratio, factor)

@@ -223,3 +223,15 @@ def test_outlier_jumps_equal_a_full_running_median(source_channels, sample):
             for factor in (1.0, 0.5, 0.2, 0.05):
                 got = pp.outlier_jumps(signal_, fs, factor)
                 assert np.array_equal(got, reference_outlier_jumps(signal_, fs, factor)), (name, factor)
+
+
+@pytest.mark.parametrize("factor", [1e300, 1e-310, 1e-30, 1.0])
+def test_normalization_survives_extreme_magnitudes(factor):
+    """A recording in odd units (1e300, 1e-310 per count) normalises to the same window as in sane ones: before,
+    the squares overflowed or underflowed, leaving a scale of 1 and a window of inf or of zeros."""
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((3, 512)) + 5.0
+    ref, ref_scale, ref_offset = pp.normalize_rows(rows, "zscore")
+    out, scale, offset = pp.normalize_rows(rows * factor, "zscore")
+    assert np.allclose(out.astype(np.float32), ref.astype(np.float32), atol=1e-5)
+    assert np.allclose(scale / factor, ref_scale) and np.allclose(offset / factor, ref_offset)
