@@ -21,7 +21,7 @@ from nw2.pipeline import windows as win
 from nw2.pipeline.derive import SERIES as DERIVED_SERIES, can_derive, derived_channel, derived_records
 from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
-from nw2.pipeline.readers.base import ReadOptions
+from nw2.pipeline.readers.base import ReadOptions, scrubbed
 from nw2.pipeline.spec import IngestSpec
 from nw2.artifacts.store import GROUND_TRUTH_COLUMNS, SCHEMA, WindowStore
 from nw2.pipeline.synthetic import source as synthetic
@@ -229,13 +229,14 @@ def _cut(item, plan, infos, usable, counts, spec, rates, shapes) -> list[Piece]:
 
 
 def _one_line(err: BaseException, path: str) -> str:
+    """The manifest's reason for a failed file: one line, and never the file's contents (``scrubbed``)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     text = text or type(err).__name__
     if isinstance(err, InputError):
-        return err.reason
+        return scrubbed(err.reason)
     if not isinstance(err, Nw2Error):
         text = f"{type(err).__name__}: {text}"
-    return text.replace(f"{path}: ", "")
+    return scrubbed(text.replace(f"{path}: ", ""))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -165,3 +165,24 @@ def test_a_recording_in_extreme_units_is_stored_as_the_same_windows(sample, tmp_
         assert got.shape == ref.shape and np.isfinite(got).all() and np.abs(got - ref).max() < 1e-5
         ratio = np.array(tables[name]["scale"].to_pylist()) / np.array(tables["one"]["scale"].to_pylist())
         assert np.allclose(ratio, factor)
+
+
+def test_failure_reasons_never_echo_what_a_file_holds(tmp_path):
+    """Issue 16: a spec source pointing at system files copied the first line of /etc/shadow into manifest.json
+    as a failure reason. Reasons quote short identifier-like names and cells only; anything else is its length."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "shadow").write_text("root:$6$SECRETHASH.abc:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    (src / "notes.csv").write_text("ppg,comment\n1,ok\n2,the password is hunter2\n")
+    result = nw2("ingest", src, "--format", "csv", "--fs", "100", "--out", tmp_path / "S", "--scheduler", "sync",
+                 "--no-progress", "--no-metrics")
+    manifest = (tmp_path / "S" / "manifest.json").read_text()
+    for secret in ("SECRETHASH", "daemon", "hunter2", "password"):
+        assert secret not in manifest and secret not in result.output
+    assert "column <41 characters> is not numeric (String, e.g. <27 characters>)" in manifest
+    assert "column 'comment' is not numeric (String, e.g. 'ok')" in manifest  # short names and cells still shown
+
+    from nw2.pipeline.readers.base import scrubbed, shown
+    assert shown("BVP_CH1") == "'BVP_CH1'" and shown("x" * 33) == "<33 characters>"
+    assert scrubbed("could not parse `root:$6$x` as dtype `f64` at column 'a'") == \
+        "could not parse <9 characters> as dtype `f64` at column 'a'"

@@ -16,6 +16,8 @@ user can act on; the ingest stage records it in the manifest and goes on.
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,32 @@ class ReadOptions:
     """Whether a CSV has a header row; default: sniffed."""
     extra: dict = field(default_factory=dict)
     """Format-specific options, documented in each reader module."""
+
+
+#: What a failure reason may quote from inside a file: short, identifier-like text (a column name such as
+#: ``ppg`` or ``BVP_CH1``, a cell such as ``ERR``). Anything else is described, never shown: reasons go into
+#: manifests that are shared, and a file read by mistake (a key, a password file) must not end up there.
+_QUOTABLE = re.compile(r"[A-Za-z0-9_.#()+\- ]{1,32}")
+
+
+def shown(value) -> str:
+    """``value`` quoted for a reason when it is short and identifier-like, else ``<41 characters>``."""
+    text = str(value)
+    if _QUOTABLE.fullmatch(text):
+        return repr(text)
+    return f"<{len(text)} characters>"
+
+
+_QUOTED = re.compile(r"`([^`]*)`|'([^']*)'|\"([^\"]*)\"")
+
+
+def scrubbed(message: str) -> str:
+    """A library's error message with every quoted stretch that is not short and identifier-like replaced by
+    its length (polars, pyedflib and others quote the offending line or cell)."""
+    def one(m: re.Match) -> str:
+        inner = next(g for g in m.groups() if g is not None)
+        return m.group(0) if _QUOTABLE.fullmatch(inner) or inner == "" else f"<{len(inner)} characters>"
+    return _QUOTED.sub(one, message)
 
 
 def file_stem(path: str | Path) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from nw2.core.errors import InputError
-from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, time_slice
+from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, shown, time_slice
 from nw2.pipeline.records import guess_modality
 
 #: Column names taken as a time axis when the spec names none.
@@ -28,10 +28,10 @@ def _numeric(col: pl.Series, path, opts: ReadOptions) -> pl.Series:
     if count == 0 or opts.extra.get("non_numeric") == "missing":
         return parsed.alias(col.name)
     if count == col.len() - int(values.is_null().sum()):
-        raise InputError(path, f"column {col.name!r} is not numeric ({col.dtype}, e.g. {values[0]!r}): "
+        raise InputError(path, f"column {shown(col.name)} is not numeric ({col.dtype}, e.g. {shown(values[0])}): "
                                f"drop it with channels, or name it label_column or time_column")
     row = int(bad.arg_max())
-    raise InputError(path, f"column {col.name!r} is not numeric: data row {row + 1} holds {values[row]!r} "
+    raise InputError(path, f"column {shown(col.name)} is not numeric: data row {row + 1} holds {shown(values[row])} "
                            f"({count} such cell{'s' if count > 1 else ''}); fix them, or set "
                            f"extra.non_numeric: missing to read them as missing samples")
 
@@ -39,7 +39,8 @@ def _numeric(col: pl.Series, path, opts: ReadOptions) -> pl.Series:
 def time_column(df: pl.DataFrame, opts: ReadOptions, path) -> str | None:
     if opts.time_column:
         if opts.time_column not in df.columns:
-            raise InputError(path, f"time column {opts.time_column!r} not found (columns: {', '.join(df.columns)})")
+            raise InputError(path, f"time column {opts.time_column!r} not found (columns: "
+                                   f"{', '.join(shown(c) for c in df.columns[:20])})")
         return opts.time_column
     for name in df.columns:
         if name.lower() in TIME_NAMES:
@@ -53,7 +54,7 @@ def seconds_and_start(col: pl.Series, opts: ReadOptions, path) -> tuple[np.ndarr
         try:
             col = col.str.to_datetime(time_zone="UTC")
         except Exception:
-            raise InputError(path, f"time column {col.name!r} is neither numeric nor a date-time") from None
+            raise InputError(path, f"time column {shown(col.name)} is neither numeric nor a date-time") from None
     if col.dtype.is_temporal():
         ns = col.dt.epoch("ns").to_numpy().astype(np.float64)
         start = col[0]
@@ -61,7 +62,7 @@ def seconds_and_start(col: pl.Series, opts: ReadOptions, path) -> tuple[np.ndarr
             start = start.replace(tzinfo=timezone.utc)
         return (ns - ns[0]) * 1e-9, start
     if not col.dtype.is_numeric():
-        raise InputError(path, f"time column {col.name!r} is neither numeric nor a date-time")
+        raise InputError(path, f"time column {shown(col.name)} is neither numeric nor a date-time")
     unit = opts.extra.get("time_unit", "s")
     if unit not in _TIME_UNITS:
         raise InputError(path, f"time_unit {unit!r} is not one of {', '.join(_TIME_UNITS)}")
@@ -111,7 +112,8 @@ class Table:
         self.fs = float(fs)
         lcol = opts.label_column
         if lcol is not None and lcol not in df.columns:
-            raise InputError(path, f"label column {lcol!r} not found (columns: {', '.join(df.columns)})")
+            raise InputError(path, f"label column {lcol!r} not found (columns: "
+                                   f"{', '.join(shown(c) for c in df.columns[:20])})")
         self.labels = None if lcol is None else df[lcol].to_numpy()
         self.channels = [c for c in df.columns if c not in (tcol, lcol)]
         if not self.channels:
