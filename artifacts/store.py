@@ -27,7 +27,7 @@ from nw2.core.errors import ArtifactError, Nw2Error, NotAnArtifactError, Overwri
 from nw2.core.files import Folder
 from nw2.core.hashing import sha256_file, sha256_json
 
-from ._meta import Meta
+from ._meta import Meta, optional
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "METRICS_SCHEMA_VERSION", "GROUND_TRUTH_COLUMNS", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
            "WindowStore", "check_reachable", "parquet_bytes"]
@@ -132,6 +132,8 @@ class MetricsInfo(Meta):
     """``{"part", "error"}`` of every part the metrics failed on."""
     defined: dict
     undefined: dict
+    engines: dict = optional()
+    """Per metric, the engine its columns were computed with (``mixed`` where parts differ)."""
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

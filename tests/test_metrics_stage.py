@@ -265,3 +265,27 @@ def test_bad_requests_get_one_line_errors(store, tmp_path):
     bad_param = nw2("metrics", store, "--spec", spec, "--scheduler", "sync")
     assert bad_param.exit_code == 1 and "unknown parameter 'window'" in bad_param.output
     assert len(bad_param.output.strip().splitlines()) == 1
+
+
+def test_metrics_json_says_what_the_parts_hold_not_what_the_last_run_computed(store):
+    """Issue 16: ``nw2 metrics S --metrics a,b`` rewrote metrics.json to list a and b while the parts held more,
+    and after ``--engine reference`` on two metrics the whole store was labelled reference."""
+    assert nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress").exit_code == 0
+    full = json.loads((store / "metrics.json").read_text())
+    assert full["names"] == [n for n in METRICS if n in FEW] and full["engine"] == "numba"
+    # a run of two of them changes nothing and lists all four still
+    assert nw2("metrics", store, "--metrics", "dfa,katz_fd", "--scheduler", "sync", "--no-progress").exit_code == 0
+    assert json.loads((store / "metrics.json").read_text()) == full
+    # two recomputed by the reference engine: the store is mixed, and says which is which
+    done = nw2("metrics", store, "--metrics", "sample_entropy,katz_fd", "--engine", "reference", "--scheduler",
+               "sync", "--no-progress")
+    assert done.exit_code == 0, done.output
+    mixed = json.loads((store / "metrics.json").read_text())
+    assert mixed["names"] == full["names"] and mixed["engine"] == "mixed"
+    assert mixed["engines"] == {n: ("reference" if n in ("sample_entropy", "katz_fd") else "numba")
+                                for n in full["names"]}
+    assert mixed["params"] == full["params"] and mixed["defined"] == full["defined"]
+    assert mixed["fingerprints"]["dfa"] == full["fingerprints"]["dfa"]
+    assert mixed["fingerprints"]["katz_fd"] != full["fingerprints"]["katz_fd"]
+    part = json.loads(pq.read_schema(next((store / "data").glob("*.parquet"))).metadata[METADATA_KEY])
+    assert part["engine"] == "mixed" and part["engines"]["katz_fd"] == "reference"

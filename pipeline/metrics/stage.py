@@ -78,6 +78,16 @@ def _recorded(schema: pa.Schema) -> dict[str, str]:
     return json.loads(meta[METADATA_KEY]).get("fingerprints", {}) if METADATA_KEY in meta else {}
 
 
+def _engines(schema: pa.Schema) -> dict[str, str]:
+    """Per metric, the engine its column was computed with (parts written before per-metric engines give the
+    part's one engine to all its metrics)."""
+    meta = schema.metadata or {}
+    if METADATA_KEY not in meta:
+        return {}
+    info = json.loads(meta[METADATA_KEY])
+    return info.get("engines") or {n: info.get("engine", "numba") for n in info.get("fingerprints", {})}
+
+
 def _legacy(schema: pa.Schema) -> bool:
     """The part holds ``metrics_undefined`` in its schema-1 form (``"name: reason; ..."`` text)."""
     return REASON_COLUMN in schema.names and not pa.types.is_list(schema.field(REASON_COLUMN).type)
@@ -127,7 +137,7 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
 
     store = WindowStore(store_url)
     stats = {"part": rel, "rows": 0, "computed": [], "seconds": 0.0, "error": None,
-             "defined": {}, "undefined": {}, "undefined_now": {}}
+             "defined": {}, "undefined": {}, "undefined_now": {}, "fingerprints": {}, "engines": {}}
     try:
         schema = store.schema_of(rel)
         recorded = _recorded(schema)
@@ -139,8 +149,10 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
                                f"does not compute ({', '.join(others)}); rerun nw2 metrics with them too")
             todo = list(plan.names)
         if not todo:
-            table = store.read_table(rel, columns=[*plan.names, REASON_COLUMN])
-            stats.update(rows=table.num_rows, **_tally(table, list(plan.names)))
+            held = [n for n in METRICS if n in recorded]
+            table = store.read_table(rel, columns=[*held, REASON_COLUMN])
+            stats.update(rows=table.num_rows, fingerprints={n: recorded[n] for n in held},
+                         engines={n: _engines(schema).get(n, plan.engine) for n in held}, **_tally(table, held))
             return stats
         t0 = time.perf_counter()
         table = store.read_table(rel)
@@ -173,14 +185,17 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
             out = out.append_column(pa.field(n, pa.float32()), col)
         out = out.append_column(pa.field(REASON_COLUMN, REASON_TYPE), pa.array(reasons_out, REASON_TYPE))
         fingerprints = {n: (plan.fingerprint(n) if n in todo else recorded[n]) for n in present}
+        before = _engines(table.schema)
+        engines = {n: (plan.engine if n in todo else before.get(n, plan.engine)) for n in present}
         meta = dict(table.schema.metadata or {})
         # the part's metric columns now have version 2's types (an ingested version-3 part keeps its 3)
         meta[b"nw2.schema_version"] = str(max(_part_version(table), METRICS_SCHEMA_VERSION)).encode()
-        meta[METADATA_KEY] = json.dumps({"fingerprints": fingerprints, "engine": plan.engine},
-                                        sort_keys=True).encode()
+        meta[METADATA_KEY] = json.dumps({"fingerprints": fingerprints, "engine": _one_or_mixed(engines.values()),
+                                         "engines": engines}, sort_keys=True).encode()
         store.write_table(rel, out.replace_schema_metadata(meta))
         stats.update(rows=table.num_rows, computed=todo, seconds=time.perf_counter() - t0,
-                     undefined_now={n: dict(sorted(now[n].items())) for n in todo}, **_tally(out, list(plan.names)))
+                     undefined_now={n: dict(sorted(now[n].items())) for n in todo}, fingerprints=fingerprints,
+                     engines=engines, **_tally(out, present))
     except Exception as err:  # a part that cannot be read or written: reported, the rest goes on
         stats["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
     return stats
@@ -214,21 +229,46 @@ def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResul
     return MetricsResult(store.url, plan, results)
 
 
+def _one_or_mixed(values) -> str:
+    """The one value of ``values``, or ``mixed``."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else "mixed"
+
+
 def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict]) -> None:
-    """``metrics.json``: what the store's metric columns hold. It describes the store, not the run,
-    so a rerun that changes nothing writes the same bytes."""
-    defined, undefined = Counter(), {n: Counter() for n in plan.names}
-    for r in results:
+    """``metrics.json``: what the store's metric columns hold, read from the parts (every metric they hold,
+    not only those this run computed; per metric its engine, ``mixed`` where parts differ), so it never
+    says less or other than the parts. It describes the store, not the run, so a rerun that changes
+    nothing writes the same bytes."""
+    from nw2.pipeline.metrics.suite import METRICS
+
+    ok = [r for r in results if not r["error"]]
+    held = [n for n in METRICS if any(n in r["fingerprints"] for r in ok)]
+    previous = store.metrics_info()
+    defined, undefined = Counter(), {n: Counter() for n in held}
+    for r in ok:
         defined.update(r["defined"])
         for n, kinds in r["undefined"].items():
-            undefined[n].update(kinds)
+            if n in undefined:
+                undefined[n].update(kinds)
+    fingerprints = {n: _one_or_mixed(r["fingerprints"].get(n, "absent") for r in ok) for n in held}
+    engines = {n: _one_or_mixed(r["engines"].get(n, "absent") for r in ok) for n in held}
+
+    def params_of(n: str):
+        if n in plan.names and fingerprints[n] == plan.fingerprint(n):
+            return plan.params[n]
+        if previous is not None and previous.fingerprints.get(n) == fingerprints[n]:
+            return previous.params.get(n)
+        return None  # mixed, or computed by a run whose metrics.json is gone
+
     store.write_metrics_info(MetricsInfo(
-        metrics_version=METRICS_VERSION, engine=plan.engine, names=list(plan.names),
-        params=plan.params, fingerprints={n: plan.fingerprint(n) for n in plan.names},
+        metrics_version=METRICS_VERSION, engine=_one_or_mixed(engines.values()) if engines else plan.engine,
+        names=held, params={n: params_of(n) for n in held}, fingerprints=fingerprints,
         parts=len(results), rows=sum(r["rows"] for r in results),
         failed_parts=[{"part": r["part"], "error": r["error"]} for r in results if r["error"]],
-        defined={n: defined[n] for n in plan.names},
-        undefined={n: dict(sorted(undefined[n].items())) for n in plan.names},
+        defined={n: defined[n] for n in held},
+        undefined={n: dict(sorted(undefined[n].items())) for n in held},
+        engines=engines,
     ))
 
 
