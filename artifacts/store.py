@@ -303,9 +303,22 @@ class WindowStore(Folder):
         return f"_progress/{piece_id}.json"
 
     def finished(self, piece_id: str) -> dict | None:
-        """The stats of a finished piece, or ``None`` when it has not completed."""
+        """The stats of a finished piece, or ``None`` when it has not completed, or when its marker no longer
+        tells the truth: the part it names is gone or holds another number of rows than it recorded (a
+        deleted or truncated part is written again, never counted as done)."""
         rel = self.marker(piece_id)
-        return self.read_json(rel) if self.exists(rel) else None
+        if not self.exists(rel):
+            return None
+        stats = self.read_json(rel)
+        part = stats.get("part")
+        if part is None:  # a piece that kept no window: nothing to check
+            return stats
+        try:
+            with self.open_file(part, "rb") as fh:
+                rows = pq.read_metadata(fh).num_rows
+        except (OSError, pa.ArrowException):
+            return None
+        return stats if rows == stats.get("windows") else None
 
     def finish(self, piece_id: str, stats: dict) -> None:
         self.write_json(self.marker(piece_id), stats)
