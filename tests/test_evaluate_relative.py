@@ -113,8 +113,11 @@ def _sines(n_rows: int, length: int, seed: int) -> np.ndarray:
         + rng.normal(0, 2, (n_rows, 1))
 
 
-def test_the_linear_baseline_forecasts_a_sine_of_any_phase_level_and_scale():
+def test_the_linear_baseline_forecasts_a_sine_of_any_phase_level_and_scale(monkeypatch):
     # a sine obeys x_t = 2cos(w) x_{t-1} - x_{t-2}: a linear map of the context forecasts it exactly
+    import nw2.model.evaluate.trained as trained
+
+    monkeypatch.setattr(trained, "MLP_STEPS", 500)  # the MLP starts at the exact linear map: a short run suffices
     train, test = _sines(300, 384, 0), _sines(50, 384, 1)
     fits, info = fit_trained_baselines(train, origin=256, context=256, horizon=64, seed=0)
     assert info["pairs"] == 300 * 3 and info["holdout_rows"] == 30
@@ -155,7 +158,10 @@ def test_valid_prediction_time_counts_the_samples_before_the_error_leaves_the_ba
     assert got[0] == 4 and got[1] == 10 and np.isnan(got[2])   # a flat context has no scale
 
 
-def test_the_held_out_tenth_is_whole_subjects_when_they_are_given():
+def test_the_held_out_tenth_is_whole_subjects_when_they_are_given(monkeypatch):
+    import nw2.model.evaluate.trained as trained
+
+    monkeypatch.setattr(trained, "MLP_STEPS", 10)  # what is held out is decided before any training step
     train = _sines(60, 384, 2)
     groups = [f"s{i // 6}" for i in range(60)]           # 10 subjects of 6 windows
     _, info = fit_trained_baselines(train, origin=256, context=256, horizon=64, seed=0, groups=groups)
