@@ -119,16 +119,21 @@ def expand(weights: list[torch.Tensor], steps: int, P: int, splits: int) -> torc
     return g[..., segment_index(P, splits)].reshape(g.shape[0], g.shape[1], steps * P)
 
 
+def network_only(model: Model) -> Model:
+    """The same weights with ``insight_order=0``: the decoded forecast alone."""
+    net = Model(dataclasses.replace(model.config, insight_order=0)).eval()
+    net.load_state_dict(model.state_dict())
+    return net
+
+
 @torch.no_grad()
-def forecasts(model: Model, ctx: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
-    """Every rule's forecast (B, horizon) of a batch of single-channel contexts, in the stored scale."""
+def forecasts(model: Model, net_model: Model, ctx: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
+    """Every rule's forecast (B, horizon) of a batch of single-channel contexts, in the stored scale
+    (``net_model``: :func:`network_only` of ``model``)."""
     P = model.config.patch_size
     steps = -(-horizon // P)
     x = torch.from_numpy(ctx.astype(np.float32))[:, :, None]
     z, p, mean, std, mask = model.encode(x)
-    plain = dataclasses.replace(model.config, insight_order=0)
-    net_model = Model(plain).eval()
-    net_model.load_state_dict(model.state_dict())
     mean, std = mean[:, 0].double().numpy(), std[:, 0].double().numpy()
     d = (net_model.predict(x, steps * P)[:, :, 0].double().numpy() - mean) / std  # normalised, as blended
     ar, pairs = backtest_pairs(model, z, p, mask, steps)
@@ -161,8 +166,9 @@ def main() -> None:
                                 args.seed, model)
     H = proto.max_horizon
     out: dict[str, list[np.ndarray]] = {}
+    net_model = network_only(model)
     for i in range(0, len(ctx), 256):
-        for name, f in forecasts(model, ctx[i:i + 256], H).items():
+        for name, f in forecasts(model, net_model, ctx[i:i + 256], H).items():
             out.setdefault(name, []).append(f)
     print(f"{len(ctx)} windows of {args.data} ({args.split}, {args.windows}), model {args.model}, "
           f"context {proto.context}, horizons {', '.join(map(str, proto.horizons))}")

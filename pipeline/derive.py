@@ -156,8 +156,8 @@ def interval_series(events_s: np.ndarray, times_s: np.ndarray, kind: str, as_rat
     return out
 
 
-def tonic_level(signal, fs: float, times_s: np.ndarray, start_s: float = 0.0) -> np.ndarray:
-    """The tonic EDA level averaged over each step ``[t, t + step)`` of the regular grid ``times_s`` (the
+def tonic_level(signal, fs: float, times_s: np.ndarray, out_fs: float, start_s: float = 0.0) -> np.ndarray:
+    """The tonic EDA level averaged over each step ``[t, t + 1 / out_fs)`` of the grid ``times_s`` (the
     signal's first sample at ``start_s``); NaN for a step the signal does not cover whole."""
     x, fs = _checked(signal, fs)
     nk = _neurokit()
@@ -165,7 +165,7 @@ def tonic_level(signal, fs: float, times_s: np.ndarray, start_s: float = 0.0) ->
                                                                     sampling_rate=fs, method="highpass"))
     tonic = np.asarray(phasic["EDA_Tonic"], dtype=np.float64)
     times = np.asarray(times_s, dtype=np.float64)
-    step = times[1] - times[0] if times.size > 1 else 1.0
+    step = 1.0 / out_fs
     a = np.ceil((times - start_s) * fs - 1e-9).astype(np.int64)
     b = np.ceil((times + step - start_s) * fs - 1e-9).astype(np.int64)
     whole = (a >= 0) & (b <= tonic.size) & (b > a)
@@ -196,7 +196,7 @@ def derive(signal, fs: float, modality: str, name: str, out_fs: float = 1.0, uni
     times = grid(start_s, duration, out_fs)
     first = float(times[0]) if times.size else float(start_s)
     if name == "eda_tonic":
-        return DerivedSeries(name, tonic_level(x, fs, times, start_s), out_fs, unit,
+        return DerivedSeries(name, tonic_level(x, fs, times, out_fs, start_s), out_fs, unit,
                              "neurokit2.eda_phasic(highpass)", None, first)
     if name == "respiration_rate":
         idx, kind, method = breaths(x, fs), "breath", "neurokit2.rsp_peaks(khodadad2018) troughs"

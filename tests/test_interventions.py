@@ -81,7 +81,8 @@ def test_the_known_future_forcing_lowers_the_error_by_at_least_30_percent_where_
     ctx, truth = torch.from_numpy(x[switches, :W])[:, :, None], x[switches, W:]
     without = mse(model.predict(ctx, H), truth)
     known = mse(model.predict(ctx, H, interventions=torch.from_numpy(u[switches])[:, :, None]), truth)
-    assert known <= 0.7 * without, (known, without)            # measured: 0.21 against 0.99
+    print(f"switch inside the horizon: MSE {known:.3f} with the known force, {without:.3f} without")  # -s shows it
+    assert known <= 0.7 * without, (known, without)            # measured: 0.26 against 0.99
     adapted = mse(model.predict(ctx, H, adapt=True, interventions=torch.from_numpy(u[switches])[:, :, None]), truth)
     assert adapted <= 0.7 * without
 
@@ -91,7 +92,8 @@ def test_an_intervention_model_loses_nothing_on_windows_that_have_none(models):
     x = free(100, W + H, 3)
     ctx, truth = torch.from_numpy(x[:, :W])[:, :, None], x[:, W:]
     mine, theirs = mse(model.predict(ctx, H), truth), mse(plain.predict(ctx, H), truth)
-    assert mine <= 1.15 * theirs, (mine, theirs)               # measured: 0.65 against 0.70
+    print(f"free windows: MSE {mine:.3f} with intervention inputs, {theirs:.3f} without")
+    assert mine <= 1.15 * theirs, (mine, theirs)               # measured: 0.52 against 0.63
     nan = torch.full((100, W + H, 1), float("nan"))            # NaN interventions are none, exactly
     assert torch.equal(model.predict(ctx, H, interventions=nan), model.predict(ctx, H))
 

@@ -380,8 +380,10 @@ def _by_rate(meta: pl.DataFrame, scores: dict, methods) -> dict:
     """Scores by sampling rate (``fs``), as ``"100 Hz"``; one ``(none)`` group when the source has no rates."""
     if "fs" not in meta.columns:
         return _by(meta.with_columns(pl.lit(None, dtype=pl.String).alias("_rate")), "_rate", scores, methods)
-    label = pl.col("fs").cast(pl.Float64).map_elements(lambda v: f"{v:g} Hz", return_dtype=pl.String)
-    return _by(meta.with_columns(label.alias("_rate")), "_rate", scores, methods)
+    fs = meta.get_column("fs").cast(pl.Float64)
+    names = {v: f"{v:g} Hz" for v in fs.drop_nulls().unique().to_list()}  # one label per distinct rate
+    return _by(meta.with_columns(fs.replace_strict(names, default=None, return_dtype=pl.String).alias("_rate")),
+               "_rate", scores, methods)
 
 
 def _by(meta: pl.DataFrame, col: str, scores: dict, methods) -> dict:
