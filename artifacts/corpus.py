@@ -106,6 +106,10 @@ class CorpusInfo(Meta):
     independent_diversity: dict = optional()
     """Diversity of the selection against random draws by measures the strategy does not use
     (:mod:`pipeline.balance.diversity`); absent in older corpora."""
+    interventions: dict | None = optional()
+    """The intervention rows carried with their groups' selected windows: ``rows``, and per stored channel its
+    ``role`` (``known`` / ``observed``), ``rows`` and ``categories`` (null: continuous); null when the store has
+    none; absent in older corpora."""
 
 
 class Corpus(Folder):

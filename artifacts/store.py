@@ -29,16 +29,20 @@ from nw2.core.hashing import sha256_file, sha256_json
 
 from ._meta import Meta, optional
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "METRICS_SCHEMA_VERSION", "GROUND_TRUTH_COLUMNS", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ROLES", "METRICS_SCHEMA_VERSION", "GROUND_TRUTH_COLUMNS", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
            "WindowStore", "check_reachable", "parquet_bytes"]
 
-#: 3: the ground-truth columns (``system`` .. ``noise``, null for recordings); 2: metrics_undefined is a
+#: 4: ``role`` (signal, or a known / observed intervention) and ``categories`` (a categorical intervention's
+#: category names); 3: the ground-truth columns (``system`` .. ``noise``, null for recordings); 2: metrics_undefined is a
 #: list<struct<metric, kind, detail>> (was "name: reason; ..." text).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The version whose metric columns ``nw2 metrics`` writes (its types did not change in version 3).
 METRICS_SCHEMA_VERSION = 2
 #: The columns that say what generated a synthetic window (``docs/window_store.md``); null on recordings.
 GROUND_TRUTH_COLUMNS = ("system", "system_params", "true_lyapunov", "regime", "noise")
+#: The values of the ``role`` column: ``signal`` rows are the dynamics (measured, balanced, forecast); the others
+#: are interventions tied to their group's signals by ``group_id`` (``docs/window_store.md``, "Interventions").
+ROLES = ("signal", "known", "observed")
 FORMAT = "nw2-window-store"
 
 SCHEMA = pa.schema([
@@ -50,6 +54,8 @@ SCHEMA = pa.schema([
     pa.field("channel", pa.string(), nullable=False),
     pa.field("modality", pa.string(), nullable=False),
     pa.field("unit", pa.string(), nullable=False),
+    pa.field("role", pa.string(), nullable=False),
+    pa.field("categories", pa.list_(pa.string())),
     pa.field("split", pa.string(), nullable=False),
     pa.field("fs", pa.float64(), nullable=False),
     pa.field("source_fs", pa.float64(), nullable=False),
@@ -73,7 +79,7 @@ SCHEMA = pa.schema([
 #: Rows per Parquet row group: about 4 MB of float32 samples at 1024 samples per window.
 ROW_GROUP_SIZE = 1024
 #: Columns stored with dictionary encoding (few distinct values).
-_DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "split", "source", "system",
+_DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "unit", "role", "split", "source", "system",
                        "regime"]
 
 STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
@@ -204,7 +210,7 @@ class WindowStore(Folder):
         info = self.info()
         if info.schema_version < SCHEMA_VERSION:  # its parts lack columns that new parts have: no mixed store
             raise OverwriteRefusedError(self.url, f"was ingested with schema version {info.schema_version}, whose "
-                                                  f"parts lack the ground-truth columns of version {SCHEMA_VERSION}; "
+                                                  f"parts lack the columns of version {SCHEMA_VERSION}; "
                                                   f"pass --overwrite to rebuild it or choose another --out")
         if info.spec_fingerprint != spec_fingerprint:
             raise OverwriteRefusedError(self.url, "was built with other preprocessing, window or split settings; "

@@ -56,6 +56,8 @@ MODEL_FLAGS: tuple[Flag, ...] = (
     Flag("rollout_steps", "k of the k-step latent rollout."),
     Flag("insight_order", "Order of the in-context AR forecast the gate blends in (0: off)."),
     Flag("rate_conditioning", "Condition on each window's sampling rate (corpora of several rates)."),
+    Flag("intervention_inputs", "Known-ahead interventions of the corpus that drive the forecast, comma-separated "
+                                "(forcing; a categorical one gives an input per category)."),
 )
 
 #: ``nw2 pretrain``'s TrainConfig options (``corpus`` and ``out`` are its argument and ``--out``).

@@ -83,8 +83,19 @@ class ModelConfig:
     intervention_dropout: float = 0.25
     """Share of training samples whose interventions are withheld (as if absent), so the model also forecasts
     windows that have none."""
+    intervention_inputs: tuple[str, ...] | str = ()
+    """What the ``interventions`` inputs are, in order: a continuous known-ahead intervention's stored channel name
+    (``forcing``) or one category of a categorical one (``activity=3``: 1 in that category, else 0; not
+    normalised). ``nw2 pretrain --intervention-inputs forcing,activity`` names them (a categorical name becomes one
+    input per category of the corpus) and sets ``interventions`` to their count; ``()``: unnamed (the Python API)."""
 
     def __post_init__(self) -> None:
+        names = self.intervention_inputs
+        if isinstance(names, str):  # the command line's comma-separated form
+            names = tuple(n.strip() for n in names.split(",") if n.strip())
+        elif isinstance(names, list):  # as read from config.json
+            names = tuple(names)
+        object.__setattr__(self, "intervention_inputs", names)
         self.validate()
 
     @property
@@ -127,6 +138,14 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.reference_fs must be a positive number of Hz, got {self.reference_fs!r}")
         if isinstance(self.interventions, bool) or not isinstance(self.interventions, int) or self.interventions < 0:
             raise ValueError(f"ModelConfig.interventions must be an integer >= 0 (0 = none), got {self.interventions!r}")
+        names = self.intervention_inputs
+        if not isinstance(names, tuple) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"ModelConfig.intervention_inputs must be names (strings), got {names!r}")
+        if names and len(names) != self.interventions:
+            raise ValueError(f"ModelConfig.intervention_inputs names {len(names)} input(s) and interventions is "
+                             f"{self.interventions}: they must agree")
+        if len(set(names)) != len(names):
+            raise ValueError(f"ModelConfig.intervention_inputs: each input once, got {names!r}")
         if not (isinstance(self.intervention_dropout, (int, float)) and 0.0 <= self.intervention_dropout < 1.0):
             raise ValueError(f"ModelConfig.intervention_dropout must be in [0, 1), got {self.intervention_dropout!r}")
         if isinstance(self.insight_order, bool) or not isinstance(self.insight_order, int) or self.insight_order < 0:
@@ -150,6 +169,10 @@ class ModelConfig:
             d.pop("interventions")
             if self.intervention_dropout == 0.25:
                 d.pop("intervention_dropout")
+        if not self.intervention_inputs:
+            d.pop("intervention_inputs")
+        else:
+            d["intervention_inputs"] = list(self.intervention_inputs)
         return d
 
     @classmethod

@@ -20,7 +20,9 @@ channels keep their store order (the reader's channel order) and are cut into sa
 channels, so every row is used exactly once: a 64-channel EEG group with ``nvar=10`` gives 7 samples. Each
 row is cropped to its first ``window_size`` values (with ``random_crop``, to a stretch starting where a
 seeded draw per group says); a row with a non-finite value in the crop is skipped and
-counted (``loader.skipped``, in rows).
+counted (``loader.skipped``, in rows). Intervention rows (``role`` other than ``signal``: store schema v4) are
+never channels of a sample; with ``interventions``, a group's intervention rows of the same unit give its
+samples' ``u`` (cropped where its signals are).
 
 **Weighting** (``weighted=True``): a sample's weight ``w`` is the mean ``sample_weight`` of its rows, and it
 is repeated ``floor(w)`` times plus once more with probability ``w - floor(w)`` (a per-unit RNG from
@@ -69,7 +71,7 @@ import torch
 from nw2.artifacts.source import may_hold, open_windows
 from nw2.core.errors import EmptySplitError, Nw2Error
 
-__all__ = ["LoaderConfig", "CorpusLoader", "STATE_VERSION"]
+__all__ = ["LoaderConfig", "CorpusLoader", "STATE_VERSION", "intervention_channels", "intervention_inputs"]
 
 STATE_VERSION = 1
 _COLUMNS = ("samples", "group_id", "split")
@@ -110,6 +112,11 @@ class LoaderConfig:
     rates: bool = False
     """Also give each sample's sampling rate (the ``fs`` column, Hz): batches ``(x, mask, fs)`` with ``fs``
     float32 ``(B,)``, for a model with ``rate_conditioning``."""
+    interventions: tuple[str, ...] = ()
+    """The intervention inputs of each sample, in order: ``NAME`` (a continuous intervention: its values) or
+    ``NAME=CATEGORY`` (a categorical one: 1 where it is that category, else 0). Batches gain ``u`` float32
+    ``(B, window_size, K)`` last (after ``fs``), NaN where a sample's group has no such intervention row (the
+    model reads a NaN as "no intervention"). ``()``: none (intervention rows are left out either way)."""
 
     def fingerprint(self) -> dict:
         """The fields a saved state must agree on (everything but the corpus path; ``rates`` only when on, so
@@ -118,6 +125,10 @@ class LoaderConfig:
         d.pop("corpus")
         if not self.rates:
             d.pop("rates")
+        if not self.interventions:
+            d.pop("interventions")
+        else:
+            d["interventions"] = list(self.interventions)
         d["workers"] = max(1, self.num_workers)
         d.pop("num_workers")
         return d
@@ -125,6 +136,56 @@ class LoaderConfig:
 
 def _fail(corpus: Path, reason: str) -> Nw2Error:
     return Nw2Error(f"{corpus}: {reason}")
+
+
+def intervention_channels(corpus: str | Path) -> dict[str, dict]:
+    """The interventions a corpus (or store) holds: per stored channel name its ``role`` (``known`` /
+    ``observed``), ``categories`` (``None``: continuous) and ``rows``. Reads the small role, channel and
+    categories columns only; ``{}`` for a corpus from before store schema v4."""
+    import pyarrow.compute as pc
+
+    source = open_windows(corpus, "the trainer")
+    found: dict[str, dict] = {}
+    for rel in source.parts():
+        path = source.path(rel)
+        if "role" not in pq.read_schema(path).names:
+            return {}
+        t = pq.read_table(path, columns=["role", "channel", "categories"])
+        t = t.filter(pc.not_equal(t.column("role"), "signal"))
+        for role, name, cats in zip(*(t.column(c).to_pylist() for c in ("role", "channel", "categories"))):
+            entry = found.setdefault(name, {"role": role, "categories": cats, "rows": 0})
+            entry["rows"] += 1
+            if (entry["role"], entry["categories"]) != (role, cats):
+                raise _fail(Path(str(corpus)), f"intervention {name!r} is stored with two roles or category lists")
+    return dict(sorted(found.items()))
+
+
+def intervention_inputs(corpus: str | Path, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The model inputs ``names`` stand for in ``corpus``: a continuous intervention's name as it is, a categorical
+    one's as one ``NAME=CATEGORY`` per category (``NAME=CATEGORY`` given already stays). Nw2Error naming the corpus's
+    interventions for a name it lacks, and refusing an ``observed`` one: its future is not known at forecast time,
+    so it cannot be a known-ahead input."""
+    held = intervention_channels(corpus)
+    listed = ", ".join(f"{n} ({e['role']}{', categorical' if e['categories'] else ''})" for n, e in held.items())
+    out: list[str] = []
+    for name in names:
+        base, _, category = name.partition("=")
+        entry = held.get(base)
+        if entry is None:
+            raise _fail(Path(str(corpus)), f"no intervention {base!r} (it holds: {listed or 'none'})")
+        if entry["role"] != "known":
+            raise _fail(Path(str(corpus)), f"intervention {base!r} is observed only: its future is not known at "
+                                           f"forecast time, so it cannot drive the forecast (known ones: "
+                                           f"{', '.join(n for n, e in held.items() if e['role'] == 'known') or 'none'})")
+        cats = entry["categories"]
+        if "=" in name:
+            if not cats or category not in cats:
+                raise _fail(Path(str(corpus)), f"intervention {base!r} has no category {category!r} "
+                                               f"(categories: {', '.join(cats or []) or 'none: it is continuous'})")
+            out.append(name)
+        else:
+            out += [f"{base}={c}" for c in cats] if cats else [base]
+    return tuple(dict.fromkeys(out))
 
 
 class _Corpus:
@@ -140,6 +201,7 @@ class _Corpus:
         if cfg.shuffle_buffer < 0 or cfg.num_workers < 0:
             raise _fail(root, "shuffle_buffer and num_workers must not be negative")
         self.units: list[tuple[int, int]] = []
+        self.has_role = False
         min_length: int | None = None
         for p, path in enumerate(self.parts):
             meta = pq.read_metadata(path)
@@ -149,6 +211,10 @@ class _Corpus:
                 raise _fail(path, f"not an nw2 corpus part: no column {', '.join(missing)}")
             if cfg.rates and "fs" not in names:
                 raise _fail(path, "no fs column: the sampling rates a rate-conditioned model needs")
+            if cfg.interventions and not {"role", "channel", "categories"} <= set(names):
+                raise _fail(path, "no role column: the corpus holds no interventions (built before store schema "
+                                  "version 4, or from a store without them)")
+            self.has_role = "role" in names
             self.has_weight = "sample_weight" in names
             split_i = names.index("split")
             length_i = names.index("length") if "length" in names else None
@@ -197,10 +263,13 @@ class _Reader:
         if f is None:
             f = self.files[p] = pq.ParquetFile(self.corpus.parts[p])
         cols = (["samples", "group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
-                + (["fs"] if cfg.rates else []))
+                + (["fs"] if cfg.rates else []) + (["role"] if self.corpus.has_role else [])
+                + (["channel", "categories"] if cfg.interventions else []))
         t = f.read_row_group(g, columns=cols)
         split = t.column("split").to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(split == cfg.split)
+        in_split = split == cfg.split
+        signal = _signal(t)
+        rows = np.flatnonzero(in_split & signal)
         if rows.size == 0:
             return [], 0
         samples = t.column("samples").combine_chunks()
@@ -212,13 +281,15 @@ class _Reader:
         if np.any(offsets[rows + 1] - starts < cfg.window_size):
             raise _fail(self.corpus.parts[p], f"row group {g} holds a window shorter than window_size "
                                               f"{cfg.window_size}")
+        shift_of: dict | None = None
         if cfg.random_crop:  # one start per group (its channels stay aligned), from the unit's own RNG
             gid_all = t.column("group_id").to_numpy(zero_copy_only=False)[rows]
-            _, group_of = np.unique(gid_all, return_inverse=True)
+            names_of, group_of = np.unique(gid_all, return_inverse=True)
             room = np.full(group_of.max() + 1, np.iinfo(np.int64).max)
             np.minimum.at(room, group_of, offsets[rows + 1] - starts - cfg.window_size + 1)  # the group's shortest
             shift = np.random.default_rng((cfg.seed, epoch, unit, 2)).integers(0, room)
             starts = starts + shift[group_of]
+            shift_of = dict(zip(names_of.tolist(), shift.tolist()))
         x = values[starts[:, None] + np.arange(cfg.window_size)]  # (rows, window) float32, a copy
         finite = np.isfinite(x).all(axis=1)
         skipped = int(rows.size - finite.sum())
@@ -233,12 +304,19 @@ class _Reader:
         bounds = np.flatnonzero(np.diff(keys)) + 1
         weights = t.column("sample_weight").to_numpy()[rows] if cfg.weighted else None
         rates = t.column("fs").to_numpy()[rows].astype(np.float32) if cfg.rates else None
-        out: list = []  # (channels, window) arrays; with ``rates``, (array, rate) pairs (a group has one rate)
+        drives = (_drives(t, np.flatnonzero(in_split & ~signal), values, offsets, cfg, shift_of)
+                  if cfg.interventions else None)
+        # (channels, window) arrays; with rates or interventions, (array, rate, u) triples (a group has one of each)
+        out: list = []
         wout: list[float] = []
         for members in np.split(order, bounds):
+            u = None if drives is None else drives.get(gids[members[0]])
+            if drives is not None and u is None:
+                u = np.full((cfg.window_size, len(cfg.interventions)), np.nan, np.float32)
             for c in range(0, members.size, cfg.nvar):
                 chunk = members[c:c + cfg.nvar]
-                out.append(x[chunk] if rates is None else (x[chunk], float(rates[chunk[0]])))
+                out.append(x[chunk] if rates is None and drives is None else
+                           (x[chunk], None if rates is None else float(rates[chunk[0]]), u))
                 if weights is not None:
                     wout.append(float(weights[chunk].mean()))
         if self.sample_stride:
@@ -251,6 +329,48 @@ class _Reader:
             reps = np.floor(w).astype(np.int64) + (rng.random(w.size) < (w - np.floor(w)))
             out = [s for s, r in zip(out, reps) for _ in range(int(r))]
         return out, skipped
+
+
+def _signal(t) -> np.ndarray:
+    """Which rows of a table are signals (all of them without a ``role`` column: before store schema v4)."""
+    if "role" not in t.column_names:
+        return np.ones(t.num_rows, bool)
+    return np.asarray(t.column("role").to_numpy(zero_copy_only=False) == "signal", bool)
+
+
+def _drives(t, rows: np.ndarray, values: np.ndarray, offsets: np.ndarray, cfg: LoaderConfig,
+            shift_of: dict | None) -> dict:
+    """Per group id, the ``(window_size, K)`` float32 intervention inputs of ``cfg.interventions`` from the
+    intervention ``rows`` of the unit (cropped as their group's signals are; NaN where the group lacks one)."""
+    if rows.size == 0:
+        return {}
+    slots: dict[str, list[tuple[int, str | None]]] = {}
+    for k, entry in enumerate(cfg.interventions):
+        name, _, category = entry.partition("=")
+        slots.setdefault(name, []).append((k, category if "=" in entry else None))
+    channel = t.column("channel").to_numpy(zero_copy_only=False)
+    gid = t.column("group_id").to_numpy(zero_copy_only=False)
+    categories = t.column("categories")
+    K = len(cfg.interventions)
+    out: dict = {}
+    for r in rows.tolist():
+        wanted = slots.get(channel[r])
+        if not wanted:
+            continue
+        start = int(offsets[r]) + (0 if shift_of is None else int(shift_of.get(gid[r], 0)))
+        if start + cfg.window_size > offsets[r + 1]:
+            continue  # shorter than the crop: this group goes without it
+        v = values[start:start + cfg.window_size]
+        u = out.get(gid[r])
+        if u is None:
+            u = out[gid[r]] = np.full((cfg.window_size, K), np.nan, np.float32)
+        names = categories[r].as_py()
+        for k, category in wanted:
+            if category is None:
+                u[:, k] = v if names is None else np.nan  # a categorical row has no continuous value
+            elif names is not None and category in names:
+                u[:, k] = np.where(np.isfinite(v), (v == names.index(category)).astype(np.float32), np.nan)
+    return out
 
 
 class _Shard:
@@ -380,12 +500,13 @@ class CorpusLoader:
         loader skips, are still counted."""
         cfg = self.config
         total = 0.0
-        cols = ["group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
+        cols = (["group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
+                + (["role"] if self.corpus.has_role else []))
         files: dict[int, pq.ParquetFile] = {}
         for p, g in self.corpus.units:
             f = files.get(p) or files.setdefault(p, pq.ParquetFile(self.corpus.parts[p]))
             t = f.read_row_group(g, columns=cols)
-            rows = np.flatnonzero(t.column("split").to_numpy(zero_copy_only=False) == cfg.split)
+            rows = np.flatnonzero((t.column("split").to_numpy(zero_copy_only=False) == cfg.split) & _signal(t))
             if rows.size == 0:
                 continue
             gids = t.column("group_id").to_numpy(zero_copy_only=False)[rows]
@@ -453,12 +574,18 @@ class CorpusLoader:
             x = np.zeros((len(batch), cfg.window_size, cfg.nvar), dtype=np.float32)
             mask = np.zeros((len(batch), cfg.nvar), dtype=bool)
             fs = np.zeros(len(batch), dtype=np.float32)
+            u = np.full((len(batch), cfg.window_size, len(cfg.interventions)), np.nan, np.float32)
             for b, s in enumerate(batch):
-                if cfg.rates:
-                    s, fs[b] = s
+                if isinstance(s, tuple):
+                    s, rate, drive = s
+                    if rate is not None:
+                        fs[b] = rate
+                    if drive is not None:
+                        u[b] = drive
                 x[b, :, :s.shape[0]] = s.T
                 mask[b, :s.shape[0]] = True
-            tensors = (torch.from_numpy(x), torch.from_numpy(mask)) + ((torch.from_numpy(fs),) if cfg.rates else ())
+            tensors = ((torch.from_numpy(x), torch.from_numpy(mask)) + ((torch.from_numpy(fs),) if cfg.rates else ())
+                       + ((torch.from_numpy(u),) if cfg.interventions else ()))
             yield tensors, shard.state()
             if shard.done():
                 return

@@ -276,6 +276,14 @@ class Model(nn.Module):
         return self.norm(z), p, mean, std, mask
 
     # ---- interventions ----------------------------------------------------------------------------
+    def _categorical_inputs(self, u: torch.Tensor) -> torch.Tensor | None:
+        """``(1, 1, K)`` True for the inputs that are one category of a categorical intervention (``NAME=CAT`` in
+        ``intervention_inputs``), or ``None`` when none is."""
+        names = self.config.intervention_inputs
+        if not any("=" in n for n in names):
+            return None
+        return torch.tensor([["=" in n for n in names]], device=u.device)[None]
+
     def drive(self, u: torch.Tensor | None, std: torch.Tensor, mask: torch.Tensor,
               present: torch.Tensor | None = None, known: int | None = None) -> torch.Tensor | None:
         """The embedded interventions ``(B, T / P, D)`` of ``u`` ``(B, T, K)`` (T a multiple of the patch), or
@@ -298,6 +306,10 @@ class Model(nn.Module):
         u = torch.where(given[:, None, None], u, torch.zeros((), dtype=u.dtype, device=u.device))
         span = u if known is None else u[:, :known]
         mu, sd = span.mean(1, keepdim=True), span.std(1, keepdim=True, unbiased=False).clamp_min(1e-3)
+        categorical = self._categorical_inputs(u)
+        if categorical is not None:  # a category indicator is 0 or 1 already: its level says which category it is
+            mu = torch.where(categorical, torch.zeros((), dtype=u.dtype, device=u.device), mu)
+            sd = torch.where(categorical, torch.ones((), dtype=u.dtype, device=u.device), sd)
         w = mask.to(std.dtype)
         log_x = (torch.log(std[:, 0]) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B,)
         ratio = (torch.log(sd[:, 0]) - log_x[:, None]).clamp(-10, 10)       # (B, K)

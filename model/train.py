@@ -106,13 +106,26 @@ def resolve(corpus: str | os.PathLike, out: str | os.PathLike, config: str | Non
                        f"the --init-from model's config, so drop --config")
     try:
         base = _init_config(init_from) if init_from is not None else load_model_config(config or "tiny")
+        named = model_over.pop("intervention_inputs", None)  # set with their count, below
         model_cfg = base.replace(**model_over) if model_over else base
+        if isinstance(named, str):  # the command line's comma-separated names
+            named = tuple(n.strip() for n in named.split(",") if n.strip())
     except ValueError as exc:
         raise Nw2Error(str(exc)) from None
-    if model_cfg.interventions:  # its inputs would never be fed (and DDP would refuse the unused map)
-        raise Nw2Error(f"the model config has {model_cfg.interventions} intervention input(s), but corpora do not "
-                       f"carry interventions to nw2 pretrain yet: set interventions to 0, or train through the "
-                       f"Python API (Model.forward(x, interventions=u))")
+    if named or model_cfg.intervention_inputs:  # names -> the corpus's inputs (a category each), their count
+        from .data import intervention_inputs
+
+        inputs = intervention_inputs(corpus, named or model_cfg.intervention_inputs)
+        if init_from is not None and base.intervention_inputs and inputs != base.intervention_inputs:
+            raise Nw2Error(f"--init-from {init_from} takes the inputs {', '.join(base.intervention_inputs)}, and "
+                           f"the corpus gives {', '.join(inputs)}")
+        try:
+            model_cfg = model_cfg.replace(intervention_inputs=inputs, interventions=len(inputs))
+        except ValueError as exc:
+            raise Nw2Error(str(exc)) from None
+    elif model_cfg.interventions:  # its inputs would never be fed (and DDP would refuse the unused map)
+        raise Nw2Error(f"the model config has {model_cfg.interventions} intervention input(s) and names none: name "
+                       f"the corpus's known interventions with --intervention-inputs (forcing, ...)")
     return model_cfg, TrainConfig(corpus=str(corpus), out=str(out), **train_over)
 
 
@@ -159,7 +172,7 @@ def _loader_config(model_cfg: ModelConfig, cfg: TrainConfig, split: str, train: 
                         nvar=model_cfg.nvar, shuffle_buffer=cfg.shuffle_buffer if train else 0,
                         random_crop=cfg.random_crop and train,
                         weighted=weighted and train, seed=cfg.seed, num_workers=cfg.num_workers if train else 0,
-                        rates=model_cfg.rate_conditioning)
+                        rates=model_cfg.rate_conditioning, interventions=model_cfg.intervention_inputs)
 
 
 def has_weights(corpus: str) -> bool:
@@ -433,6 +446,17 @@ class _Logger:
             self.tb.close()
 
 
+def batch_inputs(rest: list, config: ModelConfig, device=None) -> tuple:
+    """``(fs, u)`` from what a loader batch holds after ``(x, mask)``: the rates (with ``rate_conditioning``)
+    then the interventions (with intervention inputs); ``None`` for what the model does not take."""
+    fs = rest[0] if config.rate_conditioning else None
+    u = rest[-1] if config.interventions else None
+    if device is not None:
+        fs = None if fs is None else fs.to(device)
+        u = None if u is None else u.to(device)
+    return fs, u
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -449,10 +473,11 @@ def _val_loss(model: Model, loader: CorpusLoader | None, device: torch.device, a
     loader.set_epoch(0)
     total = count = 0.0
     with torch.no_grad():
-        for x, mask, *fs in loader.epoch_batches():  # fs: with rate conditioning
+        for x, mask, *rest in loader.epoch_batches():
             x, mask = x.to(device), mask.to(device)
+            fs, u = batch_inputs(rest, model.config, device)
             with amp():
-                loss = model(x, mask, fs=fs[0].to(device) if fs else None)["loss"].float()
+                loss = model(x, mask, fs=fs, interventions=u)["loss"].float()
             if torch.isfinite(loss):
                 total += float(loss) * x.shape[0]
                 count += x.shape[0]
@@ -643,8 +668,8 @@ class _Loop:
         for g in optimizer.param_groups:
             g["lr"] = lr
         acc = _DeviceTotals(self.compute.device)
-        for i, (x, mask, *fs) in enumerate(batches):  # fs: with rate conditioning
-            self._micro_step(x, mask, len(batches), i == len(batches) - 1, acc, fs[0] if fs else None)
+        for i, (x, mask, *rest) in enumerate(batches):
+            self._micro_step(x, mask, len(batches), i == len(batches) - 1, acc, *batch_inputs(rest, self.model.config))
         # gradients are now identical on every rank, so is their norm; a non-finite one skips the step
         clip = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
@@ -658,12 +683,13 @@ class _Loop:
         return _Step(frac, lr, grad_norm, totals, totals.loss / samples if samples else None, taken=True)
 
     def _micro_step(self, x: torch.Tensor, mask: torch.Tensor, n: int, last: bool, acc: _DeviceTotals,
-                    fs: torch.Tensor | None = None) -> None:
+                    fs: torch.Tensor | None = None, u: torch.Tensor | None = None) -> None:
         """Forward and backward of one of a step's ``n`` micro-batches (DDP all-reduces on the ``last``); ``fs``
-        the samples' rates for a rate-conditioned model."""
+        the samples' rates for a rate-conditioned model, ``u`` their interventions for a model with inputs."""
         device = self.compute.device
         x, mask = x.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         fs = None if fs is None else fs.to(device, non_blocking=True)
+        u = None if u is None else u.to(device, non_blocking=True)
         # a batch with a non-finite value still runs forward and backward (DDP needs every rank's
         # gradients), zeroed and with its loss weighted by 0
         finite = torch.isfinite(x).all()
@@ -672,7 +698,7 @@ class _Loop:
         sync = contextlib.nullcontext() if (not self.compute.ddp or last) else self.net.no_sync()
         with sync:
             with self.amp():
-                out = self.net(x, mask, fs=fs)
+                out = self.net(x, mask, fs=fs, interventions=u)
             loss = out["loss"].float()
             (loss * (weight.float() / n)).backward()
         acc.add(out, x, mask, finite, weight, loss)

@@ -78,8 +78,8 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
         if src.sample:
             path = samples.fetch([src.sample])[src.sample]
             fmt = src.format if src.format != "auto" else samples.lookup(src.sample).format
-            inputs.append(InputFile(str(path), f"sample:{src.sample}", fmt, _read_options(src, path, base), src.channels,
-                                    src.derive or ()))
+            inputs.append(InputFile(str(path), f"sample:{src.sample}", fmt, _read_options(src, path, base),
+                                    _channels(src), src.derive or (), src.interventions))
             continue
         for pattern in src.paths:
             found = _expand(base, pattern)
@@ -89,9 +89,17 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
                 problems.append(_entry(pattern, src.dataset, "failed", what))
             for path in found:
                 display = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
-                inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base), src.channels,
-                                        src.derive or ()))
+                inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base),
+                                        _channels(src), src.derive or (), src.interventions))
     return inputs, problems
+
+
+def _channels(src) -> tuple[str, ...] | None:
+    """The channels a source keeps: its ``channels`` and its intervention channels (``None``: all of them)."""
+    if src.channels is None:
+        return None
+    extra = [iv.channel for iv in src.interventions if iv.channel is not None and iv.channel not in src.channels]
+    return tuple(src.channels) + tuple(extra)
 
 
 def _expand(base: Path, pattern: str) -> list[Path]:

@@ -22,7 +22,7 @@ from nw2.pipeline.derive import SERIES as DERIVED_SERIES, can_derive, derived_ch
 from nw2.core.errors import InputError, Nw2Error
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions, scrubbed
-from nw2.pipeline.spec import IngestSpec
+from nw2.pipeline.spec import IngestSpec, InterventionSpec
 from nw2.artifacts.store import GROUND_TRUTH_COLUMNS, SCHEMA, WindowStore
 from nw2.pipeline.synthetic import source as synthetic
 from nw2.pipeline.synthetic.source import SyntheticInput
@@ -48,6 +48,8 @@ class InputFile:
     channels: tuple[str, ...] | None = None
     derive: tuple[str, ...] = ()
     """Derived series stored instead of the waveforms (the source's ``derive``; ``pipeline/derive.py``)."""
+    interventions: tuple[InterventionSpec, ...] = ()
+    """Channels or the label stored as interventions (the source's ``interventions``)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Piece:
     """The rate its channels are stored at (``preprocess.rates``); ``None``: the spec's ``target_fs``."""
     shape: tuple[int, int] | None = None
     """``(length, stride)`` of its windows (``windows.lengths``); ``None``: the spec's."""
+    labels: bool = False
+    """Whether this piece stores the file's label interventions (``label: true``): one piece per time span does,
+    the one holding the file's first channel, so each window group gets them once."""
 
 
 @dataclass
@@ -121,10 +126,14 @@ def plan_file(item: InputFile | SyntheticInput, spec: IngestSpec) -> FilePlan:
             raise InputError(item.path, "no channels")
         rates = {i: channel_rate(spec, item, infos[i]) for i in index}
         shapes = {i: spec.windows.shape(stored_modality(item, infos[i])) for i in index}
+        if item.interventions:
+            _intervention_channels(item, infos, index, rates, shapes)
         if item.derive:
             index = _derivable(item, infos, index, rates)
         plan.channels = ([derived_channel(infos[i].name, d) for i in index for d in item.derive
-                          if can_derive(d, infos[i].modality)] if item.derive else [infos[i].name for i in index])
+                          if can_derive(d, infos[i].modality)] if item.derive else
+                         [_stored_channel(item, infos[i].name) for i in index]
+                         + [iv.stored_name for iv in item.interventions if iv.label])
         plan.input_samples = sum(infos[i].n_samples for i in index)
         counts = {i: n_windows(infos[i].n_samples, infos[i].fs, spec, rates[i], shapes[i]) for i in index}
         usable = [i for i in index if counts[i] > 0]
@@ -173,6 +182,36 @@ def _derivable(item: InputFile, infos, index: list[int], rates: dict[int, float]
     return used
 
 
+def _intervention_channels(item: InputFile, infos, index: list[int], rates: dict, shapes: dict) -> None:
+    """Check a source's interventions against the file's channels and give its intervention channels the rate and
+    window shape of its signals (they must share their windows' group ids). InputError naming the problem."""
+    names = [infos[i].name for i in index]
+    wanted = {iv.channel for iv in item.interventions if iv.channel is not None}
+    for name in wanted:
+        if name not in names:
+            raise InputError(item.path, f"intervention channel {name!r} not found (channels: {', '.join(names)})")
+    signals = [i for i in index if infos[i].name not in wanted]
+    if not signals:
+        raise InputError(item.path, "every channel is an intervention: nothing to forecast")
+    kinds = {(rates[i], shapes[i]) for i in signals}
+    if len(kinds) > 1:
+        raise InputError(item.path, "interventions need one rate and window shape for the file's signals, and "
+                                    "preprocess.rates / windows.lengths give them several; give the file's modalities "
+                                    "one rate and length, or split the channels into sources of their own")
+    kind = next(iter(kinds))
+    for i in index:
+        if infos[i].name in wanted:
+            rates[i], shapes[i] = kind
+
+
+def _stored_channel(item: InputFile, name: str) -> str:
+    """A channel's stored name: an intervention's ``name`` when it is one, else its own."""
+    for iv in item.interventions:
+        if iv.channel == name:
+            return iv.stored_name
+    return name
+
+
 def _synthetic_length(spec: IngestSpec, item: SyntheticInput) -> int:
     """Samples at the target rate that a setting's ``windows`` windows span."""
     return spec.windows.length + (item.source.windows - 1) * spec.windows.stride
@@ -185,6 +224,7 @@ def _plan_synthetic(item: SyntheticInput, spec: IngestSpec) -> FilePlan:
     n = _synthetic_length(spec, item)
     per_setting = len(item.source.coordinates) * len(item.source.noise)
     plan.channels = ([f"x{c}" for c in item.source.coordinates] if item.source.generator == "dysts"
+                     else ["x0", "forcing"] if item.source.generator == "driven"
                      else sorted({s.system for s in item.settings}))
     plan.input_samples = n * per_setting * len(item.settings)
     fingerprint = spec_fingerprint(spec)
@@ -220,11 +260,13 @@ def _cut(item, plan, infos, usable, counts, spec, rates, shapes) -> list[Piece]:
             k1 = min(total, k0 + chunk)
             # rate and shape join the id only when not the spec's own, so stores built before keep their ids
             kind = () if (rate, shape) == default else ("rate", repr(rate), "shape", *shape)
+            labels = any(iv.label for iv in item.interventions) and group is groups[0][1]
             pid = content_id("piece", plan.sha256, plan.format, repr(item.opts), fingerprint, group, k0, k1,
-                             *(("derive",) + item.derive if item.derive else ()), *kind)
+                             *(("derive",) + item.derive if item.derive else ()), *kind,
+                             *(("interventions", repr(item.interventions), labels) if item.interventions else ()))
             samples = int(sum(min(infos[i].n_samples, per_window[i] * (k1 - k0 + 1)) for i in group))
             pieces.append(Piece(pid, item, plan.format, tuple(group), k0, k1, samples, target_fs=rate,
-                                shape=None if shape == default[1] else shape))
+                                shape=None if shape == default[1] else shape, labels=labels))
     return pieces
 
 
@@ -282,6 +324,8 @@ def _windows_of_piece(piece: Piece, spec: IngestSpec, stats: dict) -> pa.Table |
                                                 max(0.0, t_first - pad), t_last + pad)
         if piece.input.derive:
             records = derived_records(records, piece.input.derive, tfs)
+        if piece.input.interventions:
+            records = intervention_records(records, piece.input, piece.labels)
     columns: dict[str, list] = {name: [] for name in _LIST_COLUMNS}
     blocks, group_ids = [], {}
     for rec in records:
@@ -307,8 +351,73 @@ def _samples_column(values: np.ndarray) -> pa.Array | pa.ChunkedArray:
     return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
 
 
+def intervention_records(records: list, item: InputFile, labels: bool) -> list:
+    """The records of a piece with its source's interventions marked: an intervention channel's record gets its
+    role, name and (categorical) codes; with ``labels``, the file's label becomes a record of its own per label
+    intervention. InputError when a label intervention finds no label."""
+    by_channel = {iv.channel: iv for iv in item.interventions if iv.channel is not None}
+    out = []
+    for rec in records:
+        iv = by_channel.get(rec.channel)
+        out.append(rec if iv is None else _as_intervention(rec, iv, rec.samples, item.path))
+    if labels:
+        labelled = next((r for r in records if r.labels is not None and r.role == "signal"), None)
+        for iv in (iv for iv in item.interventions if iv.label):
+            if labelled is None:
+                raise InputError(item.path, f"intervention {iv.stored_name!r} is the file's label, and the file has "
+                                            f"none (set the source's label_column)")
+            out.append(_as_intervention(dataclasses.replace(labelled, modality="other", unit=""), iv,
+                                        labelled.labels, item.path))
+    return out
+
+
+def _as_intervention(rec, iv: InterventionSpec, values, path: str) -> object:
+    """``rec`` as intervention ``iv`` with ``values`` as its samples: a categorical one's values become the codes
+    of its categories (NaN for a value outside them), a continuous one's floats."""
+    values = np.asarray(values)
+    categories = None
+    if iv.kind == "categorical":
+        categories = tuple(str(c) for c in iv.categories)
+        codes = {c: float(k) for k, c in enumerate(categories)}
+        keys = np.array([_category_key(v) for v in values.tolist()], dtype=object) if values.size else values
+        uniq = {k: codes.get(k, np.nan) for k in set(keys.tolist())}
+        samples = np.array([uniq[k] for k in keys.tolist()], np.float64)
+    else:
+        try:
+            samples = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InputError(path, f"intervention {iv.stored_name!r} is continuous and its values are not numbers; "
+                                 f"make it categorical with its categories") from None
+    # modality "other": a dose column of a PPG file is no PPG (and the source's modality named its signals)
+    return dataclasses.replace(rec, channel=iv.stored_name, samples=samples, labels=None, role=iv.availability,
+                               categories=categories, modality="other")
+
+
+def _category_key(value) -> str:
+    """A label value as the categories spell it: ``3`` for 3 and 3.0, the text of a string."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _prepare_intervention(rec, tfs: float) -> tuple[np.ndarray, np.ndarray]:
+    """An intervention at the target rate: the value in force at each output instant (a zero-order hold, so a
+    step stays a step and a category a category), never cleaned, filtered or interpolated over gaps (NaN stays
+    NaN: no value known then)."""
+    x = np.asarray(rec.samples, dtype=np.float64)
+    up, down = pp.resample_ratio(rec.fs, tfs)
+    if up != down:
+        n_out = -(-x.size * up // down)
+        x = x[np.minimum(np.arange(n_out) * down // up, x.size - 1)]
+    return x, ~np.isfinite(x)
+
+
 def _prepare(rec, spec: IngestSpec, tfs: float) -> tuple[np.ndarray, np.ndarray]:
     """Cleaned, resampled, filtered signal at the target rate ``tfs`` and its missing-sample mask."""
+    if rec.role != "signal":
+        return _prepare_intervention(rec, tfs)
     pre = spec.preprocess
     x = np.asarray(rec.samples, dtype=np.float64)
     missing = pp.missing_mask(x)
@@ -345,7 +454,9 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, tfs: float, stats: dict, c
     missing = (n_missing[j + length] - n_missing[j]) / length
     # The flat and clipping checks look for sensor faults, which a generated signal has none of: a fixed point
     # is flat and a period-2 orbit sits at its two extremes, and both are regimes the store must keep.
-    checks = wspec if rec.truth is None else dataclasses.replace(wspec, max_flat=1.0, max_clipped=1.0)
+    # An intervention is flat by nature (a dose held, a condition kept) and a category sits at its extremes.
+    checks = (wspec if rec.truth is None and rec.role == "signal"
+              else dataclasses.replace(wspec, max_flat=1.0, max_clipped=1.0))
     problems = win.quality_problems(rec.samples, s0, src_len, missing, checks, rec.fs)
     keep = np.fromiter((p is None for p in problems), bool, len(problems))
     for problem in problems:
@@ -362,6 +473,9 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, tfs: float, stats: dict, c
     for b in range(0, n, _ROWS_PER_BLOCK):
         rows = slice(b, b + _ROWS_PER_BLOCK)
         block = windows[j[rows]]
+        if rec.role != "signal":  # in its own units: a dose of 10 is not the z-score of a dose
+            values[rows], scale[rows], offset[rows] = block, 1.0, 0.0
+            continue
         if pre.detrend:
             block = pp.detrend_rows(block)
         values[rows], scale[rows], offset[rows] = pp.normalize_rows(block, pre.normalize)
@@ -380,7 +494,8 @@ def _cut_windows(rec, piece: Piece, spec: IngestSpec, tfs: float, stats: dict, c
                         ("channel", rec.channel), ("modality", rec.modality), ("unit", rec.unit),
                         ("split", win.assign_split(rec.dataset, rec.subject, spec.split)),
                         ("fs", float(tfs)), ("source_fs", float(rec.fs)), ("length", length),
-                        ("source", piece.input.display)):
+                        ("source", piece.input.display), ("role", rec.role),
+                        ("categories", None if rec.categories is None else list(rec.categories))):
         columns[name] += [value] * n
     columns["start_s"] += starts
     columns["start_time"] += ([None] * n if rec.start_time is None

@@ -62,6 +62,12 @@ class Record:
     annotations: list[tuple[float, float, str]] = field(default_factory=list)
     truth: GroundTruth | None = None
     """Set on generated records only (``kind: synthetic`` sources)."""
+    role: str = "signal"
+    """``signal`` (dynamics to measure and forecast), or an intervention: ``known`` (its future is given at
+    forecast time: a forcing, a dose schedule) or ``observed`` (known only up to the forecast origin)."""
+    categories: tuple[str, ...] | None = None
+    """A categorical intervention's category names: ``samples`` hold their codes (index in this tuple, NaN
+    for a value outside it); ``None`` for a continuous one and for signals."""
 
 
 def guess_modality(*names: str) -> str:

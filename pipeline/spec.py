@@ -26,6 +26,34 @@ from nw2.pipeline.records import MODALITIES
 
 
 @dataclass(frozen=True)
+class InterventionSpec:
+    """One intervention of a file source: a channel, or the per-sample label, stored as an intervention row of
+    every window group (``role`` ``known`` or ``observed``) instead of a signal (``docs/ingest.md``,
+    "Interventions")."""
+
+    availability: Literal["known", "observed"]
+    """``known``: its future is given at forecast time (a planned dose, a protocol's schedule, a forcing);
+    ``observed``: known only up to the forecast origin (a measured activity). Never guessed: required."""
+    channel: str | None = None
+    """The file's channel that holds it (as the reader names it); give this or ``label``."""
+    label: bool = False
+    """The file's per-sample label (``label_column``, or the reader's own: PAMAP2's activityID, WESAD's
+    condition); give this or ``channel``."""
+    name: str | None = None
+    """The stored channel name; default: the channel's name, or ``label``."""
+    kind: Literal["continuous", "categorical"] = "continuous"
+    """``continuous`` (stored in the file's units, never normalized or filtered) or ``categorical`` (stored as
+    the code of its category, the index in ``categories``)."""
+    categories: tuple[str | int, ...] | None = None
+    """A categorical intervention's values as the file writes them (``[1, 2, 3]``, ``[baseline, stress]``); a
+    value outside them is stored as missing. Required for ``categorical``, refused for ``continuous``."""
+
+    @property
+    def stored_name(self) -> str:
+        return self.name or self.channel or "label"
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """One group of input files that share a dataset name and reader options."""
 
@@ -67,6 +95,8 @@ class SourceSpec:
     """Store slow series derived from the waveforms instead of the waveforms themselves: ``heart_rate`` and
     ``ibi`` (from ECG or PPG beats), ``respiration_rate``, ``eda_tonic`` (``pipeline/derive.py``), each at the
     store's ``target_fs`` (which must lie below the channels' rate: 1 Hz, say, in a spec of its own)."""
+    interventions: tuple[InterventionSpec, ...] = ()
+    """Channels or the label stored as interventions tied to the windows (:class:`InterventionSpec`)."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +106,11 @@ class SyntheticSourceSpec:
 
     kind: Literal["synthetic"]
     """``synthetic``: sets this source apart from the file sources (whose ``kind`` is ``files``, the default)."""
-    generator: Literal["dysts", "physio"]
+    generator: Literal["dysts", "physio", "driven"]
     """``dysts``: the flows and maps of the dysts package, with their Lyapunov spectrum from the Jacobian;
-    ``physio``: NeuroKit2's ECG, PPG, respiration, EDA and EMG simulators (no known exponent)."""
+    ``physio``: NeuroKit2's ECG, PPG, respiration, EDA and EMG simulators (no known exponent); ``driven``:
+    systems driven by a switching, piecewise-constant forcing given as the channel ``forcing``
+    (``pipeline.synthetic.driven``: ``oscillator``, ``duffing``, ``dose``)."""
     dataset: str | None = None
     """Dataset name of every row; default: the generator's name."""
     systems: tuple[str, ...] | None = None
@@ -433,6 +465,7 @@ def _validate(spec: IngestSpec, where: str) -> None:
             raise SpecError(f"{at}.modality: {src.modality!r} is not one of {', '.join(MODALITIES)}")
         if src.fs is not None and src.fs <= 0:
             raise SpecError(f"{at}.fs: must be positive")
+        _validate_interventions(src, at)
         if src.derive is not None:
             unknown = [d for d in src.derive if d not in DERIVED_SERIES]
             if unknown or not src.derive or len(set(src.derive)) != len(src.derive):
@@ -489,11 +522,12 @@ def _validate(spec: IngestSpec, where: str) -> None:
 
 
 def _synthetic_modalities(spec: IngestSpec) -> set[str]:
-    """The modalities the spec's synthetic sources generate (``synthetic`` for dysts, the simulators' own)."""
+    """The modalities the spec's synthetic sources generate (``synthetic`` for dysts and driven, the simulators'
+    own)."""
     out: set[str] = set()
     for src in spec.sources:
         if isinstance(src, SyntheticSourceSpec):
-            if src.generator == "dysts":
+            if src.generator in ("dysts", "driven"):
                 out.add("synthetic")
             else:
                 from nw2.pipeline.synthetic.physio import SIGNALS
@@ -501,6 +535,35 @@ def _synthetic_modalities(spec: IngestSpec) -> set[str]:
                 names = src.systems or tuple(SIGNALS) + tuple(src.sweeps if isinstance(src.sweeps, dict) else ())
                 out |= {SIGNALS[n].modality for n in names if n in SIGNALS}
     return out
+
+
+def _validate_interventions(src: SourceSpec, at: str) -> None:
+    names = []
+    for j, iv in enumerate(src.interventions):
+        here = f"{at}.interventions[{j}]"
+        if iv.availability not in ("known", "observed"):
+            raise SpecError(f"{here}.availability: {iv.availability!r} is not one of known, observed")
+        if iv.kind not in ("continuous", "categorical"):
+            raise SpecError(f"{here}.kind: {iv.kind!r} is not one of continuous, categorical")
+        if (iv.channel is None) == (not iv.label):
+            raise SpecError(f"{here}: give exactly one of 'channel' (a channel of the file) or 'label: true'")
+        if iv.kind == "categorical" and not iv.categories:
+            raise SpecError(f"{here}.categories: a categorical intervention lists its values as the file writes "
+                            f"them (categories: [0, 1, 2]); they are never guessed from the data")
+        if iv.kind == "continuous" and iv.categories is not None:
+            raise SpecError(f"{here}.categories: only a categorical intervention has categories")
+        if iv.categories is not None and len({str(c) for c in iv.categories}) != len(iv.categories):
+            raise SpecError(f"{here}.categories: values must be distinct")
+        if iv.label and src.label_column is None and src.format not in ("pamap2", "wesad", "auto"):
+            raise SpecError(f"{here}: label: true needs the source's label_column (its {src.format} reader has "
+                            f"no label of its own)")
+        names.append(iv.stored_name)
+    if len(set(names)) != len(names):
+        raise SpecError(f"{at}.interventions: two interventions are stored as {sorted(n for n in names if names.count(n) > 1)[0]!r}; "
+                        f"give one a name")
+    if src.interventions and src.derive:
+        raise SpecError(f"{at}: interventions and derive in one source are not supported (the derived series has "
+                        f"another rate than the label); give the derived series a source of its own")
 
 
 def validate_synthetic(src: SyntheticSourceSpec, where: str) -> None:

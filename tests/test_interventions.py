@@ -142,5 +142,5 @@ def test_nw2_pretrain_refuses_a_model_whose_interventions_it_cannot_feed(tmp_pat
 
     config = tmp_path / "iv.json"
     config.write_text(ModelConfig(**SHAPE, interventions=1).to_json())
-    with pytest.raises(Nw2Error, match="do not carry interventions to nw2 pretrain yet"):
+    with pytest.raises(Nw2Error, match="names none: name the corpus's known interventions with --intervention-inputs"):
         resolve(tmp_path / "corpus", tmp_path / "run", str(config), {})

@@ -80,7 +80,7 @@ def test_metrics_adds_nullable_float32_columns_that_match_compute_all(store):
     assert REASON_TYPE == pa.list_(pa.struct([("metric", pa.string()), ("kind", pa.string()),
                                                ("detail", pa.string())]))
     for part in sorted((store / "data").glob("part-*.parquet")):
-        assert pq.read_schema(part).metadata[b"nw2.schema_version"] == str(SCHEMA_VERSION).encode() == b"3"
+        assert pq.read_schema(part).metadata[b"nw2.schema_version"] == str(SCHEMA_VERSION).encode() == b"4"
     # The stored value is compute_all's on the stored samples, rounded to float32.
     rows = table.slice(0, 5).to_pylist()
     for row in rows:

@@ -85,9 +85,9 @@ def test_docs_ingest_lists_every_spec_field():
     import dataclasses
     from pathlib import Path
 
-    from nw2.pipeline.spec import PreprocessSpec, SourceSpec, SyntheticSourceSpec, WindowSpec
+    from nw2.pipeline.spec import InterventionSpec, PreprocessSpec, SourceSpec, SyntheticSourceSpec, WindowSpec
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "ingest.md").read_text()
-    for cls in (SourceSpec, SyntheticSourceSpec, PreprocessSpec, WindowSpec):
+    for cls in (SourceSpec, SyntheticSourceSpec, PreprocessSpec, WindowSpec, InterventionSpec):
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in doc, f"docs/ingest.md does not document {cls.__name__}.{f.name}"

@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 from nw2.artifacts.source import may_hold, open_windows
 from nw2.core.errors import Nw2Error
 
-__all__ = ["Source", "open_source", "read_meta", "stream_samples", "REQUIRED", "OPTIONAL"]
+__all__ = ["Source", "open_source", "read_meta", "stream_samples", "intervention_values", "REQUIRED", "OPTIONAL"]
 
 #: Columns an evaluated part must have.
 REQUIRED = ("samples", "split", "window_id", "dataset", "modality", "scale")
 #: Columns read when present.
-OPTIONAL = ("subject", "record", "system", "true_lyapunov", "fs", "unit", "offset", "length", "label",
+OPTIONAL = ("subject", "record", "system", "true_lyapunov", "fs", "unit", "offset", "length", "label", "role", "group_id",
             "largest_lyapunov", "sample_entropy", "correlation_dimension", "permutation_entropy", "dfa")
 
 
@@ -81,6 +81,8 @@ def read_meta(source: Source, splits) -> pl.DataFrame:
             read = cols if "length" in cols else cols + ["samples"]
             t = f.read_row_group(g, columns=read)
             keep = pc.is_in(t.column("split"), value_set=pa.array(sorted(wanted), type=pa.string()))
+            if "role" in cols:  # interventions are inputs, never evaluated windows
+                keep = pc.and_(keep, pc.equal(t.column("role"), "signal"))
             idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
             if idx.size == 0:
                 continue
@@ -100,6 +102,41 @@ def read_meta(source: Source, splits) -> pl.DataFrame:
             out = out.with_columns(pl.lit(None, dtype=pl.String).alias(c))
     if "offset" not in out.columns:
         out = out.with_columns(pl.lit(0.0).alias("offset"))
+    return out
+
+
+def intervention_values(source: Source, splits, inputs: tuple[str, ...], need: int) -> dict:
+    """Per group id, the ``(need, K)`` float32 values of the model inputs ``inputs`` (``NAME`` continuous,
+    ``NAME=CATEGORY`` an indicator) from the intervention rows of ``splits`` (their first ``need`` samples;
+    NaN where a group lacks one). ``{}`` for a source without interventions."""
+    if not inputs or "role" not in source.columns:
+        return {}
+    slots: dict[str, list[tuple[int, str | None]]] = {}
+    for k, entry in enumerate(inputs):
+        name, eq, category = entry.partition("=")
+        slots.setdefault(name, []).append((k, category if eq else None))
+    wanted = pa.array(sorted(set(splits)), type=pa.string())
+    out: dict = {}
+    for path in source.parts:
+        t = pq.read_table(path, columns=["role", "split", "group_id", "channel", "categories", "samples"])
+        keep = pc.and_(pc.not_equal(t.column("role"), "signal"), pc.is_in(t.column("split"), value_set=wanted))
+        t = t.filter(keep)
+        if t.num_rows == 0:
+            continue
+        x, ok = _crop(t.column("samples").combine_chunks(), need)
+        for r, (gid, channel, names) in enumerate(zip(*(t.column(c).to_pylist()
+                                                        for c in ("group_id", "channel", "categories")))):
+            if channel not in slots or x[r].size < need:
+                continue
+            u = out.get(gid)
+            if u is None:
+                u = out[gid] = np.full((need, len(inputs)), np.nan, np.float32)
+            v = x[r] if ok[r] else np.full(need, np.nan, np.float32)
+            for k, category in slots[channel]:
+                if category is None:
+                    u[:, k] = v if names is None else np.nan
+                elif names is not None and category in names:
+                    u[:, k] = np.where(np.isfinite(v), (v == names.index(category)).astype(np.float32), np.nan)
     return out
 
 

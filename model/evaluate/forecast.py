@@ -41,7 +41,8 @@ __all__ = ["METHODS", "METRICS", "Protocol", "parse_horizons", "default_horizons
 
 #: Forecasters, in report order: the model, the model with test-time adaptation, the baselines fitted on each
 #: context, then those trained on the training split (:mod:`.trained`).
-METHODS = ("model", "adapted") + baselines.BASELINES + TRAINED_BASELINES
+#: ``without_interventions``: a model with intervention inputs forecasting without them (only for such a model).
+METHODS = ("model", "adapted", "without_interventions") + baselines.BASELINES + TRAINED_BASELINES
 #: Per-window scores.
 METRICS = ("mse", "mae", "mae_physical", "lsd", "spectral_corr", "latent_distance")
 
@@ -145,6 +146,7 @@ class Scorer:
     @property
     def methods(self) -> tuple[str, ...]:
         return tuple(m for m in METHODS if (self.adapt or m != "adapted")
+                     and (m != "without_interventions" or self.model.config.interventions)
                      and (m not in TRAINED_BASELINES or m in self.trained))
 
     def _tick(self, name: str, t0: float) -> None:
@@ -153,24 +155,37 @@ class Scorer:
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, :, None].to(self.device)
 
-    def __call__(self, x: np.ndarray, scale: np.ndarray, fs: np.ndarray | None = None) -> Scores:
+    def __call__(self, x: np.ndarray, scale: np.ndarray, fs: np.ndarray | None = None,
+                 u: np.ndarray | None = None) -> Scores:
         """Score a batch of rows ``x`` (B, need) with their ``scale``; ``fs`` (B,) their sampling rates, for a
-        model with ``rate_conditioning`` (``None``: its reference rate)."""
+        model with ``rate_conditioning`` (``None``: its reference rate); ``u`` (B, need, K) their known-ahead
+        interventions, for a model with intervention inputs (NaN, or ``None``: none), given over the context and
+        the horizon."""
         pr = self.protocol
         rates = None if fs is None else torch.from_numpy(np.asarray(fs, dtype=np.float32)).to(self.device)
         ctx = x[:, pr.origin - pr.context:pr.origin]
         truth = x[:, pr.origin:pr.origin + pr.max_horizon].astype(np.float64)
         H = pr.max_horizon
+        drive = None
+        if u is not None and self.model.config.interventions:
+            drive = torch.from_numpy(np.ascontiguousarray(u[:, pr.origin - pr.context:pr.origin + H],
+                                                          np.float32)).to(self.device)
         preds: dict[str, np.ndarray] = {}
         with torch.no_grad():
             t0 = time.perf_counter()
-            preds["model"] = self.model.predict(self._tensor(ctx), H, fs=rates)[:, :, 0].double().cpu().numpy()
+            preds["model"] = self.model.predict(self._tensor(ctx), H, fs=rates,
+                                                interventions=drive)[:, :, 0].double().cpu().numpy()
             self._tick("model", t0)
             if self.adapt:
                 t0 = time.perf_counter()
-                preds["adapted"] = self.model.predict(self._tensor(ctx), H, adapt=True,
-                                                      fs=rates)[:, :, 0].double().cpu().numpy()
+                preds["adapted"] = self.model.predict(self._tensor(ctx), H, adapt=True, fs=rates,
+                                                      interventions=drive)[:, :, 0].double().cpu().numpy()
                 self._tick("adapted", t0)
+            if "without_interventions" in self.methods:
+                t0 = time.perf_counter()
+                preds["without_interventions"] = (preds["model"] if drive is None else self.model.predict(
+                    self._tensor(ctx), H, fs=rates)[:, :, 0].double().cpu().numpy())
+                self._tick("without_interventions", t0)
         c64 = ctx.astype(np.float64)
         t0 = time.perf_counter()
         preds["last_value"] = baselines.last_value(c64, H)

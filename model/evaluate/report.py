@@ -30,10 +30,11 @@ __all__ = ["write_report", "describe", "best_baseline"]
 
 #: Okabe & Ito's colour-blind-safe palette, one colour per forecaster.
 COLORS = {"truth": "#000000", "model": "#0072B2", "adapted": "#D55E00", "last_value": "#999999",
-          "seasonal_naive": "#009E73", "mean": "#CC79A7", "ar": "#E69F00", "linear": "#56B4E9", "mlp": "#F0E442"}
+          "seasonal_naive": "#009E73", "mean": "#CC79A7", "ar": "#E69F00", "linear": "#56B4E9", "mlp": "#F0E442",
+          "without_interventions": "#7F3C8D"}
 LABELS = {"model": "model", "adapted": "model + adaptation", "last_value": "last value",
           "seasonal_naive": "seasonal naive", "mean": "window mean", "ar": "AR(p)", "linear": "linear (trained)",
-          "mlp": "MLP (trained)"}
+          "mlp": "MLP (trained)", "without_interventions": "model, interventions withheld"}
 METRIC_LABELS = {"mse": "MSE (normalised)", "mae": "MAE (normalised)", "mae_physical": "MAE (physical units)",
                  "lsd": "log-spectral distance (dB)", "spectral_corr": "spectral correlation",
                  "latent_distance": "latent distance (1 - cos)"}

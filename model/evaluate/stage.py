@@ -31,7 +31,7 @@ from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
 from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
-from .data import Source, open_source, read_meta, stream_samples
+from .data import intervention_values, Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
 from .relative import make_units, relative_section, unit_label
@@ -137,7 +137,14 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
         t0 = time.perf_counter()
         trained, trained_info = _fit_trained(source, proto, splits, c.seed, say)
         fit_seconds = time.perf_counter() - t0
-    fc = _forecast_pass(model, proto, source, rows, c.batch_size, c.adapt, c.probe, c.device, progress, trained)
+    drives = {}
+    if cfg.interventions:
+        if cfg.intervention_inputs:
+            drives = intervention_values(source, splits, cfg.intervention_inputs, proto.need)
+        else:
+            say("the model's intervention inputs are unnamed (intervention_inputs): evaluated without them")
+    fc = _forecast_pass(model, proto, source, rows, c.batch_size, c.adapt, c.probe, c.device, progress, trained,
+                        drives)
     if fc["n"] == 0:
         raise Nw2Error(f"{source.root}: no evaluated window of split {', '.join(splits)} has finite samples")
     if fc["skipped"]:
@@ -158,6 +165,8 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     metrics, per_window = _assemble(run_dir, run_meta, model, source, splits, counts, available, c.max_windows,
                                     proto, c.adapt, c.seed, fc, probe_section, trained_info, c.bootstrap)
     metrics["data"]["windows"] = c.windows
+    if cfg.interventions:
+        metrics["forecast"]["interventions"] = _clean(_interventions_section(cfg, fc, proto))
     elapsed = time.perf_counter() - started
     speed = _speed(fc, probe_seconds, probe_windows, elapsed)
     speed["trained_baselines_fit_seconds"] = round(fit_seconds, 3)
@@ -208,7 +217,8 @@ def _fit_trained(source: Source, proto: Protocol, splits, seed: int, say) -> tup
 
 
 def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, batch_size: int, adapt: bool,
-                   probe: bool, device: str, progress: bool, trained: dict | None = None) -> dict:
+                   probe: bool, device: str, progress: bool, trained: dict | None = None,
+                   drives: dict | None = None) -> dict:
     from tqdm.auto import tqdm
 
     scorer = Scorer(model, proto, adapt=adapt, device=device, embed_windows=probe, trained=dict(trained or {}))
@@ -217,7 +227,7 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
     k = min(EXAMPLES, n_rows)
     wanted = set(np.unique(np.round(np.linspace(0, n_rows - 1, k)).astype(np.int64)).tolist()) if k else set()
     scores = {m: {key: [] for key in METRICS} for m in methods}
-    metas, fell, embs, examples, q = [], [], [], [], []
+    metas, fell, embs, examples, q, kinds = [], [], [], [], [], []
     valid: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     position = skipped = processed = 0
     bar = tqdm(total=math.ceil(n_rows / batch_size), desc="evaluate", unit="batch", disable=not progress,
@@ -225,7 +235,12 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
     try:
         for meta, x, ok in stream_samples(source, rows, batch_size, proto.need):
             scale = meta.get_column("scale").cast(pl.Float64).fill_null(float("nan")).to_numpy()
-            res = scorer(x, scale, _rates_of(model, meta, source))
+            u = None
+            if model.config.interventions:
+                none = np.full((proto.need, model.config.interventions), np.nan, np.float32)
+                gids = meta.get_column("group_id").to_list() if "group_id" in meta.columns else [None] * meta.height
+                u = np.stack([(drives or {}).get(g, none) for g in gids])
+            res = scorer(x, scale, _rates_of(model, meta, source), u)
             processed += x.shape[0]
             for i in range(x.shape[0]):
                 if position + i in wanted and ok[i]:
@@ -233,6 +248,11 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
             position += x.shape[0]
             skipped += int((~ok).sum())
             sel = np.flatnonzero(ok)
+            if u is not None:
+                given = np.isfinite(u).all((1, 2))
+                span = u[:, proto.origin - 1:proto.origin + proto.max_horizon]
+                changes = given & (np.diff(span, axis=1) != 0).any((1, 2))
+                kinds.append(np.where(changes, 2, np.where(given, 1, 0))[sel])
             metas.append(meta[sel])
             fell.append(res.fell_back[sel])
             q.append(res.mase_scale[sel])
@@ -255,7 +275,9 @@ def _forecast_pass(model, proto: Protocol, source: Source, rows: pl.DataFrame, b
             "processed": processed, "seconds": dict(scorer.seconds), "examples": examples,
             "embedding": np.concatenate(embs) if embs else None,
             "mase_scale": np.concatenate(q) if q else np.zeros(0),
-            "valid_samples": {m: np.concatenate(v) if v else np.zeros(0) for m, v in valid.items()}}
+            "valid_samples": {m: np.concatenate(v) if v else np.zeros(0) for m, v in valid.items()},
+            # per window: 0 no interventions, 1 given and unchanged over the horizon, 2 changing inside it
+            "intervention_kind": np.concatenate(kinds) if kinds else None}
 
 
 def _example(meta: pl.DataFrame, i: int, x: np.ndarray, res, proto: Protocol, methods) -> dict:
@@ -333,6 +355,27 @@ def _probe_pass(model, proto: Protocol, source: Source, fc: dict, splits, batch_
                "eval_windows": int(ev_meta.height), "embedding": "model.embed of each row's first window_size samples",
                "logistic_l2": LOGISTIC_L2, "ridge_l2": RIDGE_L2, "tasks": tasks}
     return section, seconds, int(tr_meta.height)
+
+
+def _interventions_section(cfg, fc: dict, proto: Protocol) -> dict:
+    """``forecast.interventions``: the model with its known-ahead interventions against the same model without
+    them (``without_interventions``), per horizon, on the windows whose interventions change inside the horizon,
+    on those whose interventions hold still, and on those that have none (where the two forecasts are one)."""
+    kind = fc["intervention_kind"]
+    scores = fc["scores"]
+    out = {"inputs": list(cfg.intervention_inputs), "by_window": {}}
+    for name, k in (("changing_in_horizon", 2), ("unchanged_in_horizon", 1), ("none", 0)):
+        mask = np.zeros(0, bool) if kind is None else kind == k
+        entry = {"windows": int(mask.sum()), "by_horizon": []}
+        for j, h in enumerate(proto.horizons):
+            row = {"horizon": int(h)}
+            for m in ("model", "without_interventions"):
+                row[m] = _mean_over_horizons(scores[m]["mse"][mask][:, j:j + 1]) if mask.any() else None
+            a, b = row["model"], row["without_interventions"]
+            row["mse_change"] = None if a is None or not b else a / b - 1.0
+            entry["by_horizon"].append(row)
+        out["by_window"][name] = entry
+    return out
 
 
 def _slug(text: str) -> str:
@@ -513,14 +556,16 @@ def _assemble(run_dir: Path, run_meta, model, source: Source, splits, counts: di
         "summary": summary,
     }
     metrics = _clean(metrics)
-    return metrics, _per_window(meta, scores, methods, proto)
+    return metrics, _per_window(meta, scores, methods, proto, fc.get("intervention_kind"))
 
 
-def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol) -> pl.DataFrame:
+def _per_window(meta: pl.DataFrame, scores: dict, methods, proto: Protocol, kind=None) -> pl.DataFrame:
     n, nh = meta.height, len(proto.horizons)
     rep = np.repeat(np.arange(n), nh)
     base = meta.select("window_id", "split", "dataset", "modality", "subject", "record", "system")[rep]
     cols = {"horizon": np.tile(np.asarray(proto.horizons, dtype=np.int64), n)}
+    if kind is not None:  # 0: no interventions, 1: given and unchanged over the horizon, 2: changing inside it
+        cols["intervention"] = np.repeat(np.asarray(kind, np.int8), nh)
     for m in methods:
         for key in METRICS:
             cols[per_window_column(m, key)] = scores[m][key].reshape(-1)

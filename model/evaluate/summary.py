@@ -161,6 +161,6 @@ def score_value(summary: dict, key: ScoreKey) -> float | None:
 def per_window_column(method: str, metric: str) -> str:
     """The column of ``EvalResult.per_window`` holding ``metric`` of forecaster ``method``: the model's under
     the metric's name, every other forecaster's as ``<metric>_<method>``."""
-    if method not in MODEL_METHODS + baselines.BASELINES + TRAINED_BASELINES:
+    if method not in MODEL_METHODS + ("without_interventions",) + baselines.BASELINES + TRAINED_BASELINES:
         raise ValueError(f"unknown forecaster {method!r}")
     return metric if method == "model" else f"{metric}_{method}"

@@ -24,6 +24,7 @@ import posixpath
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import polars as pl
 
 from nw2.pipeline import __version__
@@ -83,7 +84,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     loaded = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
     # The string columns as categoricals: a few distinct values each, and at ten million rows their
     # 16-byte views were most of the table (1.8 of 2.3 GB).
-    text = ("part", *SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns)
+    has_role = "role" in everywhere  # absent before store schema v4: every row a signal
+    text = ("part", *SELECTION_COLUMNS, *GROUP_COLUMNS, *truth_columns, *(("role",) if has_role else ()))
     rows = scan_rows(store.url, loaded, text[1:]).with_columns(
         pl.col(c).cast(pl.Categorical) for c in text).collect()
     if rows.height == 0:
@@ -113,7 +115,9 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         raise Nw2Error(f"balance.bins: {spec.bins} bins over {feats.dims} dimensions make {spec.bins}**{feats.dims} "
                        "grid cells, more than a cell id holds; lower bins or project with pca")
     split, split_names = name_codes(rows.get_column("split"))
-    balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits])
+    # interventions are never candidates: they go with the windows of their group (below)
+    signal = (rows.get_column("role").cast(pl.String) == "signal").to_numpy() if has_role else np.ones(rows.height, bool)
+    balanced = np.isin(split, [i for i, name in enumerate(split_names) if name in spec.splits]) & signal
     defined = np.asarray(feats.defined, bool)
     cand_mask = balanced & (defined | (spec.nan_policy == "own_bin"))
     cand_idx = np.flatnonzero(cand_mask)
@@ -174,7 +178,8 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     sel_weight = np.asarray(sel.sample_weight, np.float64)
 
     # Everything that goes into the corpus, in store order: the selection plus the carried splits.
-    carried = np.flatnonzero(~balanced)
+    carried = np.flatnonzero(~balanced & signal)
+    carried = np.concatenate([carried, _interventions_of(store.url, signal, np.concatenate([sel_global, carried]))])
     all_global = np.concatenate([sel_global, carried])
     # bin_id is the grid cell, except for kmeans (its cluster): coverage's Voronoi cells are not grid cells.
     sel_bin = np.asarray(sel.bin_id, np.int64) if spec.strategy == "kmeans" else sel_cells
@@ -221,6 +226,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
         "columns": columns_of(out_schema),
     }
     info["dedup"] = duplicates
+    info["interventions"] = _interventions_info(store.url, signal, all_global)
     info["constraints"] = None if constraints is None else jsonable(constraints)
     info["independent_diversity"] = _diversity(
         rows, all_values, cand_idx, sel_index, measured, metrics, truth_columns,
@@ -302,6 +308,42 @@ def _checked_mixture(mixture: dict | None, names: list[str], present: np.ndarray
         raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which {where} "
                        f"(candidates come from: {', '.join(held)})")
     return mixture
+
+
+def _columns(store_url: str, columns: list[str]) -> pa.Table:
+    """``columns`` of every row of the store, in store order (the order of the balance's row indices)."""
+    store = WindowStore.open(store_url)
+    return pa.concat_tables([store.read_table(rel, columns=columns).replace_schema_metadata(None)
+                             for rel in store.parts()])
+
+
+def _interventions_of(store_url: str, signal: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """The intervention rows (``~signal``) whose ``group_id`` is that of a row in ``taken``, each once (a window
+    drawn twice does not double its group's dose), in store order. Reads the group ids only when the store has
+    interventions."""
+    if signal.all():
+        return np.zeros(0, np.int64)
+    gid = pl.from_arrow(_columns(store_url, ["group_id"]).column("group_id")).cast(pl.String)
+    wanted = gid.gather(np.unique(taken)).unique()
+    ivs = np.flatnonzero(~signal)
+    return ivs[gid.gather(ivs).is_in(wanted.implode()).to_numpy()]
+
+
+def _interventions_info(store_url: str, signal: np.ndarray, all_global: np.ndarray) -> dict | None:
+    """corpus.json's ``interventions``: the intervention rows it carries, per channel its role, rows and
+    categories (null: continuous); null when the store has no intervention rows."""
+    if signal.all():
+        return None
+    rows = np.unique(all_global[~signal[all_global]])
+    table = _columns(store_url, ["channel", "role", "categories"]).take(pa.array(rows, pa.int64()))
+    channels: dict[str, dict] = {}
+    for name, role, categories in zip(*(table.column(c).to_pylist() for c in ("channel", "role", "categories"))):
+        entry = channels.setdefault(name, {"role": role, "rows": 0, "categories": categories})
+        entry["rows"] += 1
+        if entry["role"] != role or entry["categories"] != categories:
+            raise Nw2Error(f"{store_url}: intervention {name!r} is stored with two roles or category lists "
+                           f"({entry['role']} {entry['categories']}, {role} {categories}); give them other names")
+    return {"rows": int(rows.size), "channels": dict(sorted(channels.items()))}
 
 
 def _drop_duplicates(store_url: str, cand_idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, dict]:

@@ -52,6 +52,7 @@ UndefinedKind = Literal[
     "zero_denominator",     # the estimator's formula divides by zero (Katz, SVD entropy)
     "non_finite_result",    # the estimator returned nan or inf without naming a reason
     "reference_error",      # the reference engine: nolds or antropy raised on the window
+    "intervention",         # an intervention row (a dose, a forcing, a condition): an input, not dynamics
 ]
 #: The values of :data:`UndefinedKind`, in that order.
 UNDEFINED_KINDS: tuple[str, ...] = get_args(UndefinedKind)

@@ -107,6 +107,13 @@ def _row_reasons(entries: list[dict] | None, order: list[str]) -> list[dict] | N
     return kept or None
 
 
+def _signal_rows(table: pa.Table) -> np.ndarray:
+    """Which rows are signals (``role`` ``signal``; every row of a store from before schema version 4)."""
+    if "role" not in table.column_names:
+        return np.ones(table.num_rows, bool)
+    return np.asarray(table.column("role").to_numpy(zero_copy_only=False) == "signal", bool)
+
+
 def _measure_fn(engine: str):
     if engine == "reference":
         from nw2.pipeline.metrics.reference import measure
@@ -166,11 +173,18 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
         present = [n for n in METRICS if n in todo or n in recorded]
         reasons_out, now = [], {n: Counter() for n in todo}
         params = {n: plan.params[n] for n in todo}
+        signal = _signal_rows(table)
         for i in range(table.num_rows):
+            entries = [e for e in old_reasons[i] or () if e["metric"] not in todo]
+            if not signal[i]:  # an intervention's values are inputs: nothing of them is measured
+                for n in todo:
+                    entries.append({"metric": n, "kind": "intervention", "detail": "an intervention row"})
+                    now[n]["intervention"] += 1
+                reasons_out.append(_row_reasons(entries, present))
+                continue
             m = measure(values[offsets[i]:offsets[i + 1]], float(fs[i]), todo, params)
             for n in todo:
                 columns[n][i] = m.values[n]
-            entries = [e for e in old_reasons[i] or () if e["metric"] not in todo]
             for n, why in m.reasons.items():
                 entries.append({"metric": n, "kind": why.kind, "detail": why.detail})
                 now[n][why.kind] += 1

@@ -158,7 +158,7 @@ def _sweeps(src, generator, problems, prefix):
             yield from ((system, one) for one in (sweep if isinstance(sweep, list) else [sweep]))
 
 
-# -- the two generators ----------------------------------------------------------------------------------
+# -- the three generators --------------------------------------------------------------------------------
 class _Dysts:
     """``generator: dysts``: ``pipeline.synthetic.systems`` (integration), ``truth`` and ``sweeps``."""
 
@@ -191,48 +191,52 @@ class _Dysts:
         return sweep.param, points
 
 
-class _Physio:
-    """``generator: physio``: ``pipeline.synthetic.physio``; a sweep of several parameters is their grid."""
+class _Simulators:
+    """``generator: physio`` (``pipeline.synthetic.physio``) or ``driven`` (``pipeline.synthetic.driven``): modules
+    with ``resolve_params`` and ``READY_GRIDS``; a sweep of several parameters is their grid."""
 
-    @staticmethod
-    def names():
-        from nw2.pipeline.synthetic.physio import signal_names
+    def __init__(self, module: str, names: str) -> None:
+        self.module, self.names_function = module, names
 
-        return list(signal_names())
+    def _module(self):
+        import importlib
 
-    @staticmethod
-    def resolve(system, params):
-        from nw2.pipeline.synthetic.physio import resolve_params
+        return importlib.import_module(f"nw2.pipeline.synthetic.{self.module}")
 
-        return resolve_params(system, params)
+    def names(self):
+        return list(getattr(self._module(), self.names_function)())
 
-    @staticmethod
-    def ready():
-        from nw2.pipeline.synthetic.physio import READY_GRIDS
+    def resolve(self, system, params):
+        return self._module().resolve_params(system, params)
 
-        return list(READY_GRIDS.items())
+    def ready(self):
+        return list(self._module().READY_GRIDS.items())
 
-    @staticmethod
-    def grid(system, sweep):
-        from nw2.pipeline.synthetic.physio import resolve_params
-
-        sweep = dict(sweep)
-        steps = sweep.pop("steps", None)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"{system}: a sweep needs 'steps', a positive integer")
-        if not sweep:
-            raise ValueError(f"{system}: a sweep needs at least one PARAM: [lo, hi]")
-        axes = []
-        for name, bounds in sweep.items():
-            if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
-                    or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
-                raise ValueError(f"{system}.{name}: expected [lo, hi], got {bounds!r}")
-            axes.append([(name, float(v)) for v in np.linspace(bounds[0], bounds[1], steps)])
-        points = [resolve_params(system, dict(combo)) for combo in itertools.product(*axes)]
-        return "+".join(sweep), points
+    def grid(self, system, sweep):
+        return _range_grid(system, sweep, self._module().resolve_params)
 
 
-_GENERATORS = {"dysts": _Dysts, "physio": _Physio}
+def _range_grid(system, sweep, resolve_params):
+    """A sweep ``{PARAM: [lo, hi], ..., steps: K}`` as ``("PARAM+...", points)``: every combination of ``K`` evenly
+    spaced values per parameter (physio and driven)."""
+    sweep = dict(sweep)
+    steps = sweep.pop("steps", None)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"{system}: a sweep needs 'steps', a positive integer")
+    if not sweep:
+        raise ValueError(f"{system}: a sweep needs at least one PARAM: [lo, hi]")
+    axes = []
+    for name, bounds in sweep.items():
+        if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+            raise ValueError(f"{system}.{name}: expected [lo, hi], got {bounds!r}")
+        axes.append([(name, float(v)) for v in np.linspace(bounds[0], bounds[1], steps)])
+    points = [resolve_params(system, dict(combo)) for combo in itertools.product(*axes)]
+    return "+".join(sweep), points
+
+
+_GENERATORS = {"dysts": _Dysts, "physio": _Simulators("physio", "signal_names"),
+               "driven": _Simulators("driven", "system_names")}
 
 
 def _generator(name: str):
@@ -257,6 +261,8 @@ def generate(item: SyntheticInput, index: int, n_target: int, target_fs: float) 
     try:
         if src.generator == "dysts":
             channels, truth = _dysts_channels(setting, src, n, item.fs, seed)
+        elif src.generator == "driven":
+            channels, truth = _driven_channels(setting, src, n, item.fs, seed)
         else:
             channels, truth = _physio_channels(setting, n, item.fs, seed)
     except SettingError:
@@ -273,8 +279,10 @@ def generate(item: SyntheticInput, index: int, n_target: int, target_fs: float) 
             if observed and noise > 0:
                 rng = np.random.default_rng(int(content_id("noise", seed, noise, name)[:16], 16))
                 values = values + noise * float(values.std()) * rng.standard_normal(values.size)
+            # an unobserved channel is the forcing: a known-ahead intervention of its window group
             records.append(Record(dataset=dataset_of(src), subject=setting.subject, record=record, channel=name,
-                                  modality=modality, unit="", fs=item.fs, samples=values, truth=truth_here))
+                                  modality=modality, unit="", fs=item.fs, samples=values, truth=truth_here,
+                                  role="signal" if observed else "known"))
     return records
 
 
@@ -310,3 +318,15 @@ def _physio_channels(setting: Setting, n: int, fs: float, seed: int):
     values = simulate(setting.system, dict(setting.params), n, fs, seed)
     truth = GroundTruth(f"neurokit2.{signal.function}", setting.params_json, None, None, 0.0)
     return [(setting.system, signal.modality, values, True)], truth
+
+
+def _driven_channels(setting: Setting, src: SyntheticSourceSpec, n: int, fs: float, seed: int):
+    """The response as ``x0`` and the switching forcing as ``forcing`` (an intervention: never noised)."""
+    from nw2.pipeline.synthetic.driven import regime, simulate, true_lyapunov
+
+    params = dict(setting.params)
+    x, u = simulate(setting.system, params, n, fs, seed)
+    # the time constants are in seconds: the exponent is per second at any fs
+    truth = GroundTruth(f"driven.{setting.system}", setting.params_json, true_lyapunov(setting.system, params),
+                        regime(setting.system, params), 0.0)
+    return [("x0", "synthetic", x, True), ("forcing", "synthetic", u, False)], truth
