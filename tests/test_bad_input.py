@@ -186,3 +186,49 @@ def test_failure_reasons_never_echo_what_a_file_holds(tmp_path):
     assert shown("BVP_CH1") == "'BVP_CH1'" and shown("x" * 33) == "<33 characters>"
     assert scrubbed("could not parse `root:$6$x` as dtype `f64` at column 'a'") == \
         "could not parse <9 characters> as dtype `f64` at column 'a'"
+
+
+# -- time stamps whose unit is not known ------------------------------------------------------------------------
+def _ppg_with_clock(sample, path, stamps, name="timestamp"):
+    ppg = np.resize(np.loadtxt(sample("heartpy_ppg")), len(stamps))  # the real PPG, repeated to the clock's length
+    path.write_text(f"{name},ppg\n" + "\n".join(f"{t!r},{v}" for t, v in zip(stamps, ppg)) + "\n")
+    return path
+
+
+def _source_fs(out):
+    import pyarrow.parquet as pq
+
+    return {round(v, 6) for p in (out / "data").glob("part-*.parquet")
+            for v in pq.read_table(p, columns=["source_fs"]).column("source_fs").to_pylist()}
+
+
+def test_unix_epoch_milliseconds_give_the_true_rate_not_a_thousandth_of_it(sample, tmp_path):
+    # a 250 Hz clock in ms since 1970 (2024-05-01): was read as seconds, 0.25 Hz, 83 hours of interpolated signal
+    stamps = [1714521600000 + 4 * k for k in range(12000)]
+    csv = _ppg_with_clock(sample, tmp_path / "ppg.csv", stamps)
+    result = nw2("ingest", csv, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert _source_fs(tmp_path / "S") == {250.0}
+    assert result.output.startswith("4 windows from 1 inputs")  # 48 s at 100 Hz: four windows of 1024 samples
+
+
+def test_a_whole_number_clock_of_unknown_unit_is_refused_naming_the_option(sample, tmp_path):
+    # heartpy's timer: milliseconds from the start, in whole numbers; seconds or milliseconds cannot be told apart
+    timer = sample("heartpy_ppg_timer")
+    result = nw2("ingest", timer, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics", "--no-progress")
+    entry = json.loads((tmp_path / "S" / "manifest.json").read_text())["inputs"][0]
+    assert entry["status"] == "failed", result.output
+    assert entry["reason"].startswith("time column 'timer': the unit of its stamps is not known (steps of 8.5")
+    assert "Hz in milliseconds); set extra.time_unit (s, ms, us or ns)" in entry["reason"]
+    # the unit in the column's name, or fractions of a second, are no guess
+    named = _ppg_with_clock(sample, tmp_path / "named.csv", [8 * k for k in range(12000)], name="time_ms")
+    fraction = _ppg_with_clock(sample, tmp_path / "fraction.csv", [k / 125 for k in range(12000)], name="time")
+    for csv in (named, fraction):
+        out = tmp_path / csv.stem
+        ok_ = nw2("ingest", csv, "--modality", "ppg", "--out", out, "--no-metrics", "--no-progress")
+        assert ok_.exit_code == 0, ok_.output
+        assert _source_fs(out) == {125.0}
+    # with the rate given, the stamps are not needed to find it
+    given = nw2("ingest", timer, "--modality", "ppg", "--fs", "117", "--out", tmp_path / "G", "--no-metrics",
+                "--no-progress")
+    assert given.exit_code == 0, given.output

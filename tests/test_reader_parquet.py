@@ -101,7 +101,7 @@ def test_elapsed_time_column_units_and_gaps(ecg, tmp_path):
     assert rec.fs == pytest.approx(360.0) and rec.start_time is None
     pq.write_table(pa.table({"t": t_ms[::-1].copy(), "ecg": ecg[:n]}), path)
     with pytest.raises(InputError, match="not in increasing order"):
-        parquet.probe(path, ReadOptions(time_column="t"))
+        parquet.probe(path, ReadOptions(time_column="t", extra={"time_unit": "ms"}))
 
 
 def test_long_layout(ecg, daphnet, tmp_path):

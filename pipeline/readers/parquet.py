@@ -25,7 +25,7 @@ import numpy as np
 
 from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
                                    time_slice)
-from nw2.pipeline.readers.table import TIME_NAMES, rate_from_time
+from nw2.pipeline.readers.table import TIME_NAMES, rate_from_time, time_scale
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "parquet"
@@ -139,7 +139,7 @@ def _to_float(path, array, column: str) -> np.ndarray:
 
 # ---- time columns ---------------------------------------------------------------------------------
 
-def _seconds(path, array, column: str, opts: ReadOptions):
+def _seconds(path, array, column: str, opts: ReadOptions, needed: bool = True):
     """Times as float seconds, plus the column as microsecond timestamps when it holds timestamps.
 
     The second value gives ``start_time`` (``stamps[i].as_py()``); it is ``None`` for elapsed times.
@@ -158,10 +158,8 @@ def _seconds(path, array, column: str, opts: ReadOptions):
         stamps = array.cast(pa.timestamp("us", t.tz), safe=False) if pt.is_timestamp(t) else None
         return secs, stamps
     if pt.is_integer(t) or pt.is_floating(t):
-        unit = opts.extra.get("time_unit", "s")
-        if unit not in _TIME_UNITS:
-            raise InputError(path, f"time_unit must be one of {', '.join(_TIME_UNITS)}, not {unit!r}")
-        return _to_float(path, array, column) * _TIME_UNITS[unit], None
+        values = _to_float(path, array, column)
+        return values * time_scale(column, values, opts, path, needed=needed), None
     raise InputError(path, f"time column {column!r} is neither numeric nor a timestamp ({t})")
 
 
@@ -206,7 +204,7 @@ class _Wide:
             # Read even when fs is given: the time column is the only source of an absolute start.
             rows = None if opts.fs is None else slice(0, min(1, source.num_rows))
             time = source.read([tcol], rows)[tcol].combine_chunks()
-            secs, stamps = _seconds(path, time, tcol, opts)
+            secs, stamps = _seconds(path, time, tcol, opts, needed=opts.fs is None)
             if stamps is not None and len(stamps):
                 self.start_time = stamps[0].as_py()
         if opts.fs is not None:
@@ -259,7 +257,8 @@ class _Long:
         self.rows = [order[bounds[k]:bounds[k + 1]] for k in range(len(names_ch))]
         secs = stamps = None
         if self.time:
-            secs, stamps = _seconds(path, table[self.time].combine_chunks(), self.time, opts)
+            secs, stamps = _seconds(path, table[self.time].combine_chunks(), self.time, opts,
+                                    needed=opts.fs is None and "fs" not in names)
             self.rows = [r[np.argsort(secs[r], kind="stable")] for r in self.rows]
         fs_col = _to_float(path, table["fs"], "fs") if "fs" in names else None
         subj_col = table["subject"].to_numpy(zero_copy_only=False) if "subject" in names else None

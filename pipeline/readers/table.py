@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from nw2.pipeline.records import guess_modality
 #: Column names taken as a time axis when the spec names none.
 TIME_NAMES = ("time", "timestamp", "datetime", "timer", "t", "time_s", "seconds")
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+#: A time column named with its unit, taken as one like TIME_NAMES: ``time_ms``, ``timestamp (ms)``, ``t[us]``.
+_TIME_WITH_UNIT = re.compile(r"(?:time|timestamp|timer|t)[ _]?[(\[]?(?:s|ms|us|ns)[)\]]?")
 
 
 def _numeric(col: pl.Series, path, opts: ReadOptions) -> pl.Series:
@@ -43,7 +47,7 @@ def time_column(df: pl.DataFrame, opts: ReadOptions, path) -> str | None:
                                    f"{', '.join(shown(c) for c in df.columns[:20])})")
         return opts.time_column
     for name in df.columns:
-        if name.lower() in TIME_NAMES:
+        if name.lower() in TIME_NAMES or _TIME_WITH_UNIT.fullmatch(name.lower()):
             return name
     return None
 
@@ -63,11 +67,51 @@ def seconds_and_start(col: pl.Series, opts: ReadOptions, path) -> tuple[np.ndarr
         return (ns - ns[0]) * 1e-9, start
     if not col.dtype.is_numeric():
         raise InputError(path, f"time column {shown(col.name)} is neither numeric nor a date-time")
-    unit = opts.extra.get("time_unit", "s")
-    if unit not in _TIME_UNITS:
-        raise InputError(path, f"time_unit {unit!r} is not one of {', '.join(_TIME_UNITS)}")
-    t = col.cast(pl.Float64).to_numpy() * _TIME_UNITS[unit]
+    t = col.cast(pl.Float64).to_numpy()
+    t = t * time_scale(col.name, t, opts, path, needed=opts.fs is None)
     return t - t[0], None
+
+
+#: A unit written in a time column's name: ``time_ms``, ``timestamp (ms)``, ``t[us]``, ``seconds``.
+_NAMED_UNIT = re.compile(r"(?:^|[\s_(\[])(s|sec|secs|seconds|ms|msec|millis|milliseconds|us|usec|microseconds|ns|"
+                         r"nanoseconds)(?:[)\]]|$)")
+_UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "seconds": "s", "ms": "ms", "msec": "ms", "millis": "ms",
+               "milliseconds": "ms", "us": "us", "usec": "us", "microseconds": "us", "ns": "ns",
+               "nanoseconds": "ns"}
+#: Unix epoch stamps (years 1998-2103) in each unit: their magnitude tells the unit apart.
+_EPOCH = {"s": (9e8, 4.2e9), "ms": (9e11, 4.2e12), "us": (9e14, 4.2e15), "ns": (9e17, 4.2e18)}
+
+
+def time_scale(name: str, values: np.ndarray, opts: ReadOptions, path, needed: bool = True) -> float:
+    """Seconds per unit of a numeric time column, never guessed: ``extra.time_unit``, else a unit its name
+    writes (``time_ms``), else Unix epoch stamps' magnitude (ms since 1970 are about 1.7e12), else seconds when
+    the steps are fractions of one (a millisecond or finer counter counts in whole numbers). Whole-number steps
+    of a relative clock could be seconds or milliseconds: InputError naming the option to set, unless the rate
+    is ``needed`` not (``fs`` given), where the stamps only order the rows."""
+    unit = opts.extra.get("time_unit")
+    if unit is not None:
+        if unit not in _TIME_UNITS:
+            raise InputError(path, f"time_unit {unit!r} is not one of {', '.join(_TIME_UNITS)}")
+        return _TIME_UNITS[unit]
+    named = _NAMED_UNIT.search(str(name).lower())
+    if named:
+        return _TIME_UNITS[_UNIT_WORDS[named.group(1)]]
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        first = abs(float(finite[0]))
+        for unit, (lo, hi) in _EPOCH.items():
+            if lo <= first < hi:
+                return _TIME_UNITS[unit]
+    steps = np.diff(np.sort(finite))  # a long table's stamps interleave its channels
+    step = float(np.median(steps)) if steps.size else 0.0
+    if 0 < step < 1 and not np.all(np.mod(finite, 1) == 0):
+        return 1.0
+    if not needed:
+        return 1.0
+    raise InputError(path, f"time column {shown(name)}: the unit of its stamps is not known (steps of {step:g} are "
+                           f"{1 / step if step > 0 else float('inf'):g} Hz in seconds, "
+                           f"{1e3 / step if step > 0 else float('inf'):g} Hz in milliseconds); set extra.time_unit "
+                           f"(s, ms, us or ns), name the column with its unit (time_ms), or give fs")
 
 
 def rate_from_time(t: np.ndarray, path) -> float:
