@@ -100,11 +100,14 @@ def ingest(
         if window is not None or stride is not None:
             spec = dataclasses.replace(spec, windows=dataclasses.replace(
                 spec.windows, length=window or spec.windows.length, stride=stride or spec.windows.stride))
+        _terminate_as_interrupt()
         result = run_ingest(spec, out, scheduler=scheduler, workers=workers, overwrite=overwrite,
                             progress=progress, log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True),
                             metrics=metrics)
     except Nw2Error as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted_store(out, "nw2 ingest")
     ingested, skipped, failed = (result.count(s) for s in ("ingested", "skipped", "failed"))
     typer.echo(f"{result.windows} windows from {ingested} inputs into {result.store} "
                f"({skipped} skipped, {failed} failed; see {result.store}/manifest.json)")
@@ -137,7 +140,10 @@ def metrics(
         chosen = [n.strip() for n in names.split(",") if n.strip()] if names else None
         section = dataclasses.replace(section, names=tuple(chosen) if chosen else section.names,
                                       engine=engine or section.engine)
+        _terminate_as_interrupt()
         result = compute_metrics(store, section, scheduler=scheduler, workers=workers, progress=progress)
+    except KeyboardInterrupt:
+        _interrupted_store(store, "nw2 metrics")
     except Nw2Error as err:
         _fail(str(err))
     _report_metrics(result)
@@ -226,15 +232,42 @@ def balance(
 
 
 def _terminate_as_interrupt() -> None:
-    """SIGTERM (a scheduler's stop, ``kill``) ends the run the way Ctrl-C does: with its one-line message."""
+    """SIGTERM (a scheduler's stop, ``kill``) ends the run the way Ctrl-C does: with its one-line message; either
+    silences the Dask scheduler's log first."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         def interrupt(signum, frame):
+            # the cluster's workers may be stopped by the same signal (a process group's): their scheduler's
+            # complaints about lost tasks are not news to whoever stopped the run
+            import logging
+
+            # tornado: distributed's cancelled waits; dask configures some child loggers' levels of their own
+            for name in [*logging.root.manager.loggerDict, "distributed", "tornado"]:
+                if name.split(".")[0] in ("distributed", "tornado"):
+                    logging.getLogger(name).setLevel(logging.CRITICAL + 1)
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def _interrupted_store(out: str, stage: str) -> None:
+    """Ctrl-C (or SIGTERM) during ``nw2 ingest`` or ``nw2 metrics``: say in one line what the store keeps, that later
+    stages refuse it until it is finished, and how to finish it; exit 130."""
+    from nw2.artifacts.store import WindowStore
+
+    store = WindowStore(out)
+    if stage == "nw2 ingest" and not (store.is_store() and store.is_complete()):  # else its metrics were running
+        done = len(store.glob("_progress/*.json")) if store.is_store() else 0
+        kept = (f"{done} finished piece(s) and no manifest.json, so later stages refuse it; finish it with the "
+                f"same nw2 ingest command (finished pieces are skipped)")
+    else:
+        kept = (f"the parts rewritten so far and no metrics.json, so nw2 balance refuses it; finish with: "
+                f"nw2 metrics {out}")
+    typer.secho(f"interrupted: {out} keeps {kept}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(130)
 
 
 def _interrupted_run(corpus: str, out: str) -> None:

@@ -30,6 +30,7 @@ def open_windows(url: str | os.PathLike, reader: str) -> Corpus | WindowStore:
         source = Corpus.open(url)
     elif WindowStore(url).is_store():
         source = WindowStore(url)
+        source.require_complete()  # an interrupted ingest's parts are never trained on or scored as a store
     else:
         raise NotAnArtifactError(url, "not a corpus or window store: no corpus.json (an interrupted nw2 "
                                       "balance?) and no store.json")

@@ -176,11 +176,15 @@ class WindowStore(Folder):
             if not store.exists():
                 raise NotAnArtifactError(url, "no such store", missing=True)
             raise NotAnArtifactError(url, "not a window store (no store.json); build one with nw2 ingest")
+        store.require_complete()
         if parts and not store.parts():
             raise ArtifactError(url, "empty store (no parts in data/); ingest some recordings first")
         if metrics:
             info = store.metrics_info()
             if info is None:
+                if store._parts_hold_metrics():
+                    raise ArtifactError(url, f"an nw2 metrics run on it did not finish (its parts hold metric "
+                                             f"columns and there is no metrics.json); rerun nw2 metrics {url}")
                 raise ArtifactError(url, f"the store has no metric columns; run nw2 metrics {url} first")
             if info.failed_parts:
                 first = info.failed_parts[0]
@@ -190,6 +194,29 @@ class WindowStore(Folder):
 
     def is_store(self) -> bool:
         return self.exists(STORE_JSON)
+
+    def is_complete(self) -> bool:
+        """Whether the last ``nw2 ingest`` into it finished: ``manifest.json`` is written last, and removed when
+        an ingest starts (:meth:`begin_ingest`), so a store without one holds an interrupted ingest's parts."""
+        return self.exists(MANIFEST_JSON)
+
+    def require_complete(self) -> None:
+        """ArtifactError (one line, naming the store and the fix) unless :meth:`is_complete`."""
+        if not self.is_complete():
+            raise ArtifactError(self.url, f"its nw2 ingest did not finish (no manifest.json; {len(self.parts())} "
+                                          f"part(s) so far), so it may lack windows: rerun that nw2 ingest to "
+                                          f"finish it (finished pieces are skipped)")
+
+    def begin_ingest(self) -> None:
+        """Mark the store unfinished until this ingest writes its manifest: the old one goes (it would vouch for
+        parts this run is about to add)."""
+        if self.exists(MANIFEST_JSON):
+            self.remove([MANIFEST_JSON])
+
+    def _parts_hold_metrics(self) -> bool:
+        parts = self.parts()
+        # metrics_undefined: the column every metrics run writes into a part with its metric columns
+        return any("metrics_undefined" in self.schema_of(rel).names for rel in parts)
 
     def prepare(self, spec_fingerprint: str, overwrite: bool) -> None:
         """Make the place ready for ``nw2 ingest`` with settings of ``spec_fingerprint``: a new or empty
@@ -262,6 +289,11 @@ class WindowStore(Folder):
 
     def write_metrics_info(self, info: MetricsInfo) -> None:
         self.write_json(METRICS_JSON, info.to_dict())
+
+    def remove_metrics_info(self) -> None:
+        """Remove ``metrics.json`` (an ``nw2 metrics`` run starts: its parts are about to change)."""
+        if self.exists(METRICS_JSON):
+            self.remove([METRICS_JSON])
 
     def settings_sha256(self) -> str:
         """sha256 of ``store.json``'s bytes: the settings the store was built with (a run trained on a store

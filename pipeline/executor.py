@@ -14,7 +14,9 @@ results in input order, whatever order they finish in.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -52,7 +54,7 @@ class Executor:
             preload = list(dask.config.get("distributed.worker.preload", []))
             if self.imports:
                 environ[_IMPORTS_VARIABLE] = ",".join(self.imports)
-                preload.append(__name__)
+            preload.append(__name__)  # dask_setup: the imports, and Ctrl-C left to the driver
             saved = {k: os.environ.get(k) for k in (*WORKER_ENVIRON, _IMPORTS_VARIABLE)}
             try:
                 with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
@@ -198,6 +200,12 @@ def dask_setup(worker) -> None:
     imported first, so it waits for that import to finish (Python's per-module import lock) while
     holding no other import lock.
     """
+    # Ctrl-C in a terminal reaches the whole process group: the driver handles it (one line, what is kept), and
+    # a worker that died of it mid-task would only add a traceback each; the driver's cluster close stops them.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tasks cancelled when the driver stops (an interrupt) are expected there, not a worker's warning to print
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
     names = [n for n in os.environ.get(_IMPORTS_VARIABLE, "").split(",") if n]
     if names:
         threading.Thread(target=_import_quietly, args=(names,), name="nw2-worker-imports",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import posixpath
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -161,6 +162,33 @@ def _piece_size(piece: Piece) -> int:
     return piece.samples
 
 
+def _check_identity(store: WindowStore, written: list[str]) -> None:
+    """Each ``window_id`` once in the store. A window of this run that an earlier part also holds is the same file
+    read another way (another modality, reader option or piece size): refused naming that part, and the store stays
+    unfinished (no manifest), so nothing downstream takes the duplicates for data."""
+    import polars as pl
+
+    parts = store.parts()
+    if not parts:
+        return
+    if store.is_local:
+        ids = pl.scan_parquet([store.path(rel) for rel in parts], include_file_paths="_file").select(
+            "window_id", "_file").collect()
+    else:
+        ids = pl.concat([pl.from_arrow(store.read_table(rel, columns=["window_id"])).with_columns(_file=pl.lit(rel))
+                         for rel in parts])
+    dup = ids.filter(pl.col("window_id").is_duplicated())
+    if dup.height == 0:
+        return
+    mine = {posixpath.basename(rel) for rel in written}
+    files = dup.get_column("_file").map_elements(posixpath.basename, return_dtype=pl.String)
+    older = sorted(set(files.to_list()) - mine) or sorted(set(files.to_list()))
+    n = dup.get_column("window_id").n_unique()
+    raise Nw2Error(f"{store.url}: data/{older[0]} holds {n} window(s) that this ingest wrote too (the same input read "
+                   f"with another modality, reader option or piece size gives the same window ids); rebuild the store "
+                   f"with --overwrite, or ingest into another --out")
+
+
 def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
            overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True) -> IngestResult:
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
@@ -181,6 +209,8 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
             spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),
             windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
     inputs, manifest = resolve_inputs(spec)
+    earlier = store.manifest()  # what earlier ingests into this store put there (their parts stay)
+    store.begin_ingest()  # unfinished (no manifest) until the end: an interrupted run is never taken for whole
     # A file's pieces start as soon as its plan is in (no barrier between the steps), largest first;
     # workers import the steps while the cluster starts.
     with executor(scheduler, workers, progress, imports=WORKER_IMPORTS) as ex:
@@ -191,10 +221,13 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
         for file_plan, stats in zip(plans, results):
             by_file.setdefault(file_plan.input.path, []).extend(stats)
         manifest += [_merge(file_plan, by_file.get(file_plan.input.path, [])) for file_plan in plans]
+        here = {(e["path"], e["dataset"]) for e in manifest}
+        manifest += [e for e in (earlier.inputs if earlier is not None else ()) if (e["path"], e["dataset"]) not in here]
         manifest.sort(key=lambda e: (e["path"], e["dataset"]))
         for entry in manifest:
             if log and entry["status"] != "ingested":
                 log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
+        _check_identity(store, [s["part"] for stats in results for s in stats if s.get("part")])
         # The manifest is written before the metrics run, so an error there loses nothing ingested.
         store.write_manifest(Manifest(schema_version=SCHEMA_VERSION, inputs=manifest))
         computed = run_metrics(store.url, plan, ex) if plan is not None else None

@@ -85,6 +85,7 @@ def test_empty_store_and_no_store(store, tmp_path):
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     shutil.copy(store / "store.json", empty / "store.json")
+    (empty / "manifest.json").write_text('{"schema_version": 4, "inputs": []}')  # a finished ingest of nothing
     assert_refused(nw2("balance", "--no-dedup", empty, "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),
                    tmp_path / "c", "empty store")
     assert_refused(nw2("balance", "--no-dedup", tmp_path / "nowhere", "--strategy", "grid", "--size", 10, "--out", tmp_path / "c"),

@@ -36,6 +36,7 @@ def write_store(dest: Path, demo_store: Path, parts: dict[str, pa.Table], keep_d
     else:
         dest.mkdir(parents=True)
         shutil.copy(demo_store / "store.json", dest / "store.json")
+        shutil.copy(demo_store / "manifest.json", dest / "manifest.json")
     store = WindowStore(str(dest))
     for rel, table in parts.items():
         store.write_table(rel, table)
@@ -176,7 +177,7 @@ def test_an_fsspec_store_gives_the_same_signatures(planted, sig):
     fs = fsspec.filesystem("memory")
     root = Path(planted["store"])
     try:
-        for p in [root / "store.json", *sorted((root / "data").glob("part-*.parquet"))]:
+        for p in [root / "store.json", root / "manifest.json", *sorted((root / "data").glob("part-*.parquet"))]:
             fs.put(str(p), f"/dedup-planted/{p.relative_to(root).as_posix()}")
         assert D.window_signatures("memory://dedup-planted").digest() == sig.digest()
     finally:

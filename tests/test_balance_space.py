@@ -75,7 +75,8 @@ def test_load_rows_reads_only_the_row_and_metric_columns(demo_store):
 
 def test_load_rows_from_an_fsspec_url_matches_the_local_store(demo_store):
     fs = fsspec.filesystem("memory")
-    fs.put(str(demo_store / "store.json"), "/balance-demo/store.json")
+    for name in ("store.json", "manifest.json"):
+        fs.put(str(demo_store / name), f"/balance-demo/{name}")
     for p in sorted((demo_store / "data").glob("*.parquet")):
         fs.put(str(p), f"/balance-demo/data/{p.name}")
     try:
@@ -121,6 +122,7 @@ def test_an_empty_store_and_a_directory_that_is_no_store(demo_store, tmp_path):
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     shutil.copy(demo_store / "store.json", empty / "store.json")
+    shutil.copy(demo_store / "manifest.json", empty / "manifest.json")  # finished, with no parts left
     with pytest.raises(Nw2Error) as err:
         load_rows(str(empty), DEFAULT_METRICS)
     assert "empty store" in one_line(err, empty)

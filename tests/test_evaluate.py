@@ -66,6 +66,8 @@ def write_store(root: Path, rows: list[dict], kind: str = "store") -> Path:
     """A minimal window store (or corpus) of the given rows: the columns evaluate reads, in one part."""
     (root / "data").mkdir(parents=True)
     (root / ("store.json" if kind == "store" else "corpus.json")).write_text(json.dumps({"format": "test"}))
+    if kind == "store":  # a finished ingest: its manifest is there
+        (root / "manifest.json").write_text(json.dumps({"schema_version": 4, "inputs": []}))
     n = len(rows)
     table = pa.table({
         "window_id": [r.get("window_id", f"w{i:04d}") for i, r in enumerate(rows)],

@@ -283,6 +283,8 @@ def test_bad_input_fails_before_any_process_starts(corpus, tmp_path, single):
     _one_line_error(nw2("pretrain", empty, "--out", out), "corpus.json is not an nw2-corpus file")
     (empty / "corpus.json").unlink()
     (empty / "store.json").write_text("{}")
+    _one_line_error(nw2("pretrain", empty, "--out", out), "its nw2 ingest did not finish (no manifest.json")
+    (empty / "manifest.json").write_text('{"schema_version": 4, "inputs": []}')  # a finished ingest of nothing
     _one_line_error(nw2("pretrain", empty, "--out", out), "no Parquet parts")
     table = read_all(corpus).drop_columns(["group_id"])
     _one_line_error(nw2("pretrain", rewrite(corpus, tmp_path / "nogroup", table), "--out", out), "no column group_id")

@@ -80,6 +80,7 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
     if not metrics:
         raise Nw2Error(f"{store_url}: the store has no metric columns; run nw2 metrics {store_url} first")
     schema = C.part_schema(store, parts)
+    _check_fingerprints(store, parts, metrics)
     truth_columns = tuple(c for c in TRUTH_COLUMNS if c in everywhere)  # absent before store schema v3
     loaded = tuple(dict.fromkeys((*metrics, *every_metric)))  # the diversity section reads them all
     # The string columns as categoricals: a few distinct values each, and at ten million rows their
@@ -308,6 +309,27 @@ def _checked_mixture(mixture: dict | None, names: list[str], present: np.ndarray
         raise Nw2Error(f"{store_url}: balance.mixture names dataset {unknown[0]!r}, which {where} "
                        f"(candidates come from: {', '.join(held)})")
     return mixture
+
+
+def _check_fingerprints(store: WindowStore, parts: list[str], metrics) -> None:
+    """Every part holds each balancing metric as ``metrics.json`` says (same name, parameters, engine, version:
+    the fingerprint in its footer): a part left by an interrupted or failed run, or a store whose metrics.json
+    says ``mixed``, is refused naming the part, never balanced as one space."""
+    import json
+
+    info = store.metrics_info()
+    for m in metrics:
+        if info.fingerprints.get(m) == "mixed":
+            raise Nw2Error(f"{store.url}: metric {m} was computed with other parameters or engines in different "
+                           f"parts (metrics.json: mixed); rerun nw2 metrics {store.url} with one setting")
+    for rel in parts:
+        schema = store.schema_of(rel)
+        raw = (schema.metadata or {}).get(b"nw2.metrics")
+        held = json.loads(raw).get("fingerprints", {}) if raw else {}
+        for m in metrics:
+            if m in held and m in schema.names and held[m] != info.fingerprints.get(m):
+                raise Nw2Error(f"{store.url}: {rel} holds {m} computed with other settings than metrics.json "
+                               f"records (an interrupted nw2 metrics?); rerun nw2 metrics {store.url}")
 
 
 def _columns(store_url: str, columns: list[str]) -> pa.Table:

@@ -238,8 +238,11 @@ def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResul
     """Run the stage on an executor that is already running (``nw2 ingest`` shares its cluster)."""
     store = WindowStore.open(store_url, parts=False)
     parts = store.parts()
+    previous = store.metrics_info()
+    # until this run's summary is written, the parts may hold columns of two runs: no metrics.json vouches for them
+    store.remove_metrics_info()
     results = ex.map(process_part, parts, desc="metrics", store_url=store.url, plan=plan)
-    _write_summary(store, plan, results)
+    _write_summary(store, plan, results, previous)
     return MetricsResult(store.url, plan, results)
 
 
@@ -249,7 +252,8 @@ def _one_or_mixed(values) -> str:
     return distinct.pop() if len(distinct) == 1 else "mixed"
 
 
-def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict]) -> None:
+def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict],
+                   previous: MetricsInfo | None = None) -> None:
     """``metrics.json``: what the store's metric columns hold, read from the parts (every metric they hold,
     not only those this run computed; per metric its engine, ``mixed`` where parts differ), so it never
     says less or other than the parts. It describes the store, not the run, so a rerun that changes
@@ -258,7 +262,6 @@ def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict]) -
 
     ok = [r for r in results if not r["error"]]
     held = [n for n in METRICS if any(n in r["fingerprints"] for r in ok)]
-    previous = store.metrics_info()
     defined, undefined = Counter(), {n: Counter() for n in held}
     for r in ok:
         defined.update(r["defined"])

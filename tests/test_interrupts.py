@@ -1,0 +1,111 @@
+"""Interrupted stages (Ctrl-C, SIGTERM): one nw2 line saying what is kept and how to finish, exit 130, no worker
+tracebacks; the unfinished store is refused by every later stage, and finishing it gives the bytes of an
+uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import nw2, ok, tree_bytes
+
+#: Enough settings that two workers take several seconds, each a small piece.
+SPEC = {"name": "long", "sources": [{"kind": "synthetic", "generator": "dysts", "systems": [], "windows": 2,
+                                     "sweeps": {"Logistic": {"r": [3.5, 4.0], "steps": 400}}, "chunk": 4}],
+        "preprocess": {"target_fs": 100}, "windows": {"length": 256, "stride": 256}, "metrics": {"enabled": False}}
+
+
+def _started(args, cwd: Path) -> subprocess.Popen:
+    # a session of its own, so the signal reaches it and its workers as a terminal's Ctrl-C would, and not pytest
+    return subprocess.Popen([sys.executable, "-m", "nw2.cli", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _interrupt_when(proc: subprocess.Popen, ready, sig=signal.SIGINT, timeout: float = 120) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()
+        assert time.monotonic() < deadline, "no progress to interrupt"
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("interrupt")
+    path = root / "long.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_ingest_says_so_in_one_line_is_refused_downstream_and_finishes_as_one_run(spec, tmp_path, sig):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    ok("ingest", spec, "--out", whole, "--scheduler", "sync", "--no-progress")
+    proc = _started(["ingest", spec, "--out", cut, "--workers", "2", "--no-progress"], spec.parent)
+    rc, err = _interrupt_when(proc, lambda: len(list((cut / "_progress").glob("*.json"))) >= 3, sig)
+    assert rc == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted: {cut} keeps "), err
+    assert "no manifest.json, so later stages refuse it; finish it with the same nw2 ingest command" in lines[0]
+    assert not (cut / "manifest.json").exists()
+    for stage in (["metrics", cut, "--no-progress"], ["balance", cut, "--out", tmp_path / "C", "--fraction", "0.5"]):
+        refused = nw2(*stage)
+        assert refused.exit_code == 1
+        assert "its nw2 ingest did not finish (no manifest.json;" in refused.output, refused.output
+    ok("ingest", spec, "--out", cut, "--scheduler", "sync", "--no-progress")
+    assert tree_bytes(cut) == tree_bytes(whole)
+
+
+def test_an_interrupted_metrics_run_leaves_no_metrics_json_and_finishes_as_one_run(spec, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for out in (whole, cut):
+        ok("ingest", spec, "--out", out, "--scheduler", "sync", "--no-progress")
+    ok("metrics", whole, "--metrics", "sample_entropy,dfa", "--scheduler", "sync", "--no-progress")
+
+    def rewritten() -> bool:  # a part already holds the metric columns: the run is under way
+        import pyarrow.parquet as pq
+
+        return any("dfa" in pq.read_schema(p).names for p in (cut / "data").glob("part-*.parquet"))
+
+    proc = _started(["metrics", cut, "--metrics", "sample_entropy,dfa", "--workers", "2", "--no-progress"],
+                    spec.parent)
+    rc, err = _interrupt_when(proc, rewritten)
+    assert rc == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0] == (f"interrupted: {cut} keeps the parts rewritten so far and no "
+                                            f"metrics.json, so nw2 balance refuses it; finish with: nw2 metrics {cut}")
+    refused = nw2("balance", cut, "--out", tmp_path / "C", "--fraction", "0.5")
+    assert refused.exit_code == 1 and "an nw2 metrics run on it did not finish" in refused.output
+    ok("metrics", cut, "--metrics", "sample_entropy,dfa", "--scheduler", "sync", "--no-progress")
+    assert tree_bytes(cut) == tree_bytes(whole)
+
+
+def test_balance_refuses_a_part_whose_metrics_are_not_what_metrics_json_records(spec, tmp_path):
+    from nw2.pipeline.metrics.stage import MetricsPlan, process_part
+    from nw2.pipeline.spec import MetricsSpec
+
+    store = tmp_path / "S"
+    ok("ingest", spec, "--out", store, "--scheduler", "sync", "--no-progress")
+    ok("metrics", store, "--metrics", "sample_entropy,dfa", "--scheduler", "sync", "--no-progress")
+    info = (store / "metrics.json").read_bytes()
+    # what an interrupted `nw2 metrics --engine reference` leaves: one part rewritten, the old metrics.json
+    part = sorted((store / "data").glob("part-*.parquet"))[1]
+    plan = MetricsPlan.from_spec(MetricsSpec(names=("dfa",), engine="reference"))
+    assert process_part(f"data/{part.name}", str(store), plan)["error"] is None
+    (store / "metrics.json").write_bytes(info)
+    refused = nw2("balance", store, "--out", tmp_path / "C", "--metrics", "dfa,sample_entropy",
+                  "--fraction", "0.5")
+    assert refused.exit_code == 1
+    assert f"data/{part.name} holds dfa computed with other settings than metrics.json records" in refused.output
+    assert json.loads(info)["engine"] == "numba"
