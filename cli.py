@@ -253,6 +253,18 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGINT, interrupt)
 
 
+def _run_lock(out: str):
+    """The run directory's write lock, held by the launching process (rank 0 under torchrun, whose other ranks
+    write nothing of their own)."""
+    import contextlib
+
+    from nw2.core.locks import exclusive
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return exclusive(out, "nw2 pretrain")
+
+
 def _interrupted_store(out: str, stage: str) -> None:
     """Ctrl-C (or SIGTERM) during ``nw2 ingest`` or ``nw2 metrics``: say in one line what the store keeps, that later
     stages refuse it until it is finished, and how to finish it; exit 130."""
@@ -308,10 +320,12 @@ def pretrain(
 
     _terminate_as_interrupt()
     try:
-        model_cfg, train_cfg = resolve(corpus, out, config, overrides, resume=resume)
-        prepared = prepare(model_cfg, train_cfg, resume=resume)
-        result = run_pretrain(prepared, nproc=nproc, progress=progress,
-                              log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+        # one writer per run: the launching process (rank 0 of torchrun) holds its lock for the whole run
+        with _run_lock(out):
+            model_cfg, train_cfg = resolve(corpus, out, config, overrides, resume=resume)
+            prepared = prepare(model_cfg, train_cfg, resume=resume)
+            result = run_pretrain(prepared, nproc=nproc, progress=progress,
+                                  log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ Code tells errors apart by their type and attributes, never by their wording: a 
 from __future__ import annotations
 
 __all__ = ["Nw2Error", "InputError", "SpecError", "ArtifactError", "NotAnArtifactError", "OverwriteRefusedError",
-           "EmptySplitError"]
+           "EmptySplitError", "BusyError"]
 
 
 class Nw2Error(Exception):
@@ -58,3 +58,12 @@ class EmptySplitError(Nw2Error):
         self.url = str(url)
         self.split = split
         super().__init__(f"{self.url}: {reason or f'no rows of split {split!r}'}")
+
+
+class BusyError(ArtifactError):
+    """Another nw2 process is writing the same store, corpus, run or report (``holder``: what its lock says)."""
+
+    def __init__(self, url: object, holder: str) -> None:
+        self.holder = holder
+        super().__init__(url, f"is being written by another nw2 process ({holder}); wait for it to end, or choose "
+                              f"another --out")

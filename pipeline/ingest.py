@@ -18,6 +18,7 @@ from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_p
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec, SourceSpec, SyntheticSourceSpec
 from nw2.pipeline.synthetic.source import SyntheticInput, dataset_of, expand
+from nw2.core.locks import exclusive
 from nw2.artifacts.store import FORMAT, SCHEMA_VERSION, Manifest, StoreInfo, WindowStore, check_reachable
 from nw2.pipeline.windows import DROP_REASONS
 
@@ -193,8 +194,15 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
            overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True) -> IngestResult:
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
     ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
-    executor (parts that already hold the spec's metrics are skipped)."""
+    executor (parts that already hold the spec's metrics are skipped). Another process writing the store is
+    refused (:class:`BusyError`): two ingests never interleave."""
     check_reachable(out, scheduler)
+    with exclusive(out, "nw2 ingest"):
+        return _ingest(spec, out, scheduler, workers, overwrite, progress, log, metrics)
+
+
+def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, overwrite: bool, progress: bool,
+            log, metrics: bool) -> IngestResult:
     store = WindowStore(out)
     store.prepare(spec_fingerprint(spec), overwrite)
     plan = None

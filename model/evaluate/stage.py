@@ -31,6 +31,8 @@ from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
 from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
+from nw2.core.locks import exclusive
+
 from .data import intervention_values, Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
 from .probe import LOGISTIC_L2, RIDGE_L2, run_classification, run_regression
@@ -121,6 +123,13 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
                  where=str(source.root))
     # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
     target = c.out if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
+    with exclusive(target, "nw2 evaluate"):  # one writer per report: two evaluations never replace each other
+        return _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say,
+                         started, progress)
+
+
+def _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say, started,
+              progress) -> EvalResult:
     EvalReport.check_destination(target)
     out_dir = Path(target)
 

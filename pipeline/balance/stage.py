@@ -65,7 +65,15 @@ def _resolve(spec: BalanceSpec) -> BalanceSpec:
 # -- the stage ------------------------------------------------------------------------------------
 def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False, report: bool = True,
             log=None) -> BalanceResult:
-    """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out``."""
+    """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out`` (another process
+    writing ``out`` is refused: :class:`BusyError`)."""
+    from nw2.core.locks import exclusive
+
+    with exclusive(out, "nw2 balance"):
+        return _balance(store_url, out, spec, overwrite, report, log)
+
+
+def _balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool, report: bool, log) -> BalanceResult:
     from nw2.pipeline.balance.bins import balance_stats, fit_grid
     from nw2.pipeline.balance.space import FeatureSpec, build_features, scan_rows, store_columns
     from nw2.pipeline.balance.strategies import STRATEGIES, Candidates, resolve_params, select, select_constrained

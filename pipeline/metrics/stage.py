@@ -297,7 +297,9 @@ def compute_metrics(store_url: str, spec: MetricsSpec, scheduler: str = "local",
 
     if not isinstance(spec, MetricsSpec):
         raise TypeError(f"compute_metrics: spec must be a MetricsSpec, got {type(spec).__name__}")
+    from nw2.core.locks import exclusive
+
     check_reachable(store_url, scheduler)
     plan = MetricsPlan.from_spec(spec)
-    with executor(scheduler, workers, progress) as ex:
+    with exclusive(store_url, "nw2 metrics"), executor(scheduler, workers, progress) as ex:
         return run_metrics(store_url, plan, ex)
