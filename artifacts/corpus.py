@@ -135,6 +135,17 @@ class Corpus(Folder):
     def is_corpus(self) -> bool:
         return self.exists(CORPUS_JSON)
 
+    def verify(self) -> None:
+        """Check every part's bytes against the sha256 ``corpus.json`` records: :class:`ArtifactError` naming the
+        first part that differs (changed, truncated or replaced after nw2 balance wrote it)."""
+        info = self.info()
+        _, each = sha256_files([self.path(p["path"]) for p in info.parts], fs=self.fs)
+        for entry, (digest, size) in zip(info.parts, each):
+            if entry.get("sha256") and (digest != entry["sha256"] or size != entry.get("bytes", size)):
+                raise ArtifactError(self.url, f"{entry['path']} is not the part nw2 balance wrote (its sha256 or size "
+                                              f"differs from corpus.json's: changed, truncated or replaced since); "
+                                              f"rebuild the corpus with nw2 balance --overwrite")
+
     def info(self) -> CorpusInfo:
         try:
             data = self.read_json(CORPUS_JSON)

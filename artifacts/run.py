@@ -157,6 +157,8 @@ class Run:
         names = [RUN_JSON, LOG_JSONL, ".launch.json", "model/model.safetensors", "model/config.json"]
         found = [n for n in names if (self.root / n).is_file()]
         found += [str(p.relative_to(self.root)) for p in self.checkpoints()]
+        found += [str(p.relative_to(self.root)) for p in self.checkpoint_dir.glob("ckpt-*.pt.sha256")] \
+            if self.checkpoint_dir.is_dir() else []
         found += [str(p.relative_to(self.root)) for p in self.checkpoint_dir.glob(".ckpt-*.tmp")] \
             if self.checkpoint_dir.is_dir() else []
         if self.tensorboard_dir.is_dir():

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from nw2.core.errors import ArtifactError, Nw2Error, NotAnArtifactError, OverwriteRefusedError
 from nw2.core.files import Folder
 from nw2.core.hashing import sha256_file, sha256_json
+from nw2.core.parquet import read_checked
 
 from ._meta import Meta, optional
 
@@ -146,7 +147,8 @@ def parquet_bytes(table: pa.Table) -> bytes:
     """A table as a Parquet file with the settings of every part nw2 writes (stores and corpora): row groups
     of ``ROW_GROUP_SIZE`` rows, zstd, dictionary encoding of the few-valued string columns."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, row_group_size=ROW_GROUP_SIZE, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+    pq.write_table(table, buf, row_group_size=ROW_GROUP_SIZE, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS,
+                   write_page_checksum=True)  # verified by every reader (nw2.core.parquet)
     return buf.getvalue()
 
 
@@ -328,7 +330,7 @@ class WindowStore(Folder):
 
     def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
         with self.open_file(rel, "rb") as fh:
-            return pq.read_table(fh, columns=columns)
+            return read_checked(fh, f"{self.url}/{rel}", columns=columns)
 
     def schema_of(self, rel: str) -> pa.Schema:
         """A part's schema with its metadata, from the Parquet footer alone."""

@@ -27,11 +27,12 @@ import torch
 
 from nw2.artifacts.run import Run
 from nw2.core.errors import Nw2Error
-from nw2.core.files import atomic_torch_save
+from nw2.core.files import atomic_text, atomic_torch_save
+from nw2.core.hashing import sha256_file
 
 from .distributed import all_gather, barrier
 
-__all__ = ["CHECKPOINT_VERSION", "Checkpointer", "checkpoint_dir", "latest_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "Checkpointer", "checkpoint_dir", "latest_checkpoint", "digest_path", "damage"]
 
 CHECKPOINT_VERSION = 1
 
@@ -39,6 +40,22 @@ CHECKPOINT_VERSION = 1
 def checkpoint_dir(run: str | os.PathLike) -> Path:
     """Where a run directory keeps its checkpoints."""
     return Run(run).checkpoint_dir
+
+
+def digest_path(checkpoint: Path) -> Path:
+    """The file holding a checkpoint's sha256 (``ckpt-<step>.pt.sha256``)."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def damage(checkpoint: Path) -> str | None:
+    """What is wrong with a checkpoint's bytes, or ``None``: its sha256 against the digest saved with it (a
+    checkpoint from before digests existed has none, and only loading it can tell)."""
+    digest = digest_path(checkpoint)
+    if not digest.is_file():
+        return None
+    if sha256_file(checkpoint)[0] != digest.read_text().strip():
+        return "its bytes are not those saved (sha256 differs from its .sha256)"
+    return None
 
 
 def latest_checkpoint(run: str | os.PathLike) -> Path | None:
@@ -74,7 +91,10 @@ class Checkpointer:
             ckpt = {"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "loader": loaders, "rng": rngs, "state": state, "world_size": self.world_size,
                     "model_config": model_config, "tag": tag}
-            atomic_torch_save(ckpt, self.run.checkpoint_path(step))
+            path = self.run.checkpoint_path(step)
+            atomic_torch_save(ckpt, path)
+            # its digest beside it, written after it: a checkpoint whose bytes changed since is never resumed from
+            atomic_text(digest_path(path), sha256_file(path)[0] + "\n")
             model.save_pretrained(self.run.model_dir)
             self._prune()
         barrier()
@@ -83,11 +103,34 @@ class Checkpointer:
         if self.keep:
             for old in self.run.checkpoints()[:-self.keep]:
                 old.unlink(missing_ok=True)
+                digest_path(old).unlink(missing_ok=True)
 
-    def load(self, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any) -> dict:
-        """Restore the model, the optimizer, this rank's loader and RNG state from ``path``; return the loop's
-        saved state (a plain dict). A checkpoint of another version or world size is a one-line error."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    def latest_good(self, say=None) -> tuple[Path, dict] | None:
+        """The newest checkpoint whose bytes match their digest and that loads, with its contents, falling back to
+        older ones (each damaged one named through ``say``); ``None`` when there is none at all. Nw2Error when
+        every checkpoint is damaged. Every rank reads the same files, so every rank picks the same one."""
+        found = self.run.checkpoints()
+        if not found:
+            return None
+        for path in reversed(found):
+            problem = damage(path)
+            if problem is None:
+                try:
+                    return path, torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as err:  # truncated or garbled past what a digest-less file can show
+                    problem = f"does not load ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+            if say is not None and self.master:
+                say(f"{path}: {problem}; trying the checkpoint before it")
+        raise Nw2Error(f"{self.dir}: every checkpoint is damaged ({len(found)}: the newest {found[-1].name}); the run "
+                       f"cannot resume, start it again with a new --out")
+
+    def load(self, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
+             ckpt: dict | None = None) -> dict:
+        """Restore the model, the optimizer, this rank's loader and RNG state from ``path`` (``ckpt``: its contents,
+        loaded already); return the loop's saved state (a plain dict). A checkpoint of another version or world
+        size is a one-line error."""
+        if ckpt is None:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise Nw2Error(f"{path}: checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
         if ckpt["world_size"] != self.world_size:

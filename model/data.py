@@ -70,6 +70,7 @@ import torch
 
 from nw2.artifacts.source import may_hold, open_windows
 from nw2.core.errors import EmptySplitError, Nw2Error
+from nw2.core.parquet import CheckedFile, read_checked
 
 __all__ = ["LoaderConfig", "CorpusLoader", "STATE_VERSION", "intervention_channels", "intervention_inputs"]
 
@@ -150,7 +151,7 @@ def intervention_channels(corpus: str | Path) -> dict[str, dict]:
         path = source.path(rel)
         if "role" not in pq.read_schema(path).names:
             return {}
-        t = pq.read_table(path, columns=["role", "channel", "categories"])
+        t = read_checked(path, columns=["role", "channel", "categories"])
         t = t.filter(pc.not_equal(t.column("role"), "signal"))
         for role, name, cats in zip(*(t.column(c).to_pylist() for c in ("role", "channel", "categories"))):
             entry = found.setdefault(name, {"role": role, "categories": cats, "rows": 0})
@@ -241,7 +242,7 @@ class _Corpus:
     def _min_length_slow(self) -> int:
         lengths = []
         for p, g in self.units:
-            t = pq.ParquetFile(self.parts[p]).read_row_group(g, columns=["samples"])
+            t = CheckedFile(self.parts[p]).read_row_group(g, columns=["samples"])
             lengths.append(int(pc.min(pc.list_value_length(t.column("samples"))).as_py() or 0))
         return min(lengths)
 
@@ -261,7 +262,7 @@ class _Reader:
         p, g = self.corpus.units[unit]
         f = self.files.get(p)
         if f is None:
-            f = self.files[p] = pq.ParquetFile(self.corpus.parts[p])
+            f = self.files[p] = CheckedFile(self.corpus.parts[p])
         cols = (["samples", "group_id", "split"] + (["sample_weight"] if cfg.weighted else [])
                 + (["fs"] if cfg.rates else []) + (["role"] if self.corpus.has_role else [])
                 + (["channel", "categories"] if cfg.interventions else []))
@@ -504,7 +505,7 @@ class CorpusLoader:
                 + (["role"] if self.corpus.has_role else []))
         files: dict[int, pq.ParquetFile] = {}
         for p, g in self.corpus.units:
-            f = files.get(p) or files.setdefault(p, pq.ParquetFile(self.corpus.parts[p]))
+            f = files.get(p) or files.setdefault(p, CheckedFile(self.corpus.parts[p]))
             t = f.read_row_group(g, columns=cols)
             rows = np.flatnonzero((t.column("split").to_numpy(zero_copy_only=False) == cfg.split) & _signal(t))
             if rows.size == 0:

@@ -226,9 +226,13 @@ class Prepared:
 def prepare(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False) -> Prepared:
     """Check everything that can be checked before a process starts; raise a one-line :class:`Nw2Error`.
 
-    The corpus (exists, has parts, the columns, rows of the split, windows at least ``window_size`` long),
+    The corpus (exists, has parts whose bytes are those corpus.json records, the columns, rows of the split,
+    windows at least ``window_size`` long),
     the run directory (an existing run needs ``--resume``; a resumed one must match its saved configs)."""
     weighted = _weighted(cfg)
+    source = open_windows(cfg.corpus, "the trainer")
+    if isinstance(source, Corpus) and int(os.environ.get("RANK", "0")) == 0:
+        source.verify()  # every part's bytes as corpus.json records them, before anything is written or trained
     CorpusLoader(_loader_config(model_cfg, cfg, cfg.split, True, weighted), rank=0, world_size=1)
     has_val = False
     if cfg.val_split:
@@ -588,12 +592,13 @@ def _resume(checkpoints: Checkpointer, prepared: Prepared, model: Model, optimiz
     """The loop's state to start from, and the step resumed from: the latest checkpoint's when resuming
     (the model, optimizer, loader and RNG restored from it), else a fresh state."""
     run, cfg = checkpoints.run, prepared.train
-    path = checkpoints.latest() if prepared.resume else None
-    if path is None:
+    good = checkpoints.latest_good(say) if prepared.resume else None
+    if good is None:
         if prepared.resume:
             say(f"{run}: no checkpoint yet, starting from the beginning")
         return LoopState(), None
-    state = LoopState.from_dict(checkpoints.load(path, model, optimizer, loader))
+    path, ckpt = good
+    state = LoopState.from_dict(checkpoints.load(path, model, optimizer, loader, ckpt))
     say(f"resuming {run} from {path.name} ({state.epoch} of {cfg.epochs} epochs done, step {state.step})")
     return state, state.step
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from nw2.artifacts.source import may_hold, open_windows
 from nw2.core.errors import Nw2Error
+from nw2.core.parquet import CheckedFile, read_checked
 
 __all__ = ["Source", "open_source", "read_meta", "stream_samples", "intervention_values", "REQUIRED", "OPTIONAL"]
 
@@ -72,7 +73,7 @@ def read_meta(source: Source, splits) -> pl.DataFrame:
     cols = [c for c in REQUIRED if c != "samples"] + [c for c in OPTIONAL if c in source.columns]
     frames = []
     for p, path in enumerate(source.parts):
-        f = pq.ParquetFile(path)
+        f = CheckedFile(path)
         split_i = f.schema_arrow.names.index("split")
         for g in range(f.metadata.num_row_groups):
             rg = f.metadata.row_group(g)
@@ -118,7 +119,7 @@ def intervention_values(source: Source, splits, inputs: tuple[str, ...], need: i
     wanted = pa.array(sorted(set(splits)), type=pa.string())
     out: dict = {}
     for path in source.parts:
-        t = pq.read_table(path, columns=["role", "split", "group_id", "channel", "categories", "samples"])
+        t = read_checked(path, columns=["role", "split", "group_id", "channel", "categories", "samples"])
         keep = pc.and_(pc.not_equal(t.column("role"), "signal"), pc.is_in(t.column("split"), value_set=wanted))
         t = t.filter(keep)
         if t.num_rows == 0:
@@ -163,7 +164,7 @@ def stream_samples(source: Source, rows: pl.DataFrame, batch_size: int, need: in
         f = files.get(p)
         if f is None:
             files.clear()
-            f = files[p] = pq.ParquetFile(source.parts[p])
+            f = files[p] = CheckedFile(source.parts[p])
         arr = f.read_row_group(g, columns=["samples"]).column("samples").combine_chunks()
         arr = arr.take(pa.array(sub.get_column("_row").to_numpy()))
         x, ok = _crop(arr, need)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nw2.core.errors import Nw2Error
+from nw2.core.parquet import CheckedFile
 from nw2.artifacts.corpus import ADDED, FORMAT, METADATA_KEY, VERSION, Corpus, part_name
 from nw2.artifacts.store import WindowStore
 
@@ -98,7 +99,7 @@ def copy_rows(store: WindowStore, parts: list[str], sel: Selected, dest: Corpus,
             continue
         rows = sel.row[lo:hi]
         with store.open_file(rel) as fh:
-            pf = pq.ParquetFile(fh)
+            pf = CheckedFile(fh, f"{store.url}/{rel}")
             starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
             if rows[-1] >= starts[-1]:
                 raise Nw2Error(f"{store.url}: {rel} holds {starts[-1]} rows, fewer than when it was read; "

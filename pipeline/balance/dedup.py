@@ -99,6 +99,7 @@ import pyarrow.parquet as pq
 from numba import float32, float64, int16, int64, njit, types, uint8, uint64, void
 
 from nw2.artifacts.store import WindowStore
+from nw2.core.parquet import CheckedFile
 from nw2.core.errors import Nw2Error
 
 __all__ = ["Signatures", "Duplicates", "window_signatures", "find_duplicates", "max_hamming",
@@ -647,7 +648,7 @@ def window_signatures(store_url: str, rows=None, progress: bool = False) -> Sign
         if not wanted:
             continue
         with store.open_file(rel) as fh:
-            pf = pq.ParquetFile(fh)
+            pf = CheckedFile(fh, f"{store.url}/{rel}")
             for g in wanted:
                 arr = pf.read_row_group(g, columns=["samples"]).column("samples")
                 rows_g = np.arange(g0[g], g0[g] + groups[g], dtype=np.int64)
