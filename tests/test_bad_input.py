@@ -206,7 +206,8 @@ def test_unix_epoch_milliseconds_give_the_true_rate_not_a_thousandth_of_it(sampl
     # a 250 Hz clock in ms since 1970 (2024-05-01): was read as seconds, 0.25 Hz, 83 hours of interpolated signal
     stamps = [1714521600000 + 4 * k for k in range(12000)]
     csv = _ppg_with_clock(sample, tmp_path / "ppg.csv", stamps)
-    result = nw2("ingest", csv, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics", "--no-progress")
+    result = nw2("ingest", csv, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics",
+                 "--scheduler", "sync", "--no-progress")
     assert result.exit_code == 0, result.output
     assert _source_fs(tmp_path / "S") == {250.0}
     assert result.output.startswith("4 windows from 1 inputs")  # 48 s at 100 Hz: four windows of 1024 samples
@@ -215,7 +216,8 @@ def test_unix_epoch_milliseconds_give_the_true_rate_not_a_thousandth_of_it(sampl
 def test_a_whole_number_clock_of_unknown_unit_is_refused_naming_the_option(sample, tmp_path):
     # heartpy's timer: milliseconds from the start, in whole numbers; seconds or milliseconds cannot be told apart
     timer = sample("heartpy_ppg_timer")
-    result = nw2("ingest", timer, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics", "--no-progress")
+    result = nw2("ingest", timer, "--modality", "ppg", "--out", tmp_path / "S", "--no-metrics",
+                 "--scheduler", "sync", "--no-progress")
     entry = json.loads((tmp_path / "S" / "manifest.json").read_text())["inputs"][0]
     assert entry["status"] == "failed", result.output
     assert entry["reason"].startswith("time column 'timer': the unit of its stamps is not known (steps of 8.5")
@@ -225,10 +227,11 @@ def test_a_whole_number_clock_of_unknown_unit_is_refused_naming_the_option(sampl
     fraction = _ppg_with_clock(sample, tmp_path / "fraction.csv", [k / 125 for k in range(12000)], name="time")
     for csv in (named, fraction):
         out = tmp_path / csv.stem
-        ok_ = nw2("ingest", csv, "--modality", "ppg", "--out", out, "--no-metrics", "--no-progress")
+        ok_ = nw2("ingest", csv, "--modality", "ppg", "--out", out, "--no-metrics",
+                 "--scheduler", "sync", "--no-progress")
         assert ok_.exit_code == 0, ok_.output
         assert _source_fs(out) == {125.0}
     # with the rate given, the stamps are not needed to find it
     given = nw2("ingest", timer, "--modality", "ppg", "--fs", "117", "--out", tmp_path / "G", "--no-metrics",
-                "--no-progress")
+                "--scheduler", "sync", "--no-progress")
     assert given.exit_code == 0, given.output
