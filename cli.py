@@ -224,10 +224,13 @@ def balance(
         if pca is not None:
             flags["pca"] = pca if pca != 0 else None
         chosen = balance_from_dict(flags, where="balance", base=base)
+        _terminate_as_interrupt()
         result = run_balance(store, out, chosen, overwrite=overwrite, report=report,
                              log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted_whole(out, "corpus", "nw2 balance")
     typer.echo(describe(result))
 
 
@@ -251,6 +254,14 @@ def _terminate_as_interrupt() -> None:
 
         signal.signal(signal.SIGTERM, interrupt)
         signal.signal(signal.SIGINT, interrupt)
+
+
+def _interrupted_whole(out: str, what: str, command: str) -> None:
+    """Ctrl-C (or SIGTERM) during a stage that publishes its output whole (a corpus, a report): nothing was
+    written, and an earlier one there is as it was; one line, exit 130."""
+    typer.secho(f"interrupted: no new {what} was written to {out} (it appears whole or not at all; an earlier one "
+                f"there is unchanged); rerun the same {command} command", fg=typer.colors.RED, err=True)
+    raise typer.Exit(130)
 
 
 def _run_lock(out: str):
@@ -361,10 +372,13 @@ def evaluate(
     from nw2.model.evaluate import evaluate as run_evaluate
 
     try:
+        _terminate_as_interrupt()
         result = run_evaluate(run, data, EvalConfig(**options), progress=progress,
                               log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted_whole(options.get("out") or f"{run}/eval-<split>", "report", "nw2 evaluate")
     typer.echo(describe(result))
 
 

@@ -109,3 +109,16 @@ def test_balance_refuses_a_part_whose_metrics_are_not_what_metrics_json_records(
     assert refused.exit_code == 1
     assert f"data/{part.name} holds dfa computed with other settings than metrics.json records" in refused.output
     assert json.loads(info)["engine"] == "numba"
+
+
+def test_an_interrupted_balance_writes_nothing_and_says_so_in_one_line(demo_store, tmp_path):
+    from nw2.core.locks import lock_path
+
+    out = tmp_path / "C"
+    proc = _started(["balance", demo_store, "--out", out, "--fraction", "0.5"], tmp_path)
+    rc, err = _interrupt_when(proc, lambda: lock_path(out).exists())  # it has started: its lock is taken
+    assert rc == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"interrupted: no new corpus was written to {out} (it appears whole or not at all; an earlier "
+                     f"one there is unchanged); rerun the same nw2 balance command"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no corpus, no temporary folder, no lock left
