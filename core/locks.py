@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from nw2.core.errors import BusyError
+from nw2.core.errors import ArtifactError, BusyError
 
 __all__ = ["exclusive", "lock_path"]
 
@@ -39,10 +39,13 @@ def exclusive(target: str | os.PathLike, command: str | None = None) -> Iterator
         return
     import fcntl
 
-    path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(os.path.realpath(target))  # one lock whichever link names the artifact
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ArtifactError(target, f"cannot take its write lock {path} ({err.strerror or err})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

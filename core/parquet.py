@@ -18,8 +18,12 @@ from nw2.core.errors import ArtifactError
 __all__ = ["CheckedFile", "read_checked", "corrupt"]
 
 
-def corrupt(name: object, err: BaseException) -> ArtifactError:
-    """The one-line error of a part that fails to decode or to verify."""
+def corrupt(name: object, err: BaseException) -> BaseException:
+    """The one-line error of a part that fails to decode or to verify; a missing or unreadable file, a lack of
+    memory or a column the part lacks is not corruption, and is returned as it is (to be raised as it was)."""
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, pa.ArrowMemoryError, MemoryError)) or \
+            "No match for FieldRef" in str(err):
+        return err
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ArtifactError(name, f"corrupt Parquet part ({text}): its bytes changed after nw2 wrote it; rebuild it "
                                f"(rerun the stage that wrote it with --overwrite)")

@@ -255,6 +255,22 @@ class _Reader:
         self.sample_stride = len(corpus.units) < nshards
         self.shard, self.nshards = shard, nshards
         self.files: dict[int, pq.ParquetFile] = {}
+        self._interventions: tuple[int, object] | None = None
+
+    def _part_interventions(self, p: int):
+        """The intervention rows of the split in part ``p`` (a group's may lie in another row group than its
+        signals: a part holds a piece's channels one after another), cached for the part being read."""
+        if self._interventions is not None and self._interventions[0] == p:
+            return self._interventions[1]
+        import pyarrow.compute as pc
+
+        f = self.files.get(p) or self.files.setdefault(p, CheckedFile(self.corpus.parts[p]))
+        cols = ["role", "split", "group_id", "channel", "categories", "samples"]
+        tables = [f.read_row_group(g, columns=cols) for g in range(f.num_row_groups)]
+        t = tables[0] if len(tables) == 1 else __import__("pyarrow").concat_tables(tables)
+        t = t.filter(pc.and_(pc.not_equal(t.column("role"), "signal"), pc.equal(t.column("split"), self.cfg.split)))
+        self._interventions = (p, t)
+        return t
 
     def unit_samples(self, epoch: int, unit: int) -> tuple[list[np.ndarray], int]:
         """The samples of ``unit`` (each ``(channels, window_size)`` float32) and the rows skipped."""
@@ -305,8 +321,7 @@ class _Reader:
         bounds = np.flatnonzero(np.diff(keys)) + 1
         weights = t.column("sample_weight").to_numpy()[rows] if cfg.weighted else None
         rates = t.column("fs").to_numpy()[rows].astype(np.float32) if cfg.rates else None
-        drives = (_drives(t, np.flatnonzero(in_split & ~signal), values, offsets, cfg, shift_of)
-                  if cfg.interventions else None)
+        drives = _drives(self._part_interventions(p), cfg, shift_of) if cfg.interventions else None
         # (channels, window) arrays; with rates or interventions, (array, rate, u) triples (a group has one of each)
         out: list = []
         wout: list[float] = []
@@ -339,12 +354,15 @@ def _signal(t) -> np.ndarray:
     return np.asarray(t.column("role").to_numpy(zero_copy_only=False) == "signal", bool)
 
 
-def _drives(t, rows: np.ndarray, values: np.ndarray, offsets: np.ndarray, cfg: LoaderConfig,
-            shift_of: dict | None) -> dict:
+def _drives(t, cfg: LoaderConfig, shift_of: dict | None) -> dict:
     """Per group id, the ``(window_size, K)`` float32 intervention inputs of ``cfg.interventions`` from the
-    intervention ``rows`` of the unit (cropped as their group's signals are; NaN where the group lacks one)."""
-    if rows.size == 0:
+    intervention rows ``t`` of the part (cropped as their group's signals are; NaN where the group lacks one)."""
+    if t.num_rows == 0:
         return {}
+    samples = t.column("samples").combine_chunks()
+    offsets = samples.offsets.to_numpy()
+    values = samples.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    rows = np.arange(t.num_rows)
     slots: dict[str, list[tuple[int, str | None]]] = {}
     for k, entry in enumerate(cfg.interventions):
         name, _, category = entry.partition("=")

@@ -236,3 +236,30 @@ def test_wesad_conditions_and_daphnet_freezes_are_categorical_interventions(samp
     assert frz and len(frz) == sum(r["role"] == "signal" for r in daphnet)
     assert {r["role"] for r in frz} == {"observed"}
     assert {v for r in frz for v in r["samples"]} == {0.0}  # S06R02's excerpt has no freeze of gait
+
+
+def test_every_window_of_a_long_recording_gets_its_dose_across_row_groups(tmp_path: Path):
+    # a part holds a piece's channels one after another: with 468 windows of 3 rows each, most windows' dose rows
+    # lie in another row group (of 1024 rows) than their signals, and were lost to the loader (NaN: "none")
+    n = 30000
+    rng = np.random.default_rng(1)
+    t = np.arange(n) / 100
+    dose = np.repeat(rng.choice([0.0, 1.0, 2.0], n // 600 + 1), 600)[:n]
+    lines = ["ppg,resp,dose"] + [f"{np.sin(7 * a) + 0.1 * rng.standard_normal():.5f},{np.sin(a):.5f},{d}"
+                                 for a, d in zip(t, dose)]
+    (tmp_path / "rec.csv").write_text("\n".join(lines) + "\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "long", "sources": [
+        {"dataset": "rec", "paths": ["rec.csv"], "fs": 100, "modality": "ppg", "subject": "s1",
+         "interventions": [{"channel": "dose", "availability": "known"}]}],
+        "windows": {"length": 64, "stride": 64}, "split": {"train": 1.0, "val": 0.0, "test": 0.0},
+        "metrics": {"enabled": False}}))
+    ok("ingest", spec, "--out", tmp_path / "S", "--scheduler", "sync", "--no-progress")
+    assert pq.ParquetFile(next((tmp_path / "S" / "data").glob("part-*.parquet"))).num_row_groups > 1
+    loader = CorpusLoader(LoaderConfig(tmp_path / "S", split="train", batch_size=64, window_size=64, nvar=2,
+                                       interventions=("dose",)), 0, 1)
+    seen = 0
+    for x, mask, u in loader:
+        assert np.isfinite(u.numpy()).all()
+        seen += x.shape[0]
+    assert seen == n // 64

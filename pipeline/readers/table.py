@@ -97,12 +97,15 @@ def time_scale(name: str, values: np.ndarray, opts: ReadOptions, path, needed: b
     if named:
         return _TIME_UNITS[_UNIT_WORDS[named.group(1)]]
     finite = values[np.isfinite(values)]
-    if finite.size:
-        first = abs(float(finite[0]))
+    if finite.size > 1:
+        first, last = abs(float(finite.min())), abs(float(finite.max()))
+        span = last - first
         for unit, (lo, hi) in _EPOCH.items():
-            if lo <= first < hi:
+            # both ends in the epoch range, and at most a day per sample and 100 kHz in that unit
+            rate = (finite.size - 1) / (span * _TIME_UNITS[unit]) if span > 0 else 0.0
+            if lo <= first and last < hi and 1e-5 <= rate <= 1e5:
                 return _TIME_UNITS[unit]
-    steps = np.diff(np.sort(finite))  # a long table's stamps interleave its channels
+    steps = np.diff(np.unique(finite))  # a long table's channels interleave, and may share, their stamps
     step = float(np.median(steps)) if steps.size else 0.0
     if 0 < step < 1 and not np.all(np.mod(finite, 1) == 0):
         return 1.0
