@@ -79,7 +79,7 @@ def finished(demo_corpus, tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+@pytest.mark.parametrize("damage", ["flipped", pytest.param("truncated", marks=pytest.mark.slow)])
 def test_resume_falls_back_to_the_last_good_checkpoint(finished, demo_corpus, tmp_path, damage):
     checkpoints = sorted((finished / "checkpoints").glob("ckpt-*.pt"))
     assert len(checkpoints) >= 3 and all(Path(f"{c}.sha256").is_file() for c in checkpoints)

@@ -48,7 +48,7 @@ def spec(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_an_interrupted_ingest_says_so_in_one_line_is_refused_downstream_and_finishes_as_one_run(spec, tmp_path, sig):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     ok("ingest", spec, "--out", whole, "--scheduler", "sync", "--no-progress")
@@ -67,6 +67,7 @@ def test_an_interrupted_ingest_says_so_in_one_line_is_refused_downstream_and_fin
     assert tree_bytes(cut) == tree_bytes(whole)
 
 
+@pytest.mark.slow
 def test_an_interrupted_metrics_run_leaves_no_metrics_json_and_finishes_as_one_run(spec, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     for out in (whole, cut):
@@ -111,6 +112,7 @@ def test_balance_refuses_a_part_whose_metrics_are_not_what_metrics_json_records(
     assert json.loads(info)["engine"] == "numba"
 
 
+@pytest.mark.slow
 def test_an_interrupted_balance_writes_nothing_and_says_so_in_one_line(demo_store, tmp_path):
     from nw2.core.locks import lock_path
 
