@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
@@ -262,12 +263,10 @@ class _Reader:
         signals: a part holds a piece's channels one after another), cached for the part being read."""
         if self._interventions is not None and self._interventions[0] == p:
             return self._interventions[1]
-        import pyarrow.compute as pc
-
         f = self.files.get(p) or self.files.setdefault(p, CheckedFile(self.corpus.parts[p]))
         cols = ["role", "split", "group_id", "channel", "categories", "samples"]
         tables = [f.read_row_group(g, columns=cols) for g in range(f.num_row_groups)]
-        t = tables[0] if len(tables) == 1 else __import__("pyarrow").concat_tables(tables)
+        t = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         t = t.filter(pc.and_(pc.not_equal(t.column("role"), "signal"), pc.equal(t.column("split"), self.cfg.split)))
         self._interventions = (p, t)
         return t
