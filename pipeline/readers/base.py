@@ -75,6 +75,12 @@ def shown(value) -> str:
     return f"<{len(text)} characters>"
 
 
+def named(value) -> str:
+    """``value`` as it is when :func:`shown` would quote it (a file name such as ``208.dat``), else its length."""
+    text = str(value)
+    return text if _QUOTABLE.fullmatch(text) else shown(text)
+
+
 _QUOTED = re.compile(r"`([^`]*)`|'([^']*)'|\"([^\"]*)\"")
 
 
@@ -126,6 +132,16 @@ def select(channels: list[int] | None, n_available: int, path: str | Path) -> li
     return list(channels)
 
 
+def finite_or_nan(values) -> np.ndarray:
+    """Samples as a contiguous float64 array, an infinite one made NaN: a value that overflowed (a cell reading
+    ``inf``, a scale of ``1e308``) carries no measurement, and every reader hands on missing samples as NaN."""
+    samples = np.ascontiguousarray(values, dtype=np.float64)
+    infinite = np.isinf(samples)
+    if infinite.any():
+        samples = np.where(infinite, np.nan, samples)
+    return samples
+
+
 def as_float(values, path: str | Path, what: str) -> np.ndarray:
     """Convert a column to float64, turning a non-numeric column into a clear error."""
     try:
@@ -135,4 +151,4 @@ def as_float(values, path: str | Path, what: str) -> np.ndarray:
 
 
 __all__ = ["ChannelInfo", "Record", "ReadOptions", "InputError", "file_stem", "unique_names", "time_slice", "select",
-           "as_float"]
+           "as_float", "finite_or_nan", "named", "shown", "scrubbed"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice, unique_names)
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, finite_or_nan,
+                                       scrubbed, select, shown, time_slice, unique_names)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "edf"
@@ -75,7 +75,8 @@ def _open(path: str | Path):
             msg = msg[len(f"{path}:"):].strip()
         first = msg.splitlines()[0] if msg else "unreadable"
         said = " ".join(printed).split("\n")[0].strip()[:120]
-        raise InputError(path, f"not a valid EDF/BDF file: {first}" + (f"; the parser says: {said}" if said else "")
+        raise InputError(path, f"not a valid EDF/BDF file: {scrubbed(first)}"
+                         + (f"; the parser says: {scrubbed(said)}" if said else "")
                          ) from None
 
 
@@ -94,7 +95,7 @@ def _channels(path: str | Path, reader, opts: ReadOptions) -> list[ChannelInfo]:
     for i, label in enumerate(labels):
         fs = float(reader.getSampleFrequency(i))
         if not fs > 0:
-            raise InputError(path, f"signal {i} ({label!r}) has no sampling rate")
+            raise InputError(path, f"signal {i} ({shown(label)}) has no sampling rate")
         infos.append(ChannelInfo(name=names[i], fs=fs, n_samples=int(n_samples[i]),
                                  modality=opts.modality or _modality(label, reader.getTransducer(i)),
                                  unit=opts.unit or reader.getPhysicalDimension(i).strip()))
@@ -157,13 +158,13 @@ def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
             samples = reader.readSignal(c, span.start, n) if n else np.empty(0)
             records.append(Record(dataset=opts.dataset, subject=subject, record=opts.record or file_stem(path),
                                   channel=info.name, modality=info.modality, unit=info.unit, fs=info.fs,
-                                  samples=np.asarray(samples, dtype=np.float64), start_time=start_time,
+                                  samples=finite_or_nan(samples), start_time=start_time,
                                   offset_s=span.start / info.fs, annotations=list(events)))
         return records
     except InputError:
         raise
     except Exception as err:  # a read error half-way through a damaged file
         msg = str(err).strip().splitlines()
-        raise InputError(path, f"cannot read EDF signals: {msg[0] if msg else type(err).__name__}") from None
+        raise InputError(path, f"cannot read EDF signals: {scrubbed(msg[0]) if msg else type(err).__name__}") from None
     finally:
         reader.close()

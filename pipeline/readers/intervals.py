@@ -10,6 +10,10 @@ left out, nothing is extrapolated). Ingest then resamples them to the spec's ``t
 The intervals' unit is never guessed (a column of 800s is milliseconds, a column of 0.8s seconds, but a column of
 2s?): ``extra["interval_unit"]`` must say ``ms`` or ``s``, or the file is refused with that option named. The format
 is never detected: name it (``format: intervals``). ``.npy`` files are read with ``allow_pickle=False``.
+
+An interval longer than :data:`MAX_INTERVAL_S` is refused: no heart pauses that long between two beats, and such a
+file holds something else or another unit (1e30, or milliseconds read as seconds). ``read`` builds the grid of the
+span asked for only, so what it allocates follows the span, not the length the intervals add up to.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.derive import grid, interval_series
-from nw2.pipeline.readers.base import ChannelInfo, InputError, ReadOptions, Record, file_stem, select
+from nw2.pipeline.derive import interval_series
+from nw2.pipeline.readers.base import ChannelInfo, InputError, ReadOptions, Record, file_stem, scrubbed, select
+from nw2.pipeline.readers.numpy_reader import load_npy
 
 FORMAT = "intervals"
 EXTENSIONS: tuple[str, ...] = ()  # never chosen by extension: a list of numbers is not self-describing
@@ -27,6 +32,8 @@ EXTENSIONS: tuple[str, ...] = ()  # never chosen by extension: a list of numbers
 GRID_FS = 4.0
 UNITS = {"ms": 1e-3, "s": 1.0}
 CHANNELS = (("ibi", "s", False), ("heart_rate", "bpm", True))
+#: The longest interval taken as the time between two beats, seconds.
+MAX_INTERVAL_S = 60.0
 
 
 def sniff(path: str | Path, head: bytes) -> bool:
@@ -50,46 +57,58 @@ def _intervals(path, opts: ReadOptions) -> np.ndarray:
     try:
         with open(p, "rb") as fh:
             is_npy = fh.read(6) == b"\x93NUMPY"
-        if is_npy:
-            values = np.load(p, allow_pickle=False, mmap_mode="r")
-        else:
-            values = np.loadtxt(p, comments="#", delimiter=opts.delimiter, ndmin=1, dtype=np.float64)
+        values = load_npy(p) if is_npy else np.loadtxt(p, comments="#", delimiter=opts.delimiter, ndmin=1,
+                                                        dtype=np.float64)
     except ValueError as err:
-        raise InputError(path, f"not a list of numbers, one interval per line ({str(err).splitlines()[0]})") from None
+        detail = scrubbed(str(err).splitlines()[0]) if str(err).strip() else type(err).__name__
+        raise InputError(path, f"not a list of numbers, one interval per line ({detail})") from None
     except OSError as err:
         raise InputError(path, f"cannot open ({err.strerror or err})") from None
-    if values.dtype.hasobject:
-        raise InputError(path, "array contains Python objects; refusing to unpickle")
     if values.ndim != 1 or values.dtype.kind not in "iuf":
         raise InputError(path, f"expected one numeric column of intervals, got shape {values.shape} ({values.dtype})")
     values = np.asarray(values, dtype=np.float64) * scale
     if values.size < 3 or not np.isfinite(values).all() or (values <= 0).any():
         raise InputError(path, "intervals must be at least three finite positive numbers")
+    longest = int(np.argmax(values))
+    if values[longest] > MAX_INTERVAL_S:
+        raise InputError(path, f"interval {longest + 1} lasts {values[longest]:.3g} s, longer than "
+                               f"{MAX_INTERVAL_S:g} s between two beats: not inter-beat intervals, or not in "
+                               f"{opts.extra.get('interval_unit')} (extra.interval_unit)")
     return values
 
 
-def _series(path, opts: ReadOptions) -> tuple[float, np.ndarray, list[np.ndarray]]:
+def _beats(path, opts: ReadOptions) -> tuple[float, np.ndarray]:
+    """The grid's rate and the beat times (the first at 0 s)."""
     intervals = _intervals(path, opts)
     _, fs = _options(path, opts)
-    beats = np.concatenate([[0.0], np.cumsum(intervals)])
-    times = grid(0.0, float(beats[-1]), fs)
-    return fs, times, [interval_series(beats, times, "beat", as_rate=rate) for _, _, rate in CHANNELS]
+    return fs, np.concatenate([[0.0], np.cumsum(intervals)])
+
+
+def _grid_size(fs: float, beats: np.ndarray) -> int:
+    """Points of ``grid(0, beats[-1], fs)``, counted without building it."""
+    return max(0, int(np.ceil(float(beats[-1]) * fs - 1e-9)))
 
 
 def probe(path: str | Path, opts: ReadOptions) -> list[ChannelInfo]:
-    fs, times, _ = _series(path, opts)
-    return [ChannelInfo(name, fs, times.size, "hr", unit) for name, unit, _ in CHANNELS]
+    fs, beats = _beats(path, opts)
+    return [ChannelInfo(name, fs, _grid_size(fs, beats), "hr", unit) for name, unit, _ in CHANNELS]
 
 
 def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
          start_s: float = 0.0, stop_s: float | None = None) -> list[Record]:
-    fs, times, series = _series(path, opts)
+    fs, beats = _beats(path, opts)
+    chosen = select(channels, len(CHANNELS), path)
+    # The whole recording's grid points j / fs inside [start_s, stop_s), built for that span only.
+    n = _grid_size(fs, beats)
+    first = min(n, max(0, int(np.ceil(start_s * fs - 1e-9))))
+    last = n if stop_s is None else min(n, max(first, int(np.ceil(stop_s * fs - 1e-9))))
+    times = np.arange(first, last) / fs
+    times = times[(times >= start_s) & (stop_s is None or times < stop_s)]
     subject, record = opts.subject or file_stem(path), opts.record or file_stem(path)
-    span = (times >= start_s) & (times < (np.inf if stop_s is None else stop_s))
-    first = int(np.argmax(span)) if span.any() else 0
     out = []
-    for c in select(channels, len(CHANNELS), path):
-        name, unit, _ = CHANNELS[c]
-        out.append(Record(opts.dataset, subject, record, name, "hr", unit, fs, series[c][span].copy(),
-                          offset_s=float(times[first]) if span.any() else float(start_s)))
+    for c in chosen:
+        name, unit, rate = CHANNELS[c]
+        out.append(Record(opts.dataset, subject, record, name, "hr", unit, fs,
+                          interval_series(beats, times, "beat", as_rate=rate),
+                          offset_s=float(times[0]) if times.size else float(start_s)))
     return out

@@ -20,13 +20,15 @@ Neither format stores a sampling rate reliably: ``opts.fs`` wins, then a scalar 
 
 from __future__ import annotations
 
+import math
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice)
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, finite_or_nan,
+                                       scrubbed, select, shown, time_slice)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "numpy"
@@ -34,6 +36,9 @@ EXTENSIONS = (".npy", ".npz")
 
 _FS_KEYS = ("fs", "sampling_rate")
 _NUMERIC = "biuf"  # bool, int, uint, float; complex has no single physical value
+#: The most a deflate stream expands (its format's limit is 1032:1): a member that would decompress to more
+#: declares more than it holds.
+_MAX_DEFLATE_RATIO = 1032
 
 
 def sniff(path: str | Path, head: bytes) -> bool:
@@ -69,8 +74,9 @@ def _orient(shape: tuple[int, ...], opts: ReadOptions, path, what: str) -> bool:
 
 # ---- .npy -----------------------------------------------------------------------------------------
 
-def _load_npy(path: str | Path) -> np.ndarray:
-    """Memory-map a ``.npy``; its header is checked first so an object array is refused, not unpickled."""
+def load_npy(path: str | Path) -> np.ndarray:
+    """Memory-map a ``.npy``; its header is checked first so an object array is refused, not unpickled, and any
+    failure of a damaged file (NumPy raises SyntaxError, TokenError, ... on a garbled header) is an InputError."""
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -82,7 +88,7 @@ def _load_npy(path: str | Path) -> np.ndarray:
     except InputError:
         raise
     except ValueError as err:
-        if "object" in str(err).lower() or "pickle" in str(err).lower():
+        if "allow_pickle" in str(err):  # an object array NumPy itself refused (a header it reads differently)
             raise InputError(path, "array contains Python objects; refusing to unpickle") from None
         raise InputError(path, f"not a valid .npy file: {_short(err)}") from None
     except Exception as err:
@@ -108,12 +114,14 @@ def _npy_channels(path, arr: np.ndarray, opts: ReadOptions) -> list[tuple[str, n
 # ---- .npz -----------------------------------------------------------------------------------------
 
 def _npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of each array, read from the member headers without decompressing the data."""
+    """Shape and dtype of each array, read from the member headers without decompressing the data; a member
+    whose header declares more bytes than the member holds is refused (loading it would allocate them all)."""
     shapes = {}
     with zipfile.ZipFile(path) as zf:
         for name in zf.namelist():
             if not name.endswith(".npy"):
                 continue
+            info = zf.getinfo(name)
             with zf.open(name) as fh:
                 version = np.lib.format.read_magic(fh)
                 if version == (1, 0):
@@ -124,8 +132,26 @@ def _npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]
                     with np.load(path, allow_pickle=False) as npz:
                         arr = npz[name[:-4]]
                     shape, dtype = arr.shape, arr.dtype
+                header_bytes = fh.tell()
+            _check_member_size(path, name[:-4], info, header_bytes, tuple(shape), dtype)
             shapes[name[:-4]] = (tuple(shape), dtype)
     return shapes
+
+
+def _check_member_size(path, key: str, info: zipfile.ZipInfo, header_bytes: int, shape: tuple[int, ...],
+                       dtype: np.dtype) -> None:
+    """InputError when an array's header declares more data than its zip member holds (or can inflate to)."""
+    if dtype.hasobject:  # refused by name later; its size says nothing
+        return
+    declared = math.prod(shape) * dtype.itemsize
+    held = info.file_size - header_bytes
+    if info.compress_type == zipfile.ZIP_STORED:
+        held = min(held, info.compress_size - header_bytes)
+    else:
+        held = min(held, info.compress_size * _MAX_DEFLATE_RATIO)
+    if declared > max(held, 0):
+        raise InputError(path, f"key {shown(key)} declares shape {shape} ({declared} bytes) but its member holds "
+                               f"{max(held, 0)} bytes: truncated or corrupt")
 
 
 def _npz_layout(path, opts: ReadOptions) -> tuple[list[tuple[str, str, int | None, int]], float | None]:
@@ -141,27 +167,27 @@ def _npz_layout(path, opts: ReadOptions) -> tuple[list[tuple[str, str, int | Non
     stored_fs = None
     channels = []
     for key, (shape, dtype) in headers.items():
-        _refuse_objects(path, dtype, f"key {key!r}")
+        _refuse_objects(path, dtype, f"key {shown(key)}")
         if key in _FS_KEYS and int(np.prod(shape)) == 1:
             stored_fs = key
             continue
         if key == opts.label_column or len(shape) == 0:  # labels and scalar metadata are not channels
             continue
         if dtype.kind not in _NUMERIC:
-            raise InputError(path, f"key {key!r} is not numeric (dtype {dtype})")
+            raise InputError(path, f"key {shown(key)} is not numeric (dtype {dtype})")
         if len(shape) == 1:
             channels.append((key, key, None, shape[0]))
         else:
-            transposed = _orient(shape, opts, path, f"key {key!r}")
+            transposed = _orient(shape, opts, path, f"key {shown(key)}")
             n_ch, n = (shape[0], shape[1]) if transposed else (shape[1], shape[0])
             channels += [(f"{key}_{j}", key, j, n) for j in range(n_ch)]
     if opts.label_column and opts.label_column not in headers:
-        raise InputError(path, f"label key {opts.label_column!r} not in .npz (keys: {', '.join(headers)})")
+        raise InputError(path, f"label key {opts.label_column!r} not in .npz (keys: {', '.join(map(shown, headers))})")
     if opts.columns:
         by_name = {c[0]: c for c in channels}
         missing = [c for c in opts.columns if c not in by_name]
         if missing:
-            raise InputError(path, f"no channel {missing[0]!r} in .npz (channels: {', '.join(by_name)})")
+            raise InputError(path, f"no channel {missing[0]!r} in .npz (channels: {', '.join(map(shown, by_name))})")
         channels = [by_name[c] for c in opts.columns]
     fs = None
     if stored_fs is not None:
@@ -173,8 +199,10 @@ def _npz_layout(path, opts: ReadOptions) -> tuple[list[tuple[str, str, int | Non
 # ---- shared ---------------------------------------------------------------------------------------
 
 def _short(err: Exception) -> str:
+    """First line of a library error; NumPy quotes a bad header's text, which is the file's, and names objects by
+    their address, which differs from run to run."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", scrubbed(text[0])) if text else type(err).__name__
 
 
 def _fs(path, opts: ReadOptions, stored: float | None) -> float:
@@ -198,7 +226,7 @@ def probe(path: str | Path, opts: ReadOptions) -> list[ChannelInfo]:
         fs = _fs(path, opts, stored)
         return [_info(name, fs, n, opts) for name, _, _, n in channels]
     fs = _fs(path, opts, None)
-    return [_info(name, fs, len(col), opts) for name, col in _npy_channels(path, _load_npy(path), opts)]
+    return [_info(name, fs, len(col), opts) for name, col in _npy_channels(path, load_npy(path), opts)]
 
 
 def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
@@ -208,12 +236,12 @@ def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
     out = []
     if not _is_npz(path):
         fs = _fs(path, opts, None)
-        cols = _npy_channels(path, _load_npy(path), opts)
+        cols = _npy_channels(path, load_npy(path), opts)
         for c in select(channels, len(cols), path):
             name, col = cols[c]
             span = time_slice(len(col), fs, start_s, stop_s)
             out.append(Record(opts.dataset, subject, record, name, opts.modality or guess_modality(name),
-                              opts.unit or "", fs, np.array(col[span], dtype=np.float64),
+                              opts.unit or "", fs, finite_or_nan(np.array(col[span], dtype=np.float64)),
                               offset_s=span.start / fs))
         return out
     layout, stored = _npz_layout(path, opts)
@@ -235,7 +263,7 @@ def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
                 if labels is not None and labels.ndim == 1 and len(labels) == n:
                     lab = labels[span]
                 out.append(Record(opts.dataset, subject, record, name, opts.modality or guess_modality(name),
-                                  opts.unit or "", fs, np.array(arr[span], dtype=np.float64),
+                                  opts.unit or "", fs, finite_or_nan(np.array(arr[span], dtype=np.float64)),
                                   offset_s=span.start / fs, labels=lab))
     except InputError:
         raise

@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 
 from nw2.core.errors import InputError
-from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, time_slice
+from nw2.pipeline.readers.base import (ChannelInfo, ReadOptions, Record, file_stem, finite_or_nan, scrubbed, select,
+                                       shown, time_slice)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "opensignals"
@@ -52,12 +53,14 @@ def _layout(devices: list[dict], path) -> list[tuple[int, str, str, float, dict]
         try:
             columns, labels = dev["column"], dev["label"]
             fs = float(dev["sampling rate"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(path, f"OpenSignals header lacks {err}") from None
+        except KeyError as err:
+            raise InputError(path, f"OpenSignals header lacks {shown(err.args[0])}") from None
+        except (TypeError, ValueError):  # the message would quote the value
+            raise InputError(path, "OpenSignals header: 'sampling rate' is not a number") from None
         sensors = dev.get("sensor") or [""] * len(labels)
         for label, sensor in zip(labels, sensors):
             if label not in columns:
-                raise InputError(path, f"OpenSignals label {label!r} is not among its columns")
+                raise InputError(path, f"OpenSignals label {shown(label)} is not among its columns")
             out.append((base + columns.index(label), label, str(sensor), fs, dev))
         base += len(columns)
     return out
@@ -80,7 +83,7 @@ def _data(path: Path) -> np.ndarray:
                          infer_schema_length=1000)
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(path, f"cannot parse OpenSignals data rows: {first}") from None
+        raise InputError(path, f"cannot parse OpenSignals data rows: {scrubbed(first)}") from None
     # Every row ends with a tab, which makes an empty last column.
     df = df.select([c for c in df.columns if df[c].null_count() < df.height])
     if df.height == 0:
@@ -113,12 +116,12 @@ def read(path, opts: ReadOptions, channels=None, start_s: float = 0.0, stop_s: f
     for index in select(channels, len(layout), path):
         col, label, sensor, fs, dev = layout[index]
         if col >= data.shape[1]:
-            raise InputError(path, f"OpenSignals channel {label!r} has no data column")
+            raise InputError(path, f"OpenSignals channel {shown(label)} has no data column")
         span = time_slice(data.shape[0], fs, start_s, stop_s)
         records.append(Record(
             dataset=opts.dataset, subject=opts.subject or file_stem(path), record=opts.record or file_stem(path),
             channel=label if not sensor else f"{sensor}_{label}", modality=_modality(opts, label, sensor),
-            unit=opts.unit or "adc", fs=fs, samples=np.ascontiguousarray(data[span, col]),
+            unit=opts.unit or "adc", fs=fs, samples=finite_or_nan(data[span, col]),
             start_time=_start_time(dev), offset_s=span.start / fs,
         ))
     return records

@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from nw2.core.errors import InputError
-from nw2.pipeline.readers.base import ReadOptions, file_stem, select, time_slice
+from nw2.pipeline.readers.base import ReadOptions, file_stem, finite_or_nan, scrubbed, select, time_slice
 from nw2.pipeline.records import ChannelInfo, Record
 
 FORMAT = "pamap2"
@@ -137,7 +137,8 @@ def _load(path: Path) -> np.ndarray:
     # Fast path: the released files separate fields with exactly one space. polars cannot collapse
     # repeated separators (they read as empty fields, i.e. nulls) and pads short rows with nulls, while
     # "NaN" in the file reads as NaN, not null. So any failure or any null falls back on np.loadtxt,
-    # which splits on any run of whitespace and refuses ragged rows.
+    # which splits on any run of whitespace and refuses ragged rows. It reads no comments either: a line
+    # starting with '#' is a damaged row, and skipping it would give fewer rows than probe counted.
     try:
         frame = pl.read_csv(path, separator=" ", has_header=False, quote_char=None,
                             schema={f"c{i}": pl.Float64 for i in range(N_COLUMNS)})
@@ -147,10 +148,10 @@ def _load(path: Path) -> np.ndarray:
         table = None
     if table is None:
         try:
-            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2, comments=None)
         except ValueError as err:
             detail = str(err).splitlines()[0].split("; use `usecols`")[0]
-            raise InputError(path, f"not a PAMAP2 table: {detail}") from None
+            raise InputError(path, f"not a PAMAP2 table: {scrubbed(detail)}") from None
         if table.shape[1] != N_COLUMNS:
             raise InputError(path, f"expected {N_COLUMNS} whitespace-separated columns (PAMAP2 layout), "
                                    f"found {table.shape[1]}")
@@ -214,7 +215,7 @@ def read(path: str | Path, opts: ReadOptions = ReadOptions(), channels: list[int
         records.append(Record(
             dataset=opts.dataset, subject=opts.subject or stem, record=opts.record or stem,
             channel=name, modality=opts.modality or modality, unit=opts.unit or unit, fs=fs,
-            samples=np.ascontiguousarray(values[span], dtype=np.float64), offset_s=span.start / fs,
+            samples=finite_or_nan(values[span]), offset_s=span.start / fs,
             labels=labels.copy(),
         ))
     return records

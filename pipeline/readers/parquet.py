@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice)
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, finite_or_nan,
+                                       scrubbed, select, shown, time_slice)
 from nw2.pipeline.readers.table import TIME_NAMES, rate_from_time, time_scale
 from nw2.pipeline.records import guess_modality
 
@@ -40,8 +40,9 @@ def sniff(path: str | Path, head: bytes) -> bool:
 
 
 def _short(err: Exception) -> str:
+    """First line of a library error, without what it quotes of the file."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return scrubbed(text[0]) if text else type(err).__name__
 
 
 # ---- file access ----------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def _numeric(path, source: _Source, column: str, hint: str = "") -> None:
 
     t = source.schema.field(column).type
     if not (pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t) or pt.is_decimal(t)):
-        raise InputError(path, f"column {column!r} is not numeric ({t}){hint}")
+        raise InputError(path, f"column {shown(column)} is not numeric ({t}){hint}")
 
 
 def _to_float(path, array, column: str) -> np.ndarray:
@@ -134,7 +135,7 @@ def _to_float(path, array, column: str) -> np.ndarray:
         # A copy: a zero-copy view would be read-only and pin the (memory-mapped) file.
         return np.array(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     except (pa.ArrowException, TypeError, ValueError) as err:
-        raise InputError(path, f"column {column!r} is not numeric ({_short(err)})") from None
+        raise InputError(path, f"column {shown(column)} is not numeric ({_short(err)})") from None
 
 
 # ---- time columns ---------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def _seconds(path, array, column: str, opts: ReadOptions, needed: bool = True):
     import pyarrow.types as pt
 
     if array.null_count:
-        raise InputError(path, f"time column {column!r} has missing values")
+        raise InputError(path, f"time column {shown(column)} has missing values")
     t = array.type
     if pt.is_date(t):
         array, t = array.cast(pa.timestamp("s")), pa.timestamp("s")
@@ -160,16 +161,16 @@ def _seconds(path, array, column: str, opts: ReadOptions, needed: bool = True):
     if pt.is_integer(t) or pt.is_floating(t):
         values = _to_float(path, array, column)
         return values * time_scale(column, values, opts, path, needed=needed), None
-    raise InputError(path, f"time column {column!r} is neither numeric nor a timestamp ({t})")
+    raise InputError(path, f"time column {shown(column)} is neither numeric nor a timestamp ({t})")
 
 
 def _fs_from_times(path, secs: np.ndarray, column: str) -> float:
     """Sampling rate from time stamps, by the rule shared with the CSV reader
     (:func:`pipeline.readers.table.rate_from_time`), after checks on this column."""
     if len(secs) < 2:
-        raise InputError(path, f"time column {column!r} needs two rows to give a sampling rate")
+        raise InputError(path, f"time column {shown(column)} needs two rows to give a sampling rate")
     if np.any(np.diff(secs) < 0):
-        raise InputError(path, f"time column {column!r} is not in increasing order")
+        raise InputError(path, f"time column {shown(column)} is not in increasing order")
     return rate_from_time(secs, path)
 
 
@@ -188,12 +189,12 @@ class _Wide:
         tcol = opts.time_column or next((c for c in names if c.lower() in TIME_NAMES and c != opts.label_column), None)
         for role, col in (("time_column", tcol), ("label_column", opts.label_column)):
             if col and col not in names:
-                raise InputError(path, f"{role} {col!r} not in table (columns: {', '.join(names)})")
+                raise InputError(path, f"{role} {col!r} not in table (columns: {', '.join(map(shown, names))})")
         special = {tcol, opts.label_column}
         if opts.columns:
             missing = [c for c in opts.columns if c not in names]
             if missing:
-                raise InputError(path, f"no column {missing[0]!r} (columns: {', '.join(names)})")
+                raise InputError(path, f"no column {missing[0]!r} (columns: {', '.join(map(shown, names))})")
             self.columns = list(opts.columns)
         else:
             self.columns = [c for c in names if c not in special]
@@ -224,7 +225,8 @@ class _Wide:
         labels = table[opts.label_column].to_numpy() if opts.label_column else None
         subject, record = opts.subject or file_stem(path), opts.record or file_stem(path)
         return [Record(opts.dataset, subject, record, self.infos[c].name, self.infos[c].modality,
-                       self.infos[c].unit, self.fs, _to_float(path, table[self.columns[c]], self.columns[c]),
+                       self.infos[c].unit, self.fs,
+                       finite_or_nan(_to_float(path, table[self.columns[c]], self.columns[c])),
                        start_time=self.start_time, offset_s=span.start / self.fs, labels=labels)
                 for c in chosen]
 
@@ -238,7 +240,7 @@ class _Long:
         _numeric(path, source, "value")
         self.time = opts.time_column or ("time" if "time" in names else None)
         if self.time and self.time not in names:
-            raise InputError(path, f"time_column {self.time!r} not in table (columns: {', '.join(names)})")
+            raise InputError(path, f"time_column {self.time!r} not in table (columns: {', '.join(map(shown, names))})")
         if opts.label_column and opts.label_column not in names:
             raise InputError(path, f"label_column {opts.label_column!r} not in table")
         extras = [c for c in ("fs", "subject") if c in names] + ([self.time] if self.time else [])
@@ -269,7 +271,7 @@ class _Long:
             elif fs_col is not None:
                 values = np.unique(fs_col[rows])
                 if len(values) != 1 or not values[0] > 0:
-                    raise InputError(path, f"channel {name!r}: fs column must hold one positive rate")
+                    raise InputError(path, f"channel {shown(name)}: fs column must hold one positive rate")
                 fs = float(values[0])
             elif secs is not None:
                 fs = _fs_from_times(path, secs[rows], self.time)
@@ -280,7 +282,7 @@ class _Long:
             if subj_col is not None:
                 distinct = list(dict.fromkeys(subj_col[rows].tolist()))
                 if len(distinct) > 1:
-                    raise InputError(path, f"channel {name!r} has rows of several subjects; split the file")
+                    raise InputError(path, f"channel {shown(name)} has rows of several subjects; split the file")
                 subj = None if distinct[0] is None else str(distinct[0])
             self.subject.append(subj)
             self.start_time.append(stamps[int(rows[0])].as_py() if stamps is not None and len(rows) else None)
@@ -290,7 +292,7 @@ class _Long:
     def read(self, path, source: _Source, opts: ReadOptions, chosen, start_s, stop_s) -> list[Record]:
         wanted = ["value"] + ([opts.label_column] if opts.label_column else [])
         table = source.read(wanted)
-        values = _to_float(path, table["value"], "value")
+        values = finite_or_nan(_to_float(path, table["value"], "value"))
         labels = table[opts.label_column].to_numpy(zero_copy_only=False) if opts.label_column else None
         out = []
         for c in chosen:

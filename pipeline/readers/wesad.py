@@ -33,6 +33,11 @@ which Python 3 uses for ``bytes`` in protocol 2); any other global in the stream
 proxies, so a stream cannot alter them (``BUILD`` sets attributes) for later loads either.
 The original pickles were written by Python 2, so strings are decoded as latin-1 (NumPy then takes the
 array buffers back as bytes).
+
+Memory: a pickle declares the length of each string, bytes and frame before it; CPython's C unpickler allocates
+that length before reading, so a 70-byte file declaring 2**60 bytes asked for an exabyte. The unpickler here is the
+pure-Python one reading through :class:`_Capped`, which never reads past the end of the file, so what a load
+allocates is bounded by the file's size (WESAD pickles hold a few dozen large strings: the speed is the same).
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ from __future__ import annotations
 import codecs
 import importlib
 import math
+import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from nw2.core.errors import InputError
-from nw2.pipeline.readers.base import ReadOptions, as_float, file_stem, select, time_slice
+from nw2.pipeline.readers.base import (ReadOptions, as_float, file_stem, finite_or_nan, named, scrubbed, select, shown,
+                                       time_slice)
 from nw2.pipeline.records import ChannelInfo, Record
 
 FORMAT = "wesad"
@@ -127,7 +135,21 @@ class RefusedGlobal(pickle.UnpicklingError):
         super().__init__(f"refusing to unpickle {self.qualname}")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class _Capped:
+    """A pickle file whose reads stop at its end: a read of a length the stream declares returns what is there."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.size = fh, os.fstat(fh.fileno()).st_size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.fh.tell())
+        return self.fh.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self) -> bytes:
+        return self.fh.readline()
+
+
+class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that resolves only the globals in its allow-list; anything else is refused.
 
     Pickle calls only callables it obtained from ``find_class`` (``GLOBAL``, ``STACK_GLOBAL``,
@@ -136,6 +158,19 @@ class RestrictedUnpickler(pickle.Unpickler):
     (``ndarray.tofile``) are not in the list and are refused too. Functions are handed out sealed
     (see :func:`_sealed`) so that ``BUILD`` cannot modify them for later loads.
     """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def _load_bytearray8(self) -> None:
+        """BYTEARRAY8 (protocol 5, NumPy's in-band buffers), read before it is allocated (the stock one allocates
+        the declared length first)."""
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 of {n} bytes runs past the end of the pickle")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module: str, name: str):
         global _ALLOWED
@@ -161,7 +196,7 @@ def load_pickle(path: str | Path):
         with fh:
             if not fh.peek(1):
                 raise InputError(path, "empty file")
-            return RestrictedUnpickler(fh, encoding="latin1").load()
+            return RestrictedUnpickler(_Capped(fh), encoding="latin1").load()
     except InputError:
         raise
     except RefusedGlobal as err:
@@ -174,7 +209,7 @@ def load_pickle(path: str | Path):
     except MemoryError:
         raise InputError(path, "pickle asks for more memory than is available") from None
     except Exception as err:  # noqa: BLE001 - a corrupt stream can fail in many ways
-        raise InputError(path, f"corrupt pickle ({type(err).__name__}: {err})") from None
+        raise InputError(path, f"corrupt pickle ({type(err).__name__}: {scrubbed(' '.join(str(err).split()))})") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,7 +256,7 @@ def _layout(path: Path, obj, opts: ReadOptions) -> tuple[list[_Channel], np.ndar
         raise InputError(path, f"not a WESAD pickle: top level is a {type(obj).__name__}, expected a dict "
                                f"with 'signal' and 'label'")
     if "signal" not in obj:
-        raise InputError(path, f"not a WESAD pickle: no 'signal' key (keys: {', '.join(map(str, obj)) or 'none'})")
+        raise InputError(path, f"not a WESAD pickle: no 'signal' key (keys: {', '.join(map(shown, obj)) or 'none'})")
     signal = obj["signal"]
     if not isinstance(signal, dict) or not signal:
         raise InputError(path, "not a WESAD pickle: 'signal' must be a non-empty dict of devices "
@@ -232,21 +267,21 @@ def _layout(path: Path, obj, opts: ReadOptions) -> tuple[list[_Channel], np.ndar
     for device in devices:
         streams = signal[device]
         if not isinstance(streams, dict):
-            raise InputError(path, f"signal[{device!r}] must be a dict of arrays, got {type(streams).__name__}")
+            raise InputError(path, f"signal[{shown(device)}] must be a dict of arrays, got {type(streams).__name__}")
         for sig, array in streams.items():
             key = f"{device}_{sig}"
             if not isinstance(array, np.ndarray):
-                raise InputError(path, f"signal[{device!r}][{sig!r}] is a {type(array).__name__}, "
+                raise InputError(path, f"signal[{shown(device)}][{shown(sig)}] is a {type(array).__name__}, "
                                        f"expected a NumPy array")
             if array.ndim == 1:
                 array = array[:, None]
             if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-                raise InputError(path, f"signal[{device!r}][{sig!r}] has shape {array.shape}, "
+                raise InputError(path, f"signal[{shown(device)}][{shown(sig)}] has shape {array.shape}, "
                                        f"expected (samples, columns)")
             if array.dtype.kind not in "biuf":
-                raise InputError(path, f"signal[{device!r}][{sig!r}] is not numeric (dtype {array.dtype})")
+                raise InputError(path, f"signal[{shown(device)}][{shown(sig)}] is not numeric (dtype {array.dtype})")
             if key not in rates:
-                raise InputError(path, f"no sampling rate known for {key}; give it in option rates")
+                raise InputError(path, f"no sampling rate known for {named(key)}; give it in option rates")
             width = array.shape[1]
             for column in range(width):
                 if width == 1:
@@ -317,6 +352,6 @@ def read(path: str | Path, opts: ReadOptions = ReadOptions(), channels: list[int
             dataset=opts.dataset, subject=opts.subject or subject or stem, record=opts.record or stem,
             channel=c.name, modality=opts.modality or _modality(c),
             unit=opts.unit or UNITS.get(c.key, ""), fs=c.fs,
-            samples=np.ascontiguousarray(values), offset_s=span.start / c.fs, labels=rec_labels,
+            samples=finite_or_nan(values), offset_s=span.start / c.fs, labels=rec_labels,
         ))
     return records

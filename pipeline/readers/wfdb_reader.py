@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, select,
-                                   time_slice, unique_names)
+from nw2.pipeline.readers.base import (ChannelInfo, InputError, ReadOptions, Record, file_stem, finite_or_nan,
+                                       named, scrubbed, select, time_slice, unique_names)
 from nw2.pipeline.records import guess_modality
 
 FORMAT = "wfdb"
@@ -53,9 +53,9 @@ def _record_name(path: str | Path) -> str:
 
 
 def _short(err: Exception) -> str:
-    """First line of a library error, without the traceback noise."""
+    """First line of a library error, without the traceback noise or what it quotes of the file."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return scrubbed(text[0]) if text else type(err).__name__
 
 
 def _header(path: str | Path):
@@ -91,14 +91,47 @@ def _signal_problem(path: str | Path, header, err: Exception) -> str:
     folder = Path(path).parent
     for name in dict.fromkeys(getattr(header, "file_name", None) or []):
         if not (folder / name).exists():
-            return f"missing signal file {name}"
+            return f"missing signal file {named(name)}"
     if isinstance(err, ValueError):  # numpy shape errors: fewer bytes than the header promises
         return f"signal file truncated or corrupt ({_short(err)})"
     return _short(err)
 
 
+#: Bytes per sample of each uncompressed WFDB format (the FLAC formats 508, 516 and 524 have no fixed size).
+_SAMPLE_BYTES = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
+                 "310": 4 / 3, "311": 4 / 3}
+
+
+def _check_signal_files(path: str | Path, header, n: int) -> None:
+    """InputError when a signal file is missing or holds fewer samples than the header's ``n`` per signal: a
+    header can declare a trillion samples, and what it declares is what ingest plans and reads."""
+    names, fmts = getattr(header, "file_name", None), getattr(header, "fmt", None)
+    if not names or not fmts:  # a multi-segment header: its segments are records of their own
+        return
+    spf = getattr(header, "samps_per_frame", None) or [1] * len(names)
+    offsets = getattr(header, "byte_offset", None) or [None] * len(names)
+    frame_bytes: dict[str, float] = {}
+    start: dict[str, int] = {}
+    for name, fmt, per_frame, offset in zip(names, fmts, spf, offsets):
+        size = _SAMPLE_BYTES.get(str(fmt))
+        if size is None:
+            return
+        frame_bytes[name] = frame_bytes.get(name, 0.0) + size * (per_frame or 1)
+        start[name] = int(offset or 0)
+    folder = Path(path).parent
+    for name, per_frame in frame_bytes.items():
+        file = folder / name
+        if not file.is_file():
+            raise InputError(path, f"cannot read WFDB signals: missing signal file {named(name)}")
+        held = max(0, file.stat().st_size - start[name])
+        if n * per_frame > held + 1:  # + 1: format 212 packs two samples in three bytes
+            raise InputError(path, f"cannot read WFDB signals: signal file truncated or corrupt ({named(name)} holds "
+                                   f"{int(held // per_frame)} of the {n} samples per signal its header declares)")
+
+
 def _channels(path: str | Path, header, opts: ReadOptions) -> list[ChannelInfo]:
     n = _sig_len(path, header)
+    _check_signal_files(path, header, n)
     # Multi-segment headers (MultiRecord) may lack per-signal fields; fall back on neutral values.
     names = unique_names(list(getattr(header, "sig_name", None) or [f"ch{i}" for i in range(header.n_sig)]))
     units = list(getattr(header, "units", None) or [""] * header.n_sig)
@@ -174,6 +207,6 @@ def read(path: str | Path, opts: ReadOptions, channels: list[int] | None = None,
     stem = Path(_record_name(path)).name
     return [Record(dataset=opts.dataset, subject=opts.subject or stem, record=opts.record or file_stem(path),
                    channel=infos[c].name, modality=infos[c].modality, unit=infos[c].unit, fs=fs,
-                   samples=np.ascontiguousarray(data[:, i], dtype=np.float64),
+                   samples=finite_or_nan(data[:, i]),
                    start_time=_start_time(header), offset_s=span.start / fs, annotations=list(events))
             for i, c in enumerate(chosen)]
