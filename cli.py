@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from nw2.core.errors import Nw2Error
+from nw2.core.errors import Nw2Error, StorageError
 from nw2.model.cli_options import EVALUATE_FLAGS, PRETRAIN_FLAGS, with_config_options
 from nw2.workflows.demo import DEMO_EPOCHS
 
@@ -264,6 +264,19 @@ def _interrupted_whole(out: str, what: str, command: str) -> None:
     raise typer.Exit(130)
 
 
+def _interrupted_experiment(spec: Path, out: str, store: str | None) -> None:
+    """Ctrl-C (or SIGTERM) during ``nw2 experiment``: what it kept (each corpus, run and evaluation it finished is
+    whole) and how to continue (a rerun skips them and resumes a cut-short run); one line, exit 130."""
+    from nw2.workflows.experiment import finished_work
+
+    done = finished_work(out)
+    kept = f"{done['corpora']} corpora, {done['runs']} finished runs and {done['evaluations']} evaluations"
+    again = f"nw2 experiment {spec} --out {out}" + (f" --store {store}" if store else "")
+    typer.secho(f"interrupted: {out} keeps {kept} (each whole; a run cut short resumes from its last checkpoint); "
+                f"continue with: {again}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(130)
+
+
 def _run_lock(out: str):
     """The run directory's write lock, held by the launching process (rank 0 under torchrun, whose other ranks
     write nothing of their own)."""
@@ -337,6 +350,8 @@ def pretrain(
             prepared = prepare(model_cfg, train_cfg, resume=resume)
             result = run_pretrain(prepared, nproc=nproc, progress=progress,
                                   log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
+    except StorageError as err:  # a full disk: the run keeps its checkpoints so far
+        _fail(str(err.going_on(f"continue with: nw2 pretrain {corpus} --out {out} --resume")))
     except Nw2Error as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -398,10 +413,13 @@ def experiment(
     from nw2.workflows.experiment import run_experiment
 
     try:
+        _terminate_as_interrupt()
         result = run_experiment(spec, out, store=store, scheduler=scheduler, nproc=nproc, progress=progress,
                                 log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True))
     except Nw2Error as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted_experiment(spec, out, store)
     typer.echo(result.headline())
     typer.echo(f"report: {result.out / 'report.md'} (numbers in {result.out / 'experiment.json'})")
 

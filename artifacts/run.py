@@ -14,17 +14,22 @@ Only :class:`Run` names these files.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from nw2.core.errors import ArtifactError, NotAnArtifactError, OverwriteRefusedError
-from nw2.core.files import atomic_text, json_text
+from nw2.core.files import ATOMIC_TMP, atomic_text, json_text
 
 from ._meta import Meta, optional
 
 __all__ = ["RunInfo", "Run", "RUN_JSON"]
 
 RUN_JSON, LOG_JSONL = "run.json", "log.jsonl"
+#: The temporary files of :func:`nw2.core.files.atomic_write` that ``nw2 pretrain`` writes, per folder of the run.
+_TEMPORARIES = {"": re.compile(ATOMIC_TMP.format(name=r"(run\.json|log\.jsonl|\.launch\.json)")),
+                "checkpoints": re.compile(ATOMIC_TMP.format(name=r"ckpt-[0-9]+\.pt(\.sha256)?")),
+                "model": re.compile(ATOMIC_TMP.format(name=r"(model\.safetensors|config\.json)"))}
 
 
 @dataclass(frozen=True)
@@ -159,11 +164,31 @@ class Run:
         found += [str(p.relative_to(self.root)) for p in self.checkpoints()]
         found += [str(p.relative_to(self.root)) for p in self.checkpoint_dir.glob("ckpt-*.pt.sha256")] \
             if self.checkpoint_dir.is_dir() else []
-        found += [str(p.relative_to(self.root)) for p in self.checkpoint_dir.glob(".ckpt-*.tmp")] \
-            if self.checkpoint_dir.is_dir() else []
+        found += self.temporaries()
         if self.tensorboard_dir.is_dir():
             found += [str(p.relative_to(self.root)) for p in self.tensorboard_dir.rglob("events.out.tfevents.*")]
         return sorted(found)
+
+    def temporaries(self) -> list[str]:
+        """The temporary files of writes that never finished here (relative paths): a killed run's."""
+        found = []
+        for sub, pattern in _TEMPORARIES.items():
+            d = self.root / sub
+            if d.is_dir():
+                found += [str(p.relative_to(self.root)) for p in d.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+        return sorted(found)
+
+    def sweep_temporaries(self) -> list[str]:
+        """Remove :meth:`temporaries` while this process holds the run's write lock (no live writer owns them then:
+        :func:`nw2.core.locks.held_here`); returns what went."""
+        from nw2.core.locks import held_here
+
+        if not held_here(self.root):
+            return []
+        stale = self.temporaries()
+        for rel in stale:
+            (self.root / rel).unlink(missing_ok=True)
+        return stale
 
     def clear(self) -> None:
         """Remove the run: what nw2 wrote here, by name, and the directories that leaves empty. A file nw2

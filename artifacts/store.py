@@ -85,6 +85,8 @@ _DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "u
 
 STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
 _PIECE_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")
+#: The temporary name of a file being written (:meth:`nw2.core.files.Folder.write_bytes`).
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}-.+\.partial")
 PARTS = "data/part-*.parquet"
 
 
@@ -224,7 +226,10 @@ class WindowStore(Folder):
         """Make the place ready for ``nw2 ingest`` with settings of ``spec_fingerprint``: a new or empty
         directory, or a store built with the same settings (whose finished pieces a rerun skips); with
         ``overwrite``, a store is emptied first. A non-empty directory that is no store is refused, with or
-        without ``overwrite``: nw2 never deletes what it cannot prove it wrote."""
+        without ``overwrite``: nw2 never deletes what it cannot prove it wrote. A killed ingest's temporary files
+        go first (:meth:`sweep_temporaries`)."""
+        if self.is_store():
+            self.sweep_temporaries()
         if not self.is_store():
             if not self.is_empty():
                 if not self.isdir():
@@ -244,6 +249,19 @@ class WindowStore(Folder):
         if info.spec_fingerprint != spec_fingerprint:
             raise OverwriteRefusedError(self.url, "was built with other preprocessing, window or split settings; "
                                                   "pass --overwrite to rebuild it or choose another --out")
+
+    def sweep_temporaries(self) -> list[str]:
+        """Remove the temporary files a killed writer left (``.tmp-<32 hex digits>-<name>.partial`` beside a part,
+        a marker or a metadata file: :meth:`Folder.write_bytes`'s); only on a local store whose write lock this
+        process holds (:func:`nw2.core.locks.held_here`), so none is a live writer's. Returns what went."""
+        from nw2.core.locks import held_here
+
+        if not self.is_local or not held_here(self.root):
+            return []
+        stale = [rel for rel in (*self.glob("data/.tmp-*"), *self.glob("_progress/.tmp-*"), *self.glob(".tmp-*"))
+                 if _TEMPORARY.fullmatch(posixpath.basename(rel))]
+        self.remove(stale)
+        return stale
 
     def clear(self) -> None:
         """Remove what nw2 wrote here (``--overwrite``): the metadata files, the parts, the markers and their

@@ -7,7 +7,7 @@ Code tells errors apart by their type and attributes, never by their wording: a 
 from __future__ import annotations
 
 __all__ = ["Nw2Error", "InputError", "SpecError", "ArtifactError", "NotAnArtifactError", "OverwriteRefusedError",
-           "EmptySplitError", "BusyError"]
+           "EmptySplitError", "BusyError", "StorageError"]
 
 
 class Nw2Error(Exception):
@@ -67,3 +67,29 @@ class BusyError(ArtifactError):
         self.holder = holder
         super().__init__(url, f"is being written by another nw2 process ({holder}); wait for it to end, or choose "
                               f"another --out")
+
+
+class StorageError(ArtifactError):
+    """The filesystem refused a write of nw2's (no space left, a quota or file-size limit, a read-only or
+    vanished folder). The file was written under a temporary name, which is removed: nothing half-written is
+    left under its own name, and the work finished before it is kept. ``why``: the system's words (``No space
+    left on device``); ``then``: how to go on (a command may say it in its own terms: :meth:`going_on`)."""
+
+    RERUN = "rerun the same command: what was finished is kept"
+
+    def __init__(self, url: object, why: str, what: str = "it", then: str = RERUN) -> None:
+        self.why, self.what, self.then = why, what, then
+        super().__init__(url, f"cannot write {what} ({why}); make room on that disk (or raise the quota or file-size "
+                              f"limit), then {then}")
+
+    @classmethod
+    def of(cls, path: object, err: OSError, what: str = "it") -> "StorageError":
+        """The error for ``err``, raised while writing ``path`` (``what``: the file, or the artifact's kind)."""
+        return cls(path, err.strerror or str(err) or type(err).__name__, what)
+
+    def going_on(self, then: str) -> "StorageError":
+        """The same error, saying ``then`` how to go on."""
+        return type(self)(self.url, self.why, self.what, then)
+
+    def __reduce__(self):  # travels back from a Dask worker as itself
+        return (type(self), (self.url, self.why, self.what, self.then))

@@ -6,6 +6,10 @@
   then a move), JSON in one format, listing, and removal of *named* files only.
 - :func:`publish_directory`: a whole directory written at once: locally into a sibling temporary directory
   that replaces the target by two renames; on other filesystems in place, removed again on failure.
+  :func:`sweep_published` removes what a killed publish left beside its target.
+
+A write the filesystem refuses (a full disk, a quota) is a one-line :class:`StorageError` naming the file, and
+leaves no temporary file behind.
 
 Nothing here decides what may be deleted: the artifact types (:mod:`nw2.artifacts`) list what nw2 wrote and
 refuse to replace anything else.
@@ -13,9 +17,11 @@ refuse to replace anything else.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -25,23 +31,34 @@ from typing import Any, Callable, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from nw2.core.errors import Nw2Error
+from nw2.core.errors import StorageError
 
 __all__ = ["atomic_write", "atomic_bytes", "atomic_text", "atomic_torch_save", "json_text", "Folder",
-           "publish_directory"]
+           "publish_directory", "sweep_published", "ATOMIC_TMP"]
+
+#: The temporary name :func:`atomic_write` gives ``<name>``: ``.<name>.<8 characters of mkstemp>.tmp``
+#: (``ATOMIC_TMP.format(name=re.escape(name))`` matches it).
+ATOMIC_TMP = r"\.{name}\.[a-z0-9_]{{8}}\.tmp"
 
 T = TypeVar("T")
 
 
 # -- one local file ----------------------------------------------------------------------------------------
 def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
-    """Call ``write(temporary_path)``, then rename the temporary file to ``path``."""
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path``. An ``OSError`` (a full disk)
+    is a :class:`StorageError` naming ``path``; the temporary file is removed whatever went wrong."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise StorageError.of(path, err) from None
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError.of(path, err) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,10 +72,36 @@ def atomic_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+class _Unbuffered(io.FileIO):
+    """A file that writes all it is given or raises, and keeps the ``OSError`` it raised: torch's writer turns
+    a failed write into a ``RuntimeError`` of its own ("unexpected pos ..."), which would hide a full disk."""
+
+    error: OSError | None = None
+
+    def write(self, data) -> int:
+        view, done = memoryview(data).cast("B"), 0
+        try:
+            while done < len(view):
+                done += super().write(view[done:])
+        except OSError as err:
+            self.error = err
+            raise
+        return done
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: str) -> None:
+        with _Unbuffered(tmp, "w") as fh:
+            try:
+                torch.save(obj, fh)
+            except Exception:
+                if fh.error is not None:
+                    raise fh.error from None
+                raise
+
+    atomic_write(path, save)
 
 
 def json_text(obj: Any) -> str:
@@ -128,12 +171,20 @@ class Folder:
         name ends in ``.partial``, so a write that never finished (a killed worker, a full disk) leaves
         nothing that ``data/*.parquet`` globs of pyarrow, polars or DuckDB would pick up."""
         final = self.path(rel)
-        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
         tmp = posixpath.join(posixpath.dirname(final),
                              f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}.partial")
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        self.fs.mv(tmp, final)
+        try:
+            self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, final)
+        except OSError as err:  # a full disk, a quota: one line, and no temporary file left behind
+            try:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            except OSError:
+                pass
+            raise StorageError.of(final, err) from None
 
     def write_json(self, rel: str, obj: Any) -> None:
         self.write_bytes(rel, json_text(obj).encode())
@@ -166,8 +217,10 @@ def publish_directory(url: str | os.PathLike, write: Callable[[Folder], T], what
     An ``OSError`` becomes one line naming ``url`` and ``what`` was being written."""
     folder = Folder(url)
 
-    def failed(err: OSError) -> Nw2Error:
-        return Nw2Error(f"{url}: cannot write the {what} ({err.strerror or err})")
+    def failed(err: OSError | StorageError) -> StorageError:  # named as the whole it was part of: url
+        if isinstance(err, StorageError):
+            return StorageError(url, err.why, f"the {what}")
+        return StorageError.of(url, err, f"the {what}")
 
     if not folder.is_local:
         if folder.exists():
@@ -175,7 +228,7 @@ def publish_directory(url: str | os.PathLike, write: Callable[[Folder], T], what
         try:
             try:
                 return write(folder)
-            except OSError as err:
+            except (OSError, StorageError) as err:
                 raise failed(err) from None
         except BaseException:
             try:
@@ -188,7 +241,7 @@ def publish_directory(url: str | os.PathLike, write: Callable[[Folder], T], what
     parent, name = os.path.dirname(target), os.path.basename(target)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+        tmp = os.path.join(parent, _PUBLISHED.format(name=name, kind="tmp", id=uuid.uuid4().hex))
         os.mkdir(tmp)
     except OSError as err:
         raise failed(err) from None
@@ -196,15 +249,47 @@ def publish_directory(url: str | os.PathLike, write: Callable[[Folder], T], what
         try:
             result = write(Folder(tmp))
             if os.path.exists(target):
-                old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex}")
+                old = os.path.join(parent, _PUBLISHED.format(name=name, kind="old", id=uuid.uuid4().hex))
                 os.rename(target, old)
                 os.rename(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, target)
-        except OSError as err:
+        except (OSError, StorageError) as err:
             raise failed(err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+#: What :func:`publish_directory` puts beside its target ``<name>``: the directory being written (``tmp``), and an
+#: earlier target moved aside while the new one takes its place (``old``).
+_PUBLISHED = ".{name}.{kind}-{id}"
+
+
+def sweep_published(url: str | os.PathLike) -> list[str]:
+    """Remove what a killed :func:`publish_directory` of ``url`` left beside it, and return the names removed:
+    its ``.<name>.tmp-<32 hex digits>`` directories (a half-written output), and its ``.<name>.old-<...>``
+    ones (an earlier output moved aside, removed once the target is there; while the target is missing, the
+    newest is put back: a kill between the two renames of a replacement). Only while this process holds the
+    target's write lock (:func:`nw2.core.locks.held_here`): then no live writer owns them. A URL is left alone."""
+    from nw2.core.locks import held_here
+
+    if "://" in str(url) or not held_here(url):
+        return []
+    target = os.path.abspath(url)  # where publish_directory puts them
+    parent, name = os.path.dirname(target), os.path.basename(target)
+    pattern = re.compile(re.escape(f".{name}.") + r"(tmp|old)-[0-9a-f]{32}")
+    try:
+        found = sorted((e for e in os.scandir(parent) if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)),
+                       key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
+    except FileNotFoundError:
+        return []
+    olds = [e for e in found if e.name.split(".")[-1].startswith("old-")]
+    if olds and not os.path.lexists(target):
+        os.rename(olds[-1].path, target)  # the earlier output, as it was before the killed replacement
+        found.remove(olds[-1])
+    for entry in found:
+        shutil.rmtree(entry.path)
+    return [e.name for e in found]

@@ -20,13 +20,22 @@ from typing import Iterator
 
 from nw2.core.errors import ArtifactError, BusyError
 
-__all__ = ["exclusive", "lock_path"]
+__all__ = ["exclusive", "lock_path", "held_here"]
+
+#: The artifacts (real paths) whose lock this process holds now (:func:`held_here`).
+_HELD: set[str] = set()
 
 
 def lock_path(target: str | os.PathLike) -> Path:
     """The lock file of the artifact at ``target``: ``.<name>.nw2.lock`` beside it."""
     target = Path(os.path.abspath(target))
     return target.parent / f".{target.name}.nw2.lock"
+
+
+def held_here(target: str | os.PathLike) -> bool:
+    """Whether this process holds the write lock of the artifact at ``target`` now: then no other nw2 process is
+    writing it, and a temporary file of its kind found there is a dead writer's (safe to remove)."""
+    return "://" not in str(target) and os.path.realpath(target) in _HELD
 
 
 @contextmanager
@@ -64,9 +73,12 @@ def exclusive(target: str | os.PathLike, command: str | None = None) -> Iterator
             "command": command or " ".join(["nw2", *sys.argv[1:3]])}
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(info).encode())
+    real = os.path.realpath(target)
+    _HELD.add(real)
     try:
         yield
     finally:
+        _HELD.discard(real)
         try:
             os.unlink(path)
         except FileNotFoundError:

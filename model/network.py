@@ -17,7 +17,7 @@ from torch import nn
 from .adapt import adapted_step
 from .config import ModelConfig
 from .insight import local_forecasts, segment_index, stacking_weight
-from nw2.core.files import atomic_text, atomic_write
+from nw2.core.files import atomic_bytes, atomic_text
 
 #: Floor of the per-channel standard deviation, so a flat (or padded) channel normalises to zeros.
 EPS = 1e-5
@@ -466,12 +466,13 @@ class Model(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``model.safetensors`` and ``config.json`` into ``directory``, each atomically
         (temporary file + rename), weights first so a config never points at missing weights."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(d / WEIGHTS, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
+        # serialized here and written by Python, so a full disk is an OSError (one line), not safetensors' own error
+        atomic_bytes(d / WEIGHTS, save(tensors, metadata={"format": "pt"}))
         atomic_text(d / CONFIG, self.config.to_json())
         return d
 

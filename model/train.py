@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from nw2.artifacts import Corpus, Run, RunInfo, open_windows
-from nw2.core.errors import EmptySplitError, Nw2Error
+from nw2.core.errors import EmptySplitError, Nw2Error, StorageError
 from nw2.core.files import atomic_text
 
 from .checkpoint import CHECKPOINT_VERSION, Checkpointer, latest_checkpoint
@@ -247,6 +247,7 @@ def prepare(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False) -> P
     if int(os.environ.get("RANK", "0")) == 0:
         run = Run(cfg.out)
         run.check_new_out()  # new, empty or a run: nothing else is ever written into
+        run.sweep_temporaries()  # a killed run's half-written files (under its lock only: no live writer's)
         if run.holds_run() and not resume:
             raise Nw2Error(f"{run.root}: already holds a run; pass --resume to continue it, or choose another --out")
     return Prepared(model_cfg, cfg, resume, weighted, has_val)
@@ -437,8 +438,11 @@ class _Logger:
     def write(self, record: dict, scalars: dict[str, float] | None = None, step: int = 0) -> None:
         if not self.active:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+        except OSError as err:  # a full disk: one line (a resume cuts the log back to its checkpoint)
+            raise StorageError.of(self.path, err) from None
         if self.tb is not None and scalars:
             for k, v in scalars.items():
                 if v is not None and math.isfinite(v):

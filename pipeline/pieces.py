@@ -19,7 +19,7 @@ import pyarrow as pa
 from nw2.pipeline import preprocess as pp
 from nw2.pipeline import windows as win
 from nw2.pipeline.derive import SERIES as DERIVED_SERIES, can_derive, derived_channel, derived_records
-from nw2.core.errors import InputError, Nw2Error
+from nw2.core.errors import InputError, Nw2Error, StorageError
 from nw2.pipeline.readers import detect_format, reader_for
 from nw2.pipeline.readers.base import ReadOptions, scrubbed
 from nw2.pipeline.spec import IngestSpec, InterventionSpec
@@ -295,6 +295,8 @@ def process_piece(piece: Piece, spec: IngestSpec, store_url: str) -> dict:
         if table is not None:
             stats["part"] = store.write_part(piece.piece_id, table)
             stats["windows"] = table.num_rows
+    except StorageError:
+        raise  # a full disk is no fault of this file: the ingest stops with one line, and a rerun finishes it
     except Exception as err:
         stats["error"] = _one_line(err, piece.input.path)
         if not isinstance(err, Nw2Error):

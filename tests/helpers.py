@@ -4,9 +4,11 @@ shared demo store and corpus are in ``conftest.py``; no test module imports anot
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -45,6 +47,57 @@ def tree_bytes(store: Path) -> dict[str, str]:
     """Every file of a directory tree and its hash, for byte-identity checks."""
     return {p.relative_to(store).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(store).rglob("*")) if p.is_file()}
+
+
+#: Keys of nw2's JSON files that hold wall times (``seconds``, ``step_seconds``, ``windows_per_s``, ...): the
+#: only thing two runs of the same command may differ in.
+WALL_TIMES = re.compile(r"(^|_)seconds(_|$)|_per_s$|^wall_")
+
+
+def artifact_digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Like :func:`tree_bytes`, for artifacts that record wall times: every file's sha256, but JSON (and JSON
+    Lines) files are hashed without their :data:`WALL_TIMES` keys, and checkpoints (``*.pt``) by their loaded
+    contents without them; files matching a glob of ``skip`` (TensorBoard's event files, named by host and
+    time) are left out."""
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_file() or any(fnmatch.fnmatch(rel, g) for g in skip):
+            continue
+        if p.suffix == ".json":
+            data = json.dumps(_timeless(json.loads(p.read_text())), sort_keys=True).encode()
+        elif p.suffix == ".jsonl":
+            lines = [_timeless(json.loads(ln)) for ln in p.read_text().splitlines() if ln.strip()]
+            data = json.dumps(lines, sort_keys=True).encode()
+        elif p.suffix == ".pt":
+            import torch
+
+            data = _pt_bytes(_timeless(torch.load(p, map_location="cpu", weights_only=False)))
+        else:
+            data = p.read_bytes()
+        out[rel] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def _timeless(obj):
+    if isinstance(obj, dict):
+        return {k: _timeless(v) for k, v in obj.items() if not (isinstance(k, str) and WALL_TIMES.search(k))}
+    if isinstance(obj, (list, tuple)):
+        return [_timeless(v) for v in obj]
+    return obj
+
+
+def _pt_bytes(obj) -> bytes:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        flat = obj.detach().cpu().contiguous().reshape(-1)
+        return repr((obj.dtype, tuple(obj.shape))).encode() + flat.view(torch.uint8).numpy().tobytes()
+    if isinstance(obj, dict):
+        return b"{" + b",".join(repr(k).encode() + b":" + _pt_bytes(v) for k, v in sorted(obj.items(), key=repr)) + b"}"
+    if isinstance(obj, list):
+        return b"[" + b",".join(_pt_bytes(v) for v in obj) + b"]"
+    return repr(obj).encode()
 
 
 def read_all(corpus: Path) -> pa.Table:

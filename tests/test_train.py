@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from helpers import SMALL, nw2, ok, read_all, rewrite
+from helpers import SMALL, artifact_digests, nw2, ok, read_all, rewrite
 from nw2.model import Model
 from nw2.model.config import ModelConfig
 from nw2.model.data import CorpusLoader, LoaderConfig
@@ -120,19 +120,23 @@ def test_two_process_resume_matches(corpus, tmp_path):
 #: ``nw2 pretrain`` that, right after its checkpoint ``ckpt-<PAUSE_AT>.pt`` is in place (renamed there, as every
 #: checkpoint is written), touches ``PAUSED`` and sleeps before any later step, so the test kills it at that point
 #: whatever the machine's speed (a whole run takes well under a second past its first checkpoint, so killing "soon
-#: after a checkpoint appears" races the child). It hooks the rename only, not nw2's modules, and changes nothing the
-#: run computes. ``python -c PAUSING PAUSE_AT PAUSED ARGS...``.
+#: after a checkpoint appears" races the child). ``before:PAUSE_AT`` pauses just before that rename instead: the
+#: checkpoint is written whole under its temporary name. It hooks the rename only, not nw2's modules, and changes
+#: nothing the run computes. ``python -c PAUSING PAUSE_AT PAUSED ARGS...``.
 PAUSING = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    pause_at, paused = int(sys.argv[1]), Path(sys.argv[2])
+    before, pause_at, paused = sys.argv[1].startswith("before:"), int(sys.argv[1].split(":")[-1]), Path(sys.argv[2])
 
     def then_pause(rename):
         def renamed(src, dst, *args, **kwargs):
-            rename(src, dst, *args, **kwargs)
+            if not before:
+                rename(src, dst, *args, **kwargs)
             if Path(dst).name == f"ckpt-{pause_at:09d}.pt":
                 paused.write_text(str(pause_at))
                 time.sleep(600)
+            if before:
+                rename(src, dst, *args, **kwargs)
         return renamed
 
     os.replace, os.rename = then_pause(os.replace), then_pause(os.rename)
@@ -143,15 +147,16 @@ PAUSING = textwrap.dedent("""
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
-    """A real SIGKILL of ``nw2 pretrain`` mid-run, right after its checkpoint of step 4 (of 3 epochs);
-    ``--resume`` continues from that checkpoint and finishes with the weights and losses of an uninterrupted
-    run (both in fresh processes, so both have the same thread settings)."""
+    """A real SIGKILL of ``nw2 pretrain`` mid-run, after its checkpoint of step 4 (of 3 epochs) and in the middle of
+    writing the one of step 6 (whole under its temporary name, not yet renamed); ``--resume`` removes that temporary
+    file, continues from step 4 and finishes with the files of an uninterrupted run (weights, checkpoints, log,
+    run.json; all but wall times and TensorBoard's files), both in fresh processes (the same thread settings)."""
     args = ["pretrain", str(corpus), *SMALL, "--epochs", "3", "--save-every-steps", "2", "--keep-checkpoints", "0",
             "--blr", "3e-3"]
     kill_at = 4
 
     def nw2_process(*argv: str, pause: Path | None = None):
-        prefix = ["-c", PAUSING, str(kill_at), str(pause)] if pause else ["-m", "nw2.cli"]
+        prefix = ["-c", PAUSING, f"before:{kill_at + 2}", str(pause)] if pause else ["-m", "nw2.cli"]
         return [sys.executable, *prefix, *argv]
 
     full = tmp_path / "full"
@@ -177,6 +182,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
             proc.wait()
     assert meta(run)["status"] == "running" and "param_digests" not in meta(run)
     assert latest_checkpoint(run).name == f"ckpt-{kill_at:09d}.pt"
+    left = [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert [n.split(".")[1] for n in left] == [f"ckpt-{kill_at + 2:09d}"], left  # kill -9 cannot clean up
     refused = nw2("pretrain", corpus, "--out", run, *SMALL)
     assert refused.exit_code == 1 and "--resume" in refused.output
     resumed = subprocess.run(nw2_process("pretrain", str(corpus), "--out", str(run), "--resume", "--no-progress"),
@@ -186,6 +193,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
     assert meta(run)["status"] == "finished" and meta(run)["steps"] == meta(full)["steps"]
     assert meta(run)["param_digests"] == meta(full)["param_digests"]
     assert [r["loss"] for r in steps(run)] == [r["loss"] for r in steps(full)]
+    timed = ("tensorboard/*", "checkpoints/*.sha256")  # TensorBoard's files, and digests of checkpoints with wall times
+    assert artifact_digests(run, skip=timed) == artifact_digests(full, skip=timed)  # the temporary file went too
 
 
 def test_loss_falls_on_a_learnable_system(tmp_path):

@@ -26,7 +26,7 @@ from nw2.pipeline import __version__
 from nw2.artifacts.report import METRICS_JSON, SPEED_JSON, EvalReport
 from nw2.artifacts.run import Run
 from nw2.core.errors import EmptySplitError, Nw2Error
-from nw2.core.files import json_text
+from nw2.core.files import json_text, sweep_published
 from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
@@ -124,6 +124,7 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
     target = c.out if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
     with exclusive(target, "nw2 evaluate"):  # one writer per report: two evaluations never replace each other
+        sweep_published(target)  # what a killed nw2 evaluate of this report left beside it
         return _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say,
                          started, progress)
 

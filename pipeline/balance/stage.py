@@ -67,9 +67,11 @@ def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out`` (another process
     writing ``out`` is refused: :class:`BusyError`)."""
+    from nw2.core.files import sweep_published
     from nw2.core.locks import exclusive
 
     with exclusive(out, "nw2 balance"):
+        sweep_published(out)  # what a killed nw2 balance of this --out left beside it
         return _balance(store_url, out, spec, overwrite, report, log)
 
 

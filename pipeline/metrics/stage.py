@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from nw2.core.errors import Nw2Error
+from nw2.core.errors import Nw2Error, StorageError
 from nw2.pipeline.executor import Executor, executor
 from nw2.artifacts.store import METRICS_SCHEMA_VERSION, MetricsInfo, WindowStore, check_reachable
 from nw2.core.hashing import content_id
@@ -210,6 +210,8 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
         stats.update(rows=table.num_rows, computed=todo, seconds=time.perf_counter() - t0,
                      undefined_now={n: dict(sorted(now[n].items())) for n in todo}, fingerprints=fingerprints,
                      engines=engines, **_tally(out, present))
+    except StorageError:
+        raise  # a full disk is no fault of this part: the run stops with one line
     except Exception as err:  # a part that cannot be read or written: reported, the rest goes on
         stats["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
     return stats
@@ -237,6 +239,7 @@ class MetricsResult:
 def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResult:
     """Run the stage on an executor that is already running (``nw2 ingest`` shares its cluster)."""
     store = WindowStore.open(store_url, parts=False)
+    store.sweep_temporaries()  # a killed run's half-written parts (under this run's lock only)
     parts = store.parts()
     previous = store.metrics_info()
     # until this run's summary is written, the parts may hold columns of two runs: no metrics.json vouches for them

@@ -36,9 +36,10 @@ from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from
                            experiment_baseline, load_spec)
 
 from nw2.core.files import atomic_text
+from nw2.core.locks import exclusive
 from .stats import Comparison, compare
 
-__all__ = ["ExperimentResult", "run_experiment"]
+__all__ = ["ExperimentResult", "run_experiment", "finished_work"]
 
 if TYPE_CHECKING:
     from nw2.model.evaluate.summary import ScoreKey
@@ -155,6 +156,27 @@ def _corpus(store: Path, arm: ArmSpec, seed: int, spec: IngestSpec, dest: Path, 
     return dest
 
 
+def finished_work(out: str | os.PathLike) -> dict[str, int]:
+    """What an experiment in ``out`` has finished so far, each whole (what a rerun skips): ``{"corpora": n,
+    "runs": n, "evaluations": n}``."""
+    out = Path(out)
+
+    def count(sub: str, done: Callable[[Path], bool]) -> int:
+        d = out / sub
+        return sum(1 for p in sorted(d.iterdir()) if p.is_dir() and done(p)) if d.is_dir() else 0
+
+    def finished(run: Path) -> bool:
+        try:
+            info = Run(run).info()
+        except Nw2Error:
+            return False
+        return info is not None and info.finished
+
+    return {"corpora": count("corpora", lambda p: Corpus(p).is_corpus()),
+            "runs": count("runs", finished),
+            "evaluations": count("evals", lambda p: EvalReport(p).metrics() is not None)}
+
+
 def _check_run_settings(exp: ExperimentSpec, where: str) -> None:
     """The ``model:`` and ``train:`` settings of every run checked against ModelConfig and TrainConfig, field
     names and values, before any work: a typo fails at once, naming the spec file and the field, not after
@@ -202,7 +224,8 @@ def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bo
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": epochs}, resume=True)
     log(f"{run.name}: pretraining {epochs} epochs of ~{per_epoch} steps")
     started = time.perf_counter()
-    pretrain(prepare(model_cfg, cfg, resume=True), nproc=nproc, progress=progress, log=log)
+    with exclusive(run, "nw2 experiment"):  # as nw2 pretrain holds it: one writer, and a killed one's files swept
+        pretrain(prepare(model_cfg, cfg, resume=True), nproc=nproc, progress=progress, log=log)
     _record_time(run, time.perf_counter() - started)  # of the last start only, when a killed run was resumed
     return Run(run).require_info()
 
