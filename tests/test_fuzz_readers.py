@@ -309,12 +309,7 @@ def fuzz_mutated_files(seeds, scratch, fmt, data) -> None:
     outcome(fmt, path, seed.opts)
 
 
-#: csv.py and table.py are being rewritten for streaming by another change; their failures are listed, not fixed here.
-CSV_XFAIL = pytest.mark.xfail(strict=True, reason="csv.py lets zlib.error out of a .csv.gz with a corrupt deflate "
-                                                  "stream, and passes cells reading inf on as infinite samples")
-
-
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=CSV_XFAIL) if f == "csv" else f for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS)
 @FUZZ
 @given(data=st.data())
 def test_mutated_real_files_are_refused_in_one_line_or_read_as_valid_records(seeds, scratch, fmt, data):
@@ -322,7 +317,7 @@ def test_mutated_real_files_are_refused_in_one_line_or_read_as_valid_records(see
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=CSV_XFAIL) if f == "csv" else f for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS)
 @THOROUGH
 @given(data=st.data())
 def test_mutated_real_files_thoroughly(seeds, scratch, fmt, data):
@@ -483,9 +478,7 @@ def fuzz_odd_values(seeds, scratch, fmt, data) -> None:
     outcome(fmt, path, opts)
 
 
-@pytest.mark.parametrize("fmt", [f if f != "csv" else pytest.param(f, marks=pytest.mark.xfail(
-    strict=True, reason="csv.py (being rewritten for streaming) passes a cell reading inf on as an infinite sample"))
-    for f in ODD_VALUE_FORMATS])
+@pytest.mark.parametrize("fmt", ODD_VALUE_FORMATS)
 @FUZZ
 @given(data=st.data())
 def test_nan_inf_and_1e30_runs_one_sample_and_empty_files_are_refused_or_read(seeds, scratch, fmt, data):
@@ -672,8 +665,7 @@ def test_nw2_ingest_records_every_hostile_file_in_one_line_and_goes_on(seeds, sa
         assert len(line) < 1000 and "hunter2" not in line
 
 
-# -- CSV: failures found here, left to the streaming rewrite of csv.py and table.py ---------------------------------
-@pytest.mark.xfail(strict=True, reason="csv.py lets zlib.error out of a .csv.gz whose deflate stream is corrupt")
+# -- CSV: failures found here, fixed with the streaming reader -------------------------------------------------------
 def test_a_gzipped_csv_with_a_corrupt_deflate_stream_is_refused_in_one_line(seeds, scratch):
     seed = seeds["csv"]["ppg.csv.gz"]
     data = bytearray(seed.files["ppg.csv.gz"])
@@ -681,7 +673,6 @@ def test_a_gzipped_csv_with_a_corrupt_deflate_stream_is_refused_in_one_line(seed
     assert outcome("csv", write_seed(scratch, seed, {"ppg.csv.gz": bytes(data)}), seed.opts) == "refused"
 
 
-@pytest.mark.xfail(strict=True, reason="csv.py passes a cell reading inf on as an infinite sample, not NaN")
 def test_a_csv_cell_reading_inf_is_a_missing_sample(seeds, scratch):
     seed = seeds["csv"]["ppg.csv"]
     lines = seed.files["ppg.csv"].splitlines(keepends=True)

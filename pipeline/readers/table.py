@@ -1,18 +1,16 @@
-"""Turning a parsed table (polars DataFrame) into records: shared by the CSV and Parquet readers."""
+"""What tables of samples have in common: their time column (its unit, the rate it gives) and cells that are
+not numbers; shared by the CSV and Parquet readers."""
 
 from __future__ import annotations
 
 import re
 
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from nw2.core.errors import InputError
-from nw2.pipeline.readers.base import ChannelInfo, ReadOptions, Record, file_stem, select, shown, time_slice
-from nw2.pipeline.records import guess_modality
+from nw2.pipeline.readers.base import ReadOptions, shown
 
 #: Column names taken as a time axis when the spec names none.
 TIME_NAMES = ("time", "timestamp", "datetime", "timer", "t", "time_s", "seconds")
@@ -21,55 +19,30 @@ _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _TIME_WITH_UNIT = re.compile(r"(?:time|timestamp|timer|t)[ _]?[(\[]?(?:s|ms|us|ns)[)\]]?")
 
 
-def _numeric(col: pl.Series, path, opts: ReadOptions) -> pl.Series:
-    """A text column of numbers with some cells that are not (``ERR``, ``--``): as floats with those cells
-    missing when ``extra["non_numeric"]`` is ``missing``; else InputError naming the first such cell, how many
-    there are, and that option."""
+def bad_cells(col: pl.Series) -> tuple[int, int, str | None]:
+    """Cells of a text column that are not numbers (``ERR``, ``--``; empty cells and ``NaN`` are missing
+    samples, not bad): how many, the first one's row in ``col`` and its text."""
     values = col.cast(pl.String).str.strip_chars()
     parsed = values.cast(pl.Float64, strict=False)
     bad = parsed.is_null() & values.is_not_null() & (values != "")
     count = int(bad.sum())
-    if count == 0 or opts.extra.get("non_numeric") == "missing":
-        return parsed.alias(col.name)
-    if count == col.len() - int(values.is_null().sum()):
-        raise InputError(path, f"column {shown(col.name)} is not numeric ({col.dtype}, e.g. {shown(values[0])}): "
-                               f"drop it with channels, or name it label_column or time_column")
+    if count == 0:
+        return 0, -1, None
     row = int(bad.arg_max())
-    raise InputError(path, f"column {shown(col.name)} is not numeric: data row {row + 1} holds {shown(values[row])} "
-                           f"({count} such cell{'s' if count > 1 else ''}); fix them, or set "
-                           f"extra.non_numeric: missing to read them as missing samples")
+    return count, row, values[row]
 
 
-def time_column(df: pl.DataFrame, opts: ReadOptions, path) -> str | None:
+def time_column(names: list[str], opts: ReadOptions, path) -> str | None:
+    """The table's time column: ``time_column`` if given (it must exist), else the first named like one."""
     if opts.time_column:
-        if opts.time_column not in df.columns:
+        if opts.time_column not in names:
             raise InputError(path, f"time column {opts.time_column!r} not found (columns: "
-                                   f"{', '.join(shown(c) for c in df.columns[:20])})")
+                                   f"{', '.join(shown(c) for c in names[:20])})")
         return opts.time_column
-    for name in df.columns:
+    for name in names:
         if name.lower() in TIME_NAMES or _TIME_WITH_UNIT.fullmatch(name.lower()):
             return name
     return None
-
-
-def seconds_and_start(col: pl.Series, opts: ReadOptions, path) -> tuple[np.ndarray, datetime | None]:
-    """Elapsed seconds from a time column (numbers in ``extra['time_unit']``, or datetimes)."""
-    if col.dtype == pl.Utf8:
-        try:
-            col = col.str.to_datetime(time_zone="UTC")
-        except Exception:
-            raise InputError(path, f"time column {shown(col.name)} is neither numeric nor a date-time") from None
-    if col.dtype.is_temporal():
-        ns = col.dt.epoch("ns").to_numpy().astype(np.float64)
-        start = col[0]
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
-        return (ns - ns[0]) * 1e-9, start
-    if not col.dtype.is_numeric():
-        raise InputError(path, f"time column {shown(col.name)} is neither numeric nor a date-time")
-    t = col.cast(pl.Float64).to_numpy()
-    t = t * time_scale(col.name, t, opts, path, needed=opts.fs is None)
-    return t - t[0], None
 
 
 #: A unit written in a time column's name: ``time_ms``, ``timestamp (ms)``, ``t[us]``, ``seconds``.
@@ -82,12 +55,89 @@ _UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "seconds": "s", "ms": "ms", "m
 _EPOCH = {"s": (9e8, 4.2e9), "ms": (9e11, 4.2e12), "us": (9e14, 4.2e15), "ns": (9e17, 4.2e18)}
 
 
-def time_scale(name: str, values: np.ndarray, opts: ReadOptions, path, needed: bool = True) -> float:
+class TimeSummary:
+    """What a time column's unit and rate are worked out from, gathered a block of stamps at a time so a long
+    file's column is never held whole: the count, the first and last stamp, the finite ones' range, whether all
+    are whole numbers, and the distinct steps between consecutive stamps with their counts (a sampled clock has
+    few, so the median step stays exact in little memory)."""
+
+    def __init__(self) -> None:
+        self.n = self.finite = 0
+        self.first = self.last = float("nan")
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.whole = True
+        self.decreasing = False
+        self.steps = np.empty(0)
+        """The distinct finite steps, sorted, and how often each occurs (``counts``)."""
+        self.counts = np.empty(0, dtype=np.int64)
+        self.unit_step: float | None = None
+        """The median step between distinct stamps when the stamps go back and forth (set by :meth:`of`)."""
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "TimeSummary":
+        """The summary of a whole column: a long table's channels interleave, and may share, their stamps, so
+        the step that tells the unit is then the median between distinct stamps."""
+        summary = cls()
+        summary.add(values)
+        if summary.decreasing:
+            distinct = np.diff(np.unique(values[np.isfinite(values)]))
+            summary.unit_step = float(np.median(distinct)) if distinct.size else 0.0
+        return summary
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        if values.size == 0:
+            return
+        steps = np.diff(values, prepend=self.last) if self.n else np.diff(values)
+        if not self.n:
+            self.first = float(values[0])
+        self.n += values.size
+        self.last = float(values[-1])
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            self.finite += finite.size
+            self.lo, self.hi = min(self.lo, float(finite.min())), max(self.hi, float(finite.max()))
+            self.whole = self.whole and bool(np.all(np.mod(finite, 1) == 0))
+        steps = steps[np.isfinite(steps)]
+        self.decreasing = self.decreasing or bool((steps < 0).any())
+        merged, inverse = np.unique(np.concatenate([self.steps, steps]), return_inverse=True)
+        weights = np.concatenate([self.counts, np.ones(steps.size, dtype=np.int64)])
+        self.counts = np.bincount(inverse, weights=weights, minlength=merged.size).astype(np.int64)
+        self.steps = merged
+
+    def scaled(self, k: float) -> "TimeSummary":
+        """The same stamps in another unit (``k`` of the new per old)."""
+        out = TimeSummary()
+        out.__dict__.update(self.__dict__)
+        out.first, out.last, out.lo, out.hi = self.first * k, self.last * k, self.lo * k, self.hi * k
+        out.steps = self.steps * k
+        out.whole = False  # whole numbers of one unit are not of another; nothing asks after scaling
+        out.unit_step = None if self.unit_step is None else self.unit_step * k
+        return out
+
+    def median(self, positive: bool = False) -> float:
+        """The median of the steps (of the positive ones only, as between distinct sorted stamps), as
+        ``np.median`` gives it; 0.0 without any."""
+        values, counts = self.steps, self.counts
+        if positive:
+            keep = values > 0
+            values, counts = values[keep], counts[keep]
+        total = int(counts.sum())
+        if total == 0:
+            return 0.0
+        ends = np.cumsum(counts)
+        a = values[np.searchsorted(ends, (total - 1) // 2, side="right")]
+        b = values[np.searchsorted(ends, total // 2, side="right")]
+        return float((a + b) / 2)
+
+
+def time_scale(name: str, values: np.ndarray | TimeSummary, opts: ReadOptions, path, needed: bool = True) -> float:
     """Seconds per unit of a numeric time column, never guessed: ``extra.time_unit``, else a unit its name
     writes (``time_ms``), else Unix epoch stamps' magnitude (ms since 1970 are about 1.7e12), else seconds when
     the steps are fractions of one (a millisecond or finer counter counts in whole numbers). Whole-number steps
     of a relative clock could be seconds or milliseconds: InputError naming the option to set, unless the rate
-    is ``needed`` not (``fs`` given), where the stamps only order the rows."""
+    is ``needed`` not (``fs`` given), where the stamps only order the rows. ``values``: the column, or its
+    :class:`TimeSummary`."""
     unit = opts.extra.get("time_unit")
     if unit is not None:
         if unit not in _TIME_UNITS:
@@ -96,18 +146,17 @@ def time_scale(name: str, values: np.ndarray, opts: ReadOptions, path, needed: b
     named = _NAMED_UNIT.search(str(name).lower())
     if named:
         return _TIME_UNITS[_UNIT_WORDS[named.group(1)]]
-    finite = values[np.isfinite(values)]
-    if finite.size > 1:
-        first, last = abs(float(finite.min())), abs(float(finite.max()))
+    summary = values if isinstance(values, TimeSummary) else TimeSummary.of(values)
+    if summary.finite > 1:
+        first, last = abs(summary.lo), abs(summary.hi)
         span = last - first
         for unit, (lo, hi) in _EPOCH.items():
             # both ends in the epoch range, and at most a day per sample and 100 kHz in that unit
-            rate = (finite.size - 1) / (span * _TIME_UNITS[unit]) if span > 0 else 0.0
+            rate = (summary.finite - 1) / (span * _TIME_UNITS[unit]) if span > 0 else 0.0
             if lo <= first and last < hi and 1e-5 <= rate <= 1e5:
                 return _TIME_UNITS[unit]
-    steps = np.diff(np.unique(finite))  # a long table's channels interleave, and may share, their stamps
-    step = float(np.median(steps)) if steps.size else 0.0
-    if 0 < step < 1 and not np.all(np.mod(finite, 1) == 0):
+    step = summary.unit_step if summary.unit_step is not None else summary.median(positive=True)
+    if 0 < step < 1 and not summary.whole:
         return 1.0
     if not needed:
         return 1.0
@@ -117,79 +166,24 @@ def time_scale(name: str, values: np.ndarray, opts: ReadOptions, path, needed: b
                            f"(s, ms, us or ns), name the column with its unit (time_ms), or give fs")
 
 
-def rate_from_time(t: np.ndarray, path) -> float:
-    """Sampling rate from elapsed seconds.
+def rate_from_time(t: np.ndarray | TimeSummary, path) -> float:
+    """Sampling rate from elapsed seconds (or their :class:`TimeSummary`).
 
     The mean rate over the whole recording, because clocks with coarse ticks jitter (Daphnet
     alternates 15 and 16 ms steps at 64 Hz; heartpy's data3 stamps 100 Hz samples with a 15.6 ms
     Windows clock), so the median step is wrong; the median step when gaps (steps over three times
     the median) take more than 1% of the recording, since they would bias the mean.
     """
-    steps = np.diff(t)
-    steps = steps[np.isfinite(steps)]
-    if steps.size == 0 or np.median(steps) <= 0:
+    summary = t if isinstance(t, TimeSummary) else TimeSummary.of(t)
+    median = summary.median()
+    if summary.counts.sum() == 0 or median <= 0:
         raise InputError(path, "time column does not increase; cannot derive a sampling rate")
-    median = float(np.median(steps))
-    gaps = steps[steps > 3 * median].sum()
-    step = median if gaps > 0.01 * (t[-1] - t[0]) else float((t[-1] - t[0]) / (len(t) - 1))
+    big = summary.steps > 3 * median
+    gaps = float((summary.steps[big] * summary.counts[big]).sum())
+    span = summary.last - summary.first
+    step = median if gaps > 0.01 * span else float(span / (summary.n - 1))
     fs = 1.0 / step
     # Rounded stamps make a nominal 64 Hz come out as 64.0002: within 0.1 % of an integer, take it.
     if round(fs) > 0 and abs(fs - round(fs)) <= 1e-3 * fs:
         return float(round(fs))
     return round(fs, 6)
-
-
-class Table:
-    """A wide table of channels with an optional time and label column, ready for probe/read."""
-
-    def __init__(self, df: pl.DataFrame, opts: ReadOptions, path: str | Path) -> None:
-        self.path = path
-        self.opts = opts
-        if df.height == 0:
-            raise InputError(path, "no data rows")
-        tcol = time_column(df, opts, path)
-        self.start_time = None
-        fs = opts.fs
-        if tcol is not None:
-            t, self.start_time = seconds_and_start(df[tcol], opts, path)
-            if fs is None:
-                fs = rate_from_time(t, path)
-        if fs is None:
-            raise InputError(path, "no sampling rate: pass --fs, set fs in the spec, or name a time column")
-        self.fs = float(fs)
-        lcol = opts.label_column
-        if lcol is not None and lcol not in df.columns:
-            raise InputError(path, f"label column {lcol!r} not found (columns: "
-                                   f"{', '.join(shown(c) for c in df.columns[:20])})")
-        self.labels = None if lcol is None else df[lcol].to_numpy()
-        self.channels = [c for c in df.columns if c not in (tcol, lcol)]
-        if not self.channels:
-            raise InputError(path, "no signal columns")
-        for name in self.channels:
-            if not (df[name].dtype.is_numeric() or df[name].dtype == pl.Null):
-                df = df.with_columns(_numeric(df[name], path, opts))
-        self.df = df
-
-    def probe(self) -> list[ChannelInfo]:
-        return [ChannelInfo(name, self.fs, self.df.height, self._modality(name), self.opts.unit or "")
-                for name in self.channels]
-
-    def _modality(self, name: str) -> str:
-        return self.opts.modality or guess_modality(name)
-
-    def read(self, channels, start_s: float, stop_s: float | None) -> list[Record]:
-        span = time_slice(self.df.height, self.fs, start_s, stop_s)
-        labels = None if self.labels is None else self.labels[span]
-        out = []
-        for index in select(channels, len(self.channels), self.path):
-            name = self.channels[index]
-            values = self.df[name].cast(pl.Float64).to_numpy()[span]
-            out.append(Record(
-                dataset=self.opts.dataset,
-                subject=self.opts.subject or file_stem(self.path),
-                record=self.opts.record or file_stem(self.path),
-                channel=name, modality=self._modality(name), unit=self.opts.unit or "",
-                fs=self.fs, samples=np.ascontiguousarray(values, dtype=np.float64),
-                start_time=self.start_time, offset_s=span.start / self.fs, labels=labels,
-            ))
-        return out
