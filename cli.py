@@ -72,6 +72,8 @@ def ingest(
     stride: Optional[int] = typer.Option(None, "--stride", help="Override windows.stride (samples)."),
     scheduler: str = typer.Option("local", "--scheduler", help="'local' (a Dask cluster, one worker per core), 'sync', or a scheduler address."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for the local cluster."),
+    worker_memory: Optional[str] = typer.Option(None, "--worker-memory", help="Memory of each local-cluster worker (e.g. 2GB); a file whose reading kills its workers is quarantined. Default: the machine's memory shared among them."),
+    retry_quarantined: bool = typer.Option(False, "--retry-quarantined", help="Try again the inputs an earlier run quarantined (they killed their workers)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what the store holds and rebuild it."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero when any input failed."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Compute the chaos metrics at the end (the spec's metrics: section)."),
@@ -103,7 +105,7 @@ def ingest(
         _terminate_as_interrupt()
         result = run_ingest(spec, out, scheduler=scheduler, workers=workers, overwrite=overwrite,
                             progress=progress, log=lambda m: typer.secho(m, fg=typer.colors.YELLOW, err=True),
-                            metrics=metrics)
+                            metrics=metrics, worker_memory=worker_memory, retry_quarantined=retry_quarantined)
     except Nw2Error as err:
         _fail(str(err))
     except KeyboardInterrupt:

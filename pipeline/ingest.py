@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 import posixpath
 import re
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from nw2.pipeline import __version__, samples
 from nw2.core.errors import Nw2Error
-from nw2.pipeline.executor import executor
+from nw2.pipeline.executor import WorkerLost, executor
 from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
 from nw2.pipeline.readers.base import ReadOptions
 from nw2.pipeline.spec import IngestSpec, SourceSpec, SyntheticSourceSpec
@@ -136,6 +137,13 @@ def _merge(plan: FilePlan, results: list[dict]) -> dict:
     errors = [s["error"] for s in results if s["error"]]
     status, reason = plan.status, plan.reason
     extra = {}
+    quarantine = plan.quarantine or next((s["quarantine"] for s in results
+                                                          if s.get("quarantine")), None)
+    if quarantine is not None:  # one that killed its workers: later runs skip it while it is unchanged
+        extra["quarantine"] = quarantine
+        if status == "planned":
+            first = next(s["error"] for s in results if s.get("quarantine"))
+            status, reason = "failed", f"{len(errors)} of {len(results)} pieces failed: {first}"
     if isinstance(plan.input, SyntheticInput):  # every setting is named, and each that failed says why
         extra["settings"] = [s.label() for s in plan.input.settings]
     if status == "planned":
@@ -153,6 +161,49 @@ def _merge(plan: FilePlan, results: list[dict]) -> dict:
                   bytes=plan.size, format=plan.format, channels=plan.channels,
                   input_samples=plan.input_samples, windows=windows, pieces=len(results), dropped=dict(dropped),
                   **extra)
+
+
+def _file_key(item) -> dict:
+    """What identifies an input between runs for its quarantine: its size and modification time (a file that is
+    replaced or edited is tried again); a synthetic task has neither."""
+    try:
+        st = os.stat(item.path)
+    except (OSError, TypeError, ValueError):
+        return {"bytes": None, "mtime_ns": None}
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _quarantine_reason(lost: WorkerLost) -> str:
+    return (f"quarantined: {lost}; later runs skip it (nw2 ingest --retry-quarantined tries it again, e.g. with "
+            f"more --worker-memory)")
+
+
+def _plan_lost(item, lost: WorkerLost) -> FilePlan:
+    """The plan of an input whose planning killed its workers: failed, and quarantined."""
+    return FilePlan(item, status="failed", reason=_quarantine_reason(lost), quarantine=_file_key(item))
+
+
+def _piece_lost(piece: Piece, lost: WorkerLost) -> dict:
+    """The stats of a piece that killed its workers: no part, no marker, and its file quarantined."""
+    return {"piece_id": piece.piece_id, "path": piece.input.path, "windows": 0,
+            "dropped": {r: 0 for r in DROP_REASONS}, "error": _quarantine_reason(lost), "part": None,
+            "quarantine": _file_key(piece.input)}
+
+
+def _quarantined(inputs: list, earlier: Manifest | None, retry: bool) -> tuple[list, list[dict]]:
+    """Inputs to run, and the earlier manifest's entries of those an earlier run quarantined and that have not
+    changed since (skipped: each would kill its workers again), unless ``retry``."""
+    if earlier is None or retry:
+        return inputs, []
+    held = {(e["path"], e["dataset"]): e for e in earlier.inputs if e.get("quarantine")}
+    run, kept = [], []
+    for item in inputs:
+        entry = held.get((item.display, item.opts.dataset))
+        if entry is not None and entry["quarantine"] == _file_key(item):
+            kept.append(entry)
+        else:
+            run.append(item)
+    return run, kept
 
 
 def _pieces_of(plan: FilePlan) -> list[Piece]:
@@ -188,18 +239,24 @@ def _check_identity(store: WindowStore, written: list[str]) -> None:
 
 
 def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
-           overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True) -> IngestResult:
+           overwrite: bool = False, progress: bool = True, log=None, metrics: bool = True,
+           worker_memory: str | None = None, retry_quarantined: bool = False) -> IngestResult:
     """Run the ingest stage and return the manifest. Files already ingested are skipped. Then, unless
     ``metrics`` is false or the spec's ``metrics.enabled`` is, the metrics stage runs on the same
     executor (parts that already hold the spec's metrics are skipped). Another process writing the store is
-    refused (:class:`BusyError`): two ingests never interleave."""
+    refused (:class:`BusyError`): two ingests never interleave.
+
+    An input whose reading killed its worker process every time it was tried (out of ``worker_memory``, a crash
+    in a reader library) is recorded as failed and quarantined: later runs skip it while the file is unchanged,
+    unless ``retry_quarantined``."""
     check_reachable(out, scheduler)
     with exclusive(out, "nw2 ingest"):
-        return _ingest(spec, out, scheduler, workers, overwrite, progress, log, metrics)
+        return _ingest(spec, out, scheduler, workers, overwrite, progress, log, metrics, worker_memory,
+                       retry_quarantined)
 
 
 def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, overwrite: bool, progress: bool,
-            log, metrics: bool) -> IngestResult:
+            log, metrics: bool, worker_memory: str | None, retry_quarantined: bool) -> IngestResult:
     store = WindowStore(out)
     store.prepare(spec_fingerprint(spec), overwrite)
     plan = None
@@ -215,13 +272,16 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
             windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
     inputs, manifest = resolve_inputs(spec)
     earlier = store.manifest()  # what earlier ingests into this store put there (their parts stay)
+    inputs, held = _quarantined(inputs, earlier, retry_quarantined)
+    manifest += held
     store.begin_ingest()  # unfinished (no manifest) until the end: an interrupted run is never taken for whole
     # A file's pieces start as soon as its plan is in (no barrier between the steps), largest first;
     # workers import the steps while the cluster starts.
-    with executor(scheduler, workers, progress, imports=WORKER_IMPORTS) as ex:
+    with executor(scheduler, workers, progress, imports=WORKER_IMPORTS, memory_limit=worker_memory) as ex:
         plans, results = ex.map_then(plan_file, inputs, process_piece, _pieces_of, desc="planning",
                                      then_desc="ingesting", size=_piece_size, fn_kwargs={"spec": spec},
-                                     then_kwargs={"spec": spec, "store_url": store.url})
+                                     then_kwargs={"spec": spec, "store_url": store.url},
+                                     lost=_plan_lost, then_lost=_piece_lost)
         by_file: dict[str, list[dict]] = {}
         for file_plan, stats in zip(plans, results):
             by_file.setdefault(file_plan.input.path, []).extend(stats)

@@ -86,6 +86,8 @@ class FilePlan:
     channels: list[str] = field(default_factory=list)
     input_samples: int = 0
     pieces: list[Piece] = field(default_factory=list)
+    quarantine: dict | None = None
+    """Set when planning killed its workers: the file's size and mtime, under which later runs skip it."""
 
 
 def spec_fingerprint(spec: IngestSpec) -> str:

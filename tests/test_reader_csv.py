@@ -107,3 +107,51 @@ def test_opensignals_span_and_broken_header(sample, tmp_path):
     broken.write_text("\n".join([lines[0], "# {not json", *lines[2:50]]))
     with pytest.raises(InputError, match="broken.txt: OpenSignals JSON header is not valid JSON"):
         opensignals.probe(broken, ReadOptions())
+
+
+def test_a_table_read_in_blocks_is_the_table_read_whole(tmp_path, monkeypatch):
+    """Blocks of whole lines, parsed one by one, give the rows ``polars.read_csv`` gives for the whole file: every
+    span, at any block size (a block here is about 40 rows), and a bad cell is named by its row in the file."""
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    t = np.arange(n) / 250.0
+    x = np.round(rng.standard_normal((n, 2)), 4)
+    path = tmp_path / "ppg.csv"
+    lines = ["time,ppg,ecg"] + [f"{t[i]:.3f},{x[i, 0]},{x[i, 1]}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    whole = pl.read_csv(path)
+    monkeypatch.setattr(csv, "BLOCK_BYTES", 1000)
+    csv._CACHE.clear()
+    (info, _) = csv.probe(path, ReadOptions())
+    assert info.fs == 250.0 and info.n_samples == n
+    for start, stop in [(0.0, None), (3.3, 7.9), (19.9, None)]:
+        recs = csv.read(path, ReadOptions(), [0, 1], start, stop)
+        lo = int(round(start * 250))
+        hi = n if stop is None else int(np.ceil(stop * 250))
+        np.testing.assert_array_equal(recs[0].samples, whole["ppg"].to_numpy()[lo:hi])
+        np.testing.assert_array_equal(recs[1].samples, whole["ecg"].to_numpy()[lo:hi])
+        assert recs[0].offset_s == lo / 250
+    lines[4001] = lines[4001].split(",")[0] + ",ERR,0.5"
+    path.write_text("\n".join(lines) + "\n")
+    csv._CACHE.clear()
+    with pytest.raises(InputError, match=r"column 'ppg' is not numeric: data row 4001 holds 'ERR' \(1 such cell\)"):
+        csv.probe(path, ReadOptions())
+
+
+def test_a_compression_bomb_is_refused_naming_the_option_after_reading_no_more_than_the_cap(tmp_path):
+    """A 10 KB .csv.bz2 that inflates to 60 MB is refused at a 5 MB cap, streamed (never inflated whole), and read
+    when the cap allows it."""
+    import resource
+
+    bomb = tmp_path / "bomb.csv.bz2"
+    bomb.write_bytes(bz2.compress(b"ppg\n" + b"0.25\n" * 12_000_000, 9))
+    assert bomb.stat().st_size < 20_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=r"bomb.csv.bz2: decompresses to more than 5 MB \(a compression bomb\?\); "
+                                         r"set extra.max_decompressed_mb to read it"):
+        csv.probe(bomb, ReadOptions(fs=100.0, extra={"max_decompressed_mb": 5}))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 40_000  # KB: far below the 60 MB inflated
+    csv._CACHE.clear()
+    assert csv.probe(bomb, ReadOptions(fs=100.0, extra={"max_decompressed_mb": 100}))[0].n_samples == 12_000_000
