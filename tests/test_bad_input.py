@@ -231,6 +231,21 @@ def test_a_whole_number_clock_of_unknown_unit_is_refused_naming_the_option(sampl
                  "--scheduler", "sync", "--no-progress")
         assert ok_.exit_code == 0, ok_.output
         assert _source_fs(out) == {125.0}
+    # fractions of a unit that are a plausible rate either way (0.25: 4 Hz in seconds, or a 4 kHz clock in
+    # milliseconds) are refused too, and read as the unit given
+    quarter = _ppg_with_clock(sample, tmp_path / "quarter.csv", [k / 4 for k in range(12000)], name="time")
+    refused = nw2("ingest", quarter, "--modality", "ppg", "--out", tmp_path / "Q", "--no-metrics",
+                  "--scheduler", "sync", "--no-progress")
+    entry = json.loads((tmp_path / "Q" / "manifest.json").read_text())["inputs"][0]
+    assert entry["status"] == "failed", refused.output
+    assert entry["reason"].startswith("time column 'time': the unit of its stamps is not known (steps of 0.25 are "
+                                      "4 Hz in seconds, 4000 Hz in milliseconds)")
+    spec = tmp_path / "ms.yaml"
+    spec.write_text(f"name: ms\nsources:\n  - {{dataset: q, paths: [{quarter}], modality: ppg, "
+                    f"extra: {{time_unit: ms}}}}\npreprocess: {{target_fs: 1000}}\nmetrics: {{enabled: false}}\n")
+    as_ms = nw2("ingest", spec, "--out", tmp_path / "M", "--scheduler", "sync", "--no-progress")
+    assert as_ms.exit_code == 0, as_ms.output
+    assert _source_fs(tmp_path / "M") == {4000.0}
     # with the rate given, the stamps are not needed to find it
     given = nw2("ingest", timer, "--modality", "ppg", "--fs", "117", "--out", tmp_path / "G", "--no-metrics",
                 "--scheduler", "sync", "--no-progress")

@@ -51,6 +51,8 @@ _NAMED_UNIT = re.compile(r"(?:^|[\s_(\[])(s|sec|secs|seconds|ms|msec|millis|mill
 _UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "seconds": "s", "ms": "ms", "msec": "ms", "millis": "ms",
                "milliseconds": "ms", "us": "us", "usec": "us", "microseconds": "us", "ns": "ns",
                "nanoseconds": "ns"}
+#: The largest fractional step taken for seconds: read as milliseconds it would be over 50 kHz.
+_MS_STEP_BELOW = 1e3 / 50e3
 #: Unix epoch stamps (years 1998-2103) in each unit: their magnitude tells the unit apart.
 _EPOCH = {"s": (9e8, 4.2e9), "ms": (9e11, 4.2e12), "us": (9e14, 4.2e15), "ns": (9e17, 4.2e18)}
 
@@ -134,9 +136,10 @@ class TimeSummary:
 def time_scale(name: str, values: np.ndarray | TimeSummary, opts: ReadOptions, path, needed: bool = True) -> float:
     """Seconds per unit of a numeric time column, never guessed: ``extra.time_unit``, else a unit its name
     writes (``time_ms``), else Unix epoch stamps' magnitude (ms since 1970 are about 1.7e12), else seconds when
-    the steps are fractions of one (a millisecond or finer counter counts in whole numbers). Whole-number steps
-    of a relative clock could be seconds or milliseconds: InputError naming the option to set, unless the rate
-    is ``needed`` not (``fs`` given), where the stamps only order the rows. ``values``: the column, or its
+    the steps are fractions of one small enough that milliseconds would mean over 50 kHz (0.001: 1 kHz, not
+    1 MHz). Other steps of a relative clock could be seconds or milliseconds (whole numbers; or 0.25, which is
+    4 Hz or 4 kHz): InputError naming the option to set, unless the rate is ``needed`` not (``fs`` given), where
+    the stamps only order the rows. ``values``: the column, or its
     :class:`TimeSummary`."""
     unit = opts.extra.get("time_unit")
     if unit is not None:
@@ -156,7 +159,9 @@ def time_scale(name: str, values: np.ndarray | TimeSummary, opts: ReadOptions, p
             if lo <= first and last < hi and 1e-5 <= rate <= 1e5:
                 return _TIME_UNITS[unit]
     step = summary.unit_step if summary.unit_step is not None else summary.median(positive=True)
-    if 0 < step < 1 and not summary.whole:
+    # Fractions of a unit are seconds only when, read as milliseconds, they would be a rate no recording has
+    # (over 50 kHz): steps of 0.25 are 4 Hz in seconds or 4 kHz in milliseconds, and are refused.
+    if 0 < step <= _MS_STEP_BELOW and not summary.whole:
         return 1.0
     if not needed:
         return 1.0
