@@ -263,3 +263,30 @@ def test_every_window_of_a_long_recording_gets_its_dose_across_row_groups(tmp_pa
         assert np.isfinite(u.numpy()).all()
         seen += x.shape[0]
     assert seen == n // 64
+
+
+def test_pamap2_activity_ids_are_a_known_categorical_intervention(sample, tmp_path: Path):
+    """PAMAP2's activityID column (the protocol's planned activity, so known ahead) stored as the index of its id in
+    the listed categories, one row per window group, switching where the builder's file does: transient (0) for
+    its first 5 s, walking (4) after."""
+    from make_pamap2 import TRANSIENT_S, build_pamap2_dat
+
+    dat = build_pamap2_dat(sample("daphnet_s06r02"), tmp_path / "subject199.dat", sample("mitbih_208"))
+    ids = [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24]  # PAMAP2's protocol activities, 0 = transient
+    activity = {"label": True, "name": "activity", "availability": "known", "kind": "categorical", "categories": ids}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "pamap2", "sources": [
+        {"dataset": "pamap2", "paths": ["subject199.dat"], "format": "pamap2", "channels": ["chest_acc16_x"],
+         "interventions": [activity]}],
+        "preprocess": {"target_fs": 32}, "windows": {"length": 64, "stride": 64}, "metrics": {"enabled": False}}))
+    ok("ingest", spec, "--out", tmp_path / "S", "--scheduler", "sync", "--no-progress")
+    rows = read_all(tmp_path / "S").to_pylist()
+    acts = sorted((r for r in rows if r["channel"] == "activity"), key=lambda r: r["start_s"])
+    signals = [r for r in rows if r["role"] == "signal"]
+    assert {r["group_id"] for r in acts} == {r["group_id"] for r in signals} and len(acts) == len(signals)
+    assert {(r["role"], tuple(r["categories"])) for r in acts} == {("known", tuple(str(i) for i in ids))}
+    codes = np.concatenate([r["samples"] for r in acts])
+    times = np.concatenate([r["start_s"] + np.arange(len(r["samples"])) / 32 for r in acts])
+    assert set(np.unique(codes).tolist()) == {float(ids.index(0)), float(ids.index(4))}
+    assert np.all(codes[times < TRANSIENT_S - 0.1] == ids.index(0))
+    assert np.all(codes[times >= TRANSIENT_S + 0.1] == ids.index(4))
