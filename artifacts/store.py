@@ -5,6 +5,8 @@ Layout of a store directory (any fsspec URL; ``docs/window_store.md`` is the con
     store.json              StoreInfo: format, schema version, the settings that built it, their fingerprint
     manifest.json           Manifest: one entry per input file: status, reason, checksum, counts
     metrics.json            MetricsInfo: what the metric columns hold (written by nw2 metrics)
+    manifest.previous.json  the last finished manifest, set aside while an ingest runs (gone when it finishes)
+    metrics.previous.json   the last metrics.json, set aside while nw2 metrics runs (gone when it finishes)
     data/part-<piece>.parquet   the windows of one work piece
     _progress/<piece>.json  completion marker with that piece's stats (merged into the manifest)
 
@@ -84,6 +86,10 @@ _DICTIONARY_COLUMNS = ["dataset", "subject", "record", "channel", "modality", "u
                        "regime"]
 
 STORE_JSON, MANIFEST_JSON, METRICS_JSON = "store.json", "manifest.json", "metrics.json"
+#: Where a run sets the file it replaces aside while it runs: the store has no manifest.json (or metrics.json), so
+#: it counts as unfinished, yet a rerun after an interruption still knows what the earlier file recorded (the
+#: inputs of earlier ingests, the parameters of metrics it does not compute). Removed once the new file is written.
+PREVIOUS_MANIFEST_JSON, PREVIOUS_METRICS_JSON = "manifest.previous.json", "metrics.previous.json"
 _PIECE_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")
 #: The temporary name of a file being written (:meth:`nw2.core.files.Folder.write_bytes`).
 _TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}-.+\.partial")
@@ -212,10 +218,16 @@ class WindowStore(Folder):
                                           f"finish it (finished pieces are skipped)")
 
     def begin_ingest(self) -> None:
-        """Mark the store unfinished until this ingest writes its manifest: the old one goes (it would vouch for
-        parts this run is about to add)."""
-        if self.exists(MANIFEST_JSON):
-            self.remove([MANIFEST_JSON])
+        """Mark the store unfinished until this ingest writes its manifest: the old one is set aside (it would
+        vouch for parts this run is about to add) as ``manifest.previous.json``, which :meth:`earlier_manifest`
+        reads, so a run that is interrupted and rerun still lists the earlier ingests' inputs."""
+        self._set_aside(MANIFEST_JSON, PREVIOUS_MANIFEST_JSON)
+
+    def _set_aside(self, rel: str, previous: str) -> None:
+        """Move ``rel`` to ``previous`` (replacing it: a finished file includes what an older one set aside held).
+        Without ``rel`` (an interrupted run's rerun), the ``previous`` it set aside stays."""
+        if self.exists(rel):
+            self.fs.mv(self.path(rel), self.path(previous))
 
     def _parts_hold_metrics(self) -> bool:
         parts = self.parts()
@@ -271,7 +283,8 @@ class WindowStore(Folder):
         self.info()  # a store.json that is not nw2's is refused here, before anything goes
         # parts by their exact name: piece ids are 32 hex digits (data/part-<id>.parquet)
         parts = [p for p in self.glob(PARTS) if _PIECE_PART.fullmatch(posixpath.basename(p))]
-        owned = [STORE_JSON, MANIFEST_JSON, METRICS_JSON, *parts, *self.glob("data/.tmp-*"),
+        owned = [STORE_JSON, MANIFEST_JSON, METRICS_JSON, PREVIOUS_MANIFEST_JSON, PREVIOUS_METRICS_JSON,
+                 *parts, *self.glob("data/.tmp-*"),
                  *self.glob("_progress/*.json"), *self.glob("_progress/.tmp-*"), *self.glob(".tmp-*")]
         # store.json last: until it goes, the directory still says it is a store a rerun can clear
         self.remove([rel for rel in owned if rel != STORE_JSON] + [STORE_JSON])
@@ -301,19 +314,37 @@ class WindowStore(Folder):
     def manifest(self) -> Manifest | None:
         return self._read_meta(Manifest, MANIFEST_JSON) if self.exists(MANIFEST_JSON) else None
 
+    def earlier_manifest(self) -> Manifest | None:
+        """What earlier ingests recorded: ``manifest.json``, else (an ingest was interrupted since) the one it set
+        aside, ``manifest.previous.json``."""
+        return self.manifest() or self._previous(Manifest, PREVIOUS_MANIFEST_JSON)
+
+    def _previous(self, kind: type[Meta], rel: str) -> Any:
+        return self._read_meta(kind, rel) if self.exists(rel) else None
+
     def write_manifest(self, manifest: Manifest) -> None:
+        """Write ``manifest.json`` (the store is finished), then drop the one set aside: the new one lists its
+        inputs too."""
         self.write_json(MANIFEST_JSON, manifest.to_dict())
+        self.remove([PREVIOUS_MANIFEST_JSON])
 
     def metrics_info(self) -> MetricsInfo | None:
         return self._read_meta(MetricsInfo, METRICS_JSON) if self.exists(METRICS_JSON) else None
 
-    def write_metrics_info(self, info: MetricsInfo) -> None:
-        self.write_json(METRICS_JSON, info.to_dict())
+    def earlier_metrics_info(self) -> MetricsInfo | None:
+        """What the last finished ``nw2 metrics`` recorded: ``metrics.json``, else (a run was interrupted since)
+        the one it set aside, ``metrics.previous.json``."""
+        return self.metrics_info() or self._previous(MetricsInfo, PREVIOUS_METRICS_JSON)
 
-    def remove_metrics_info(self) -> None:
-        """Remove ``metrics.json`` (an ``nw2 metrics`` run starts: its parts are about to change)."""
-        if self.exists(METRICS_JSON):
-            self.remove([METRICS_JSON])
+    def write_metrics_info(self, info: MetricsInfo) -> None:
+        """Write ``metrics.json``, then drop the one set aside (the new one is what the parts hold)."""
+        self.write_json(METRICS_JSON, info.to_dict())
+        self.remove([PREVIOUS_METRICS_JSON])
+
+    def begin_metrics(self) -> None:
+        """Set ``metrics.json`` aside as ``metrics.previous.json`` (an ``nw2 metrics`` run starts: its parts are
+        about to change, so nothing vouches for them until the run's own is written)."""
+        self._set_aside(METRICS_JSON, PREVIOUS_METRICS_JSON)
 
     def settings_sha256(self) -> str:
         """sha256 of ``store.json``'s bytes: the settings the store was built with (a run trained on a store

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-import posixpath
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nw2.pipeline import __version__, samples
-from nw2.core.errors import Nw2Error
+from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.executor import WorkerLost, executor
 from nw2.pipeline.pieces import FilePlan, InputFile, Piece, plan_file, process_piece, spec_fingerprint
-from nw2.pipeline.readers.base import ReadOptions
+from nw2.pipeline.readers.base import ReadOptions, file_stem
 from nw2.pipeline.spec import IngestSpec, SourceSpec, SyntheticSourceSpec
 from nw2.pipeline.synthetic.source import SyntheticInput, dataset_of, expand
 from nw2.core.locks import exclusive
@@ -59,11 +58,11 @@ def _read_options(src: SourceSpec, path: Path, base: Path) -> ReadOptions:
     merged["dataset"] = src.dataset
     if "columns" in merged and merged["columns"] is not None:
         merged["columns"] = tuple(merged["columns"])
-    if src.subject_pattern and "subject" not in given:
-        rel = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.as_posix()
-        match = re.search(src.subject_pattern, rel)
+    rel = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.as_posix()
+    for key, pattern in (("subject", src.subject_pattern), ("record", src.record_pattern)):
+        match = re.search(pattern, rel) if pattern and key not in given else None
         if match:
-            merged["subject"] = match.group(1) if match.groups() else match.group(0)
+            merged[key] = match.group(1) if match.groups() else match.group(0)
     return ReadOptions(**merged)
 
 
@@ -94,7 +93,31 @@ def resolve_inputs(spec: IngestSpec) -> tuple[list[InputFile], list[dict]]:
                 display = path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
                 inputs.append(InputFile(str(path), display, src.format, _read_options(src, path, base),
                                         _channels(src), src.derive or (), src.interventions))
+    _refuse_shared_records(inputs)
     return inputs, problems
+
+
+def _refuse_shared_records(inputs: list) -> None:
+    """Two files of one run that would be the same dataset, subject and record get the same window ids (they
+    are derived from those, the start and the channel): refused before anything is read or written, naming both
+    and the fix, as ``_check_identity`` would refuse them at the end (with the parts written). A file may say
+    its own subject (an EDF patient code), which is unknown before it is read: the stem it falls back on stands
+    in for it, so files of one stem are refused unless the spec tells their subjects or records apart."""
+    seen: dict[tuple, InputFile] = {}
+    for item in inputs:
+        if isinstance(item, SyntheticInput):  # a generated task's ids come from its own settings
+            continue
+        stem = file_stem(item.path)
+        key = (item.opts.dataset, item.opts.subject or stem, item.opts.record or stem)
+        other = seen.setdefault(key, item)
+        if other is item or other.path == item.path:  # the same file twice: _check_identity says so
+            continue
+        record = f"record {key[2]!r}" + (" (the file stem)" if item.opts.record is None else "")
+        raise SpecError(f"{other.display} and {item.display} would both be dataset {key[0]!r}, subject {key[1]!r}, "
+                        f"{record}, so their windows would get the same ids; give each file a record of its own "
+                        f"with its source's record_pattern (a regular expression on the path whose first group is "
+                        f"the record, e.g. '([^/]+)/[^/]+$' for the folder's name) or a subject with "
+                        f"subject_pattern, or ingest them into separate stores")
 
 
 def _channels(src) -> tuple[str, ...] | None:
@@ -214,10 +237,13 @@ def _piece_size(piece: Piece) -> int:
     return piece.samples
 
 
-def _check_identity(store: WindowStore, written: list[str]) -> None:
-    """Each ``window_id`` once in the store. A window of this run that an earlier part also holds is the same file
-    read another way (another modality, reader option or piece size): refused naming that part, and the store stays
-    unfinished (no manifest), so nothing downstream takes the duplicates for data."""
+def _check_identity(store: WindowStore, ran: dict[tuple[str, str], list[dict]], earlier: Manifest | None) -> None:
+    """Each ``window_id`` once in the store. A window of this run that another part also holds is refused, naming
+    that part and what it can tell: the same file read another way (another modality, reader option or piece
+    size) or another file of the same dataset, subject and record. ``ran`` holds this run's piece stats per input
+    (``source``, ``dataset``): those of an input whose windows are refused have their parts removed (nw2 wrote
+    them in this run, or in an unfinished one that no manifest vouches for), so the rerun that finishes the store
+    meets no stale duplicate; the store stays unfinished (no manifest) until an ingest into it finishes."""
     import polars as pl
 
     parts = store.parts()
@@ -229,13 +255,44 @@ def _check_identity(store: WindowStore, written: list[str]) -> None:
     dup = ids.filter(pl.col("window_id").is_duplicated())
     if dup.height == 0:
         return
-    mine = {posixpath.basename(rel) for rel in written}
-    files = dup.get_column("_file").map_elements(posixpath.basename, return_dtype=pl.String)
-    older = sorted(set(files.to_list()) - mine) or sorted(set(files.to_list()))
-    n = dup.get_column("window_id").n_unique()
-    raise Nw2Error(f"{store.url}: data/{older[0]} holds {n} window(s) that this ingest wrote too (the same input read "
-                   f"with another modality, reader option or piece size gives the same window ids); rebuild the store "
-                   f"with --overwrite, or ingest into another --out")
+    mine = {s["part"] for stats in ran.values() for s in stats if s.get("part")}
+    # who holds them: only the parts involved are read again, for their source, dataset, subject and record
+    rows = pl.concat([pl.from_arrow(store.read_table(rel, columns=["window_id", "source", "dataset", "subject",
+                                                                   "record"])).with_columns(_file=pl.lit(rel))
+                      for rel in sorted(set(dup.get_column("_file")))])
+    listed = {(e["path"], e["dataset"]) for e in (earlier.inputs if earlier is not None else ())}
+    rows = rows.join(dup.select("window_id").unique(), on="window_id").with_columns(
+        _mine=pl.col("_file").is_in(sorted(mine)),
+        _listed=pl.struct("source", "dataset").map_elements(lambda r: (r["source"], r["dataset"]) in listed,
+                                                            return_dtype=pl.Boolean))
+    n = rows.get_column("window_id").n_unique()
+    # named first: an input of this run that no earlier ingest finished (the newcomer), then what else holds
+    # its window: an earlier part before another of this run's
+    new = rows.sort("_mine", "_listed", "window_id", "_file",
+                    descending=[True, False, False, False]).row(0, named=True)
+    if not new["_mine"]:  # duplicates among earlier parts only: a store of an nw2 from before this check
+        raise Nw2Error(f"{store.url}: {new['_file']} and another part hold {n} window id(s) twice (written by an "
+                       f"nw2 that did not check them); rebuild the store with --overwrite")
+    held = rows.filter((pl.col("window_id") == new["window_id"]) & (pl.col("_file") != new["_file"]))
+    old = held.sort("_mine", "_listed", "_file", descending=[False, True, False]).row(0, named=True) \
+        if held.height else new
+    refused = {(r["source"], r["dataset"]) for r in rows.filter(pl.col("_mine")).iter_rows(named=True)}
+    gone = [s for key in sorted(refused) for s in ran.get(key, ())
+            if s.get("part") and (not s.get("resumed") or key not in listed)]
+    store.remove([rel for s in gone for rel in (s["part"], store.marker(s["piece_id"]))])
+    unfinished = (f"this run's parts of {new['source']} were removed, and the store is unfinished until an nw2 "
+                  f"ingest into it finishes")
+    if old["source"] == new["source"]:
+        raise Nw2Error(f"{store.url}: {new['source']} is in it already, read with other settings (another modality, "
+                       f"reader option or piece size), which give the same window ids ({n} window(s), "
+                       f"held by {old['_file']}); {unfinished}: rerun the earlier ingest to finish it as it was, "
+                       f"ingest the file read this way into another --out, or rebuild this store with --overwrite "
+                       f"(which drops every earlier ingest too)")
+    raise Nw2Error(f"{store.url}: {new['source']} and {old['source']} ({old['_file']}) are both dataset "
+                   f"{new['dataset']!r}, subject {new['subject']!r}, record {new['record']!r} (the file stem unless "
+                   f"the spec says otherwise), so {n} window(s) got the same ids; {unfinished}: give it a record of "
+                   f"its own with its source's record_pattern (or a subject with subject_pattern) and rerun, or "
+                   f"rerun without it and ingest it into another --out")
 
 
 def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | None = None,
@@ -257,6 +314,9 @@ def ingest(spec: IngestSpec, out: str, scheduler: str = "local", workers: int | 
 
 def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, overwrite: bool, progress: bool,
             log, metrics: bool, worker_memory: str | None, retry_quarantined: bool) -> IngestResult:
+    # first: a spec whose files would share window ids is refused before the store is touched (or, with
+    # --overwrite, emptied)
+    inputs, manifest = resolve_inputs(spec)
     store = WindowStore(out)
     store.prepare(spec_fingerprint(spec), overwrite)
     plan = None
@@ -270,8 +330,9 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
             format=FORMAT, schema_version=SCHEMA_VERSION, nw2_version=__version__,
             spec_fingerprint=spec_fingerprint(spec), preprocess=dataclasses.asdict(spec.preprocess),
             windows=dataclasses.asdict(spec.windows), split=dataclasses.asdict(spec.split)))
-    inputs, manifest = resolve_inputs(spec)
-    earlier = store.manifest()  # what earlier ingests into this store put there (their parts stay)
+    # what earlier ingests into this store put there (their parts stay), also when an ingest since was
+    # interrupted: it set their manifest aside
+    earlier = store.earlier_manifest()
     inputs, held = _quarantined(inputs, earlier, retry_quarantined)
     manifest += held
     store.begin_ingest()  # unfinished (no manifest) until the end: an interrupted run is never taken for whole
@@ -283,8 +344,10 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
                                      then_kwargs={"spec": spec, "store_url": store.url},
                                      lost=_plan_lost, then_lost=_piece_lost)
         by_file: dict[str, list[dict]] = {}
+        ran: dict[tuple[str, str], list[dict]] = {}  # by (display, dataset): the source and dataset columns
         for file_plan, stats in zip(plans, results):
             by_file.setdefault(file_plan.input.path, []).extend(stats)
+            ran.setdefault((file_plan.input.display, file_plan.input.opts.dataset), []).extend(stats)
         manifest += [_merge(file_plan, by_file.get(file_plan.input.path, [])) for file_plan in plans]
         here = {(e["path"], e["dataset"]) for e in manifest}
         manifest += [e for e in (earlier.inputs if earlier is not None else ()) if (e["path"], e["dataset"]) not in here]
@@ -292,7 +355,7 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
         for entry in manifest:
             if log and entry["status"] != "ingested":
                 log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
-        _check_identity(store, [s["part"] for stats in results for s in stats if s.get("part")])
+        _check_identity(store, ran, earlier)
         # The manifest is written before the metrics run, so an error there loses nothing ingested.
         store.write_manifest(Manifest(schema_version=SCHEMA_VERSION, inputs=manifest))
         computed = run_metrics(store.url, plan, ex) if plan is not None else None

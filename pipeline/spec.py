@@ -89,6 +89,10 @@ class SourceSpec:
     """Subject id for every file of this source; default: from the file, else its stem."""
     subject_pattern: str | None = None
     """Regular expression on the file's relative path whose first group is the subject id."""
+    record_pattern: str | None = None
+    """Regular expression on the file's relative path whose first group is the record id; default: the file stem.
+    Files of one subject with the same stem (``day1/data.csv``, ``day2/data.csv``) need it, or their windows
+    would share ids (such a source is refused before anything is read)."""
     extra: dict = field(default_factory=dict)
     """Format-specific reader options (see each reader's documentation)."""
     derive: tuple[str, ...] | None = None
@@ -465,6 +469,11 @@ def _validate(spec: IngestSpec, where: str) -> None:
             raise SpecError(f"{at}.modality: {src.modality!r} is not one of {', '.join(MODALITIES)}")
         if src.fs is not None and src.fs <= 0:
             raise SpecError(f"{at}.fs: must be positive")
+        for name in ("subject_pattern", "record_pattern"):
+            try:
+                re.compile(getattr(src, name) or "")
+            except re.error as err:
+                raise SpecError(f"{at}.{name}: not a regular expression ({err})") from None
         _validate_interventions(src, at)
         if src.derive is not None:
             unknown = [d for d in src.derive if d not in DERIVED_SERIES]

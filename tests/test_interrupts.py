@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -124,3 +128,87 @@ def test_an_interrupted_balance_writes_nothing_and_says_so_in_one_line(demo_stor
     assert lines == [f"interrupted: no new corpus was written to {out} (it appears whole or not at all; an earlier "
                      f"one there is unchanged); rerun the same nw2 balance command"], err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no corpus, no temporary folder, no lock left
+
+
+def _synthetic(dataset: str, steps: int) -> dict:
+    """A spec of SPEC's settings (one store can hold both) whose source is its own dataset: ``steps`` settings."""
+    source = {**SPEC["sources"][0], "dataset": dataset, "sweeps": {"Logistic": {"r": [3.5, 4.0], "steps": steps}}}
+    return {**SPEC, "name": dataset, "sources": [source]}
+
+
+def _interrupted_here(args, ready, timeout: float = 120):
+    """``nw2 ARGS`` in this process (with ``--scheduler sync``: no process to start, nothing to import again), sent
+    a real SIGINT, as a terminal's Ctrl-C, once ``ready()`` holds; its result."""
+    running, sent = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while running.is_set() and time.monotonic() < deadline:
+            if ready() and running.is_set():
+                sent.set()
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    running.set()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = nw2(*args)
+    finally:
+        running.clear()
+        watcher.join()
+    assert sent.is_set(), "the run ended before it could be interrupted: " + result.output
+    return result
+
+
+def test_an_interrupted_ingest_into_a_store_keeps_the_earlier_ingests_inputs_in_the_manifest(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump(_synthetic("a", 4)))
+    b.write_text(yaml.safe_dump(_synthetic("b", 40)))
+    store = tmp_path / "S"
+    ok("ingest", a, "--out", store, "--scheduler", "sync", "--no-progress")
+    listed_a = json.loads((store / "manifest.json").read_text())["inputs"]
+    done_a = len(list((store / "_progress").glob("*.json")))
+    cut = _interrupted_here(["ingest", b, "--out", store, "--scheduler", "sync", "--no-progress"],
+                            lambda: len(list((store / "_progress").glob("*.json"))) >= done_a + 2)
+    assert cut.exit_code == 130 and "no manifest.json, so later stages refuse it" in cut.output, cut.output
+    # unfinished as before (every later stage refuses it), and its earlier manifest set aside, not deleted
+    assert not (store / "manifest.json").exists() and (store / "manifest.previous.json").exists()
+    ok("ingest", b, "--out", store, "--scheduler", "sync", "--no-progress")
+    inputs = json.loads((store / "manifest.json").read_text())["inputs"]
+    assert [e for e in inputs if e["dataset"] == "a"] == listed_a  # before: gone with the deleted manifest
+    assert {e["dataset"] for e in inputs} == {"a", "b"}
+    rows = pl.scan_parquet(store / "data" / "*.parquet").select(pl.len()).collect().item()
+    assert sum(e["windows"] for e in inputs) == rows
+    assert not (store / "manifest.previous.json").exists()  # gone once the new manifest is written
+
+
+def test_an_interrupted_metrics_run_keeps_the_earlier_metrics_parameters(tmp_path):
+    spec = tmp_path / "b.yaml"
+    spec.write_text(yaml.safe_dump(_synthetic("b", 20)))
+    store = tmp_path / "S"
+    ok("ingest", spec, "--out", store, "--scheduler", "sync", "--no-progress")
+    ok("metrics", store, "--metrics", "dfa", "--scheduler", "sync", "--no-progress")
+    dfa = json.loads((store / "metrics.json").read_text())["params"]["dfa"]
+    assert dfa is not None
+
+    def rewritten() -> bool:  # a part holds sample_entropy: the run is under way
+        return any("sample_entropy" in pq.read_schema(p).names for p in (store / "data").glob("part-*.parquet"))
+
+    cut = _interrupted_here(["metrics", store, "--metrics", "sample_entropy", "--scheduler", "sync",
+                             "--no-progress"], rewritten)
+    assert cut.exit_code == 130 and "no metrics.json, so nw2 balance refuses it" in cut.output, cut.output
+    assert not (store / "metrics.json").exists() and (store / "metrics.previous.json").exists()
+    refused = nw2("balance", store, "--out", tmp_path / "C", "--fraction", "0.5")
+    assert refused.exit_code == 1 and "an nw2 metrics run on it did not finish" in refused.output
+    rebuilt = tmp_path / "R"  # --overwrite removes the set-aside files with the rest of what nw2 wrote
+    shutil.copytree(store, rebuilt)
+    ok("ingest", spec, "--out", rebuilt, "--overwrite", "--scheduler", "sync", "--no-progress")
+    assert sorted(p.name for p in rebuilt.iterdir()) == ["_progress", "data", "manifest.json", "store.json"]
+    ok("metrics", store, "--metrics", "sample_entropy", "--scheduler", "sync", "--no-progress")
+    info = json.loads((store / "metrics.json").read_text())
+    assert set(info["names"]) == {"sample_entropy", "dfa"}
+    assert info["params"]["dfa"] == dfa  # before: null, its metrics.json deleted by the interrupted run
+    assert info["params"]["sample_entropy"] is not None
+    assert not (store / "metrics.previous.json").exists()

@@ -241,9 +241,10 @@ def run_metrics(store_url: str, plan: MetricsPlan, ex: Executor) -> MetricsResul
     store = WindowStore.open(store_url, parts=False)
     store.sweep_temporaries()  # a killed run's half-written parts (under this run's lock only)
     parts = store.parts()
-    previous = store.metrics_info()
+    # what the last finished run recorded, even when a run since was interrupted (it set metrics.json aside)
+    previous = store.earlier_metrics_info()
     # until this run's summary is written, the parts may hold columns of two runs: no metrics.json vouches for them
-    store.remove_metrics_info()
+    store.begin_metrics()
     results = ex.map(process_part, parts, desc="metrics", store_url=store.url, plan=plan)
     _write_summary(store, plan, results, previous)
     return MetricsResult(store.url, plan, results)
@@ -279,7 +280,7 @@ def _write_summary(store: WindowStore, plan: MetricsPlan, results: list[dict],
             return plan.params[n]
         if previous is not None and previous.fingerprints.get(n) == fingerprints[n]:
             return previous.params.get(n)
-        return None  # mixed, or computed by a run whose metrics.json is gone
+        return None  # mixed, or computed by a run whose metrics.json is gone (deleted by hand)
 
     store.write_metrics_info(MetricsInfo(
         metrics_version=METRICS_VERSION, engine=_one_or_mixed(engines.values()) if engines else plan.engine,
