@@ -648,6 +648,8 @@ def test_nw2_ingest_records_every_hostile_file_in_one_line_and_goes_on(seeds, sa
     sources += [{"dataset": "hostile", "paths": [str(path)], "format": fmt, **({"fs": 100.0} if fmt in ("csv",) else {})}
                 for fmt, path in cut.items()]
     sources.append({"dataset": "hostile", "paths": [str(good)], "format": "edf"})
+    for source in sources:  # the files share stems (huge.edf in edf-0/ and edf-1/): each folder is a record
+        source["record_pattern"] = "([^/]+)/[^/]+$"
     spec = tmp_path / "hostile.yaml"
     spec.write_text(json.dumps({"name": "hostile", "sources": sources, "windows": {"length": 256, "stride": 256}}))
     result = nw2("ingest", spec, "--out", tmp_path / "S", "--scheduler", "sync", "--no-progress", "--no-metrics")
