@@ -146,6 +146,7 @@ PAUSING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
     """A real SIGKILL of ``nw2 pretrain`` mid-run, after its checkpoint of step 4 (of 3 epochs) and in the middle of
     writing the one of step 6 (whole under its temporary name, not yet renamed); ``--resume`` removes that temporary
