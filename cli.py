@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -279,16 +280,17 @@ def _interrupted_experiment(spec: Path, out: str, store: str | None) -> None:
     raise typer.Exit(130)
 
 
-def _run_lock(out: str):
-    """The run directory's write lock, held by the launching process (rank 0 under torchrun, whose other ranks
-    write nothing of their own)."""
-    import contextlib
-
-    from nw2.core.locks import exclusive
+@contextlib.contextmanager
+def _run_lock(out: str, corpus: str):
+    """The run directory's write lock and a read lock of the corpus (no nw2 balance replaces it while it trains),
+    held by the launching process (rank 0 under torchrun, whose other ranks write nothing of their own)."""
+    from nw2.core.locks import exclusive, shared
 
     if int(os.environ.get("RANK", "0")) != 0:
-        return contextlib.nullcontext()
-    return exclusive(out, "nw2 pretrain")
+        yield
+        return
+    with exclusive(out, "nw2 pretrain"), shared(corpus, "nw2 pretrain"):
+        yield
 
 
 def _interrupted_store(out: str, stage: str) -> None:
@@ -347,7 +349,7 @@ def pretrain(
     _terminate_as_interrupt()
     try:
         # one writer per run: the launching process (rank 0 of torchrun) holds its lock for the whole run
-        with _run_lock(out):
+        with _run_lock(out, corpus):
             model_cfg, train_cfg = resolve(corpus, out, config, overrides, resume=resume)
             prepared = prepare(model_cfg, train_cfg, resume=resume)
             result = run_pretrain(prepared, nproc=nproc, progress=progress,

@@ -19,6 +19,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from nw2.core.errors import ArtifactError, NotAnArtifactError, OverwriteRefusedError
@@ -28,7 +29,8 @@ from nw2.core.hashing import sha256_files
 from ._meta import Meta, optional
 from .store import parquet_bytes
 
-__all__ = ["FORMAT", "VERSION", "ADDED", "METADATA_KEY", "CorpusInfo", "Corpus", "part_name", "columns_of"]
+__all__ = ["FORMAT", "VERSION", "ADDED", "METADATA_KEY", "CorpusInfo", "Corpus", "part_name", "columns_of",
+           "check_distinct"]
 
 FORMAT = "nw2-corpus"
 VERSION = 1
@@ -136,8 +138,12 @@ class Corpus(Folder):
         return self.exists(CORPUS_JSON)
 
     def verify(self) -> None:
-        """Check every part's bytes against the sha256 ``corpus.json`` records: :class:`ArtifactError` naming the
-        first part that differs (changed, truncated or replaced after nw2 balance wrote it)."""
+        """Check every part's bytes against the sha256 ``corpus.json`` records, then (a corpus drawn without
+        replacement: ``replace`` false) that no window is held twice: :class:`ArtifactError` naming the first part
+        that differs (changed, truncated or replaced after nw2 balance wrote it), or a window id held twice and its
+        parts (digests of parts rewritten with the duplicate would match, so only the ids can tell)."""
+        from nw2.core.parquet import CheckedFile
+
         info = self.info()
         _, each = sha256_files([self.path(p["path"]) for p in info.parts], fs=self.fs)
         for entry, (digest, size) in zip(info.parts, each):
@@ -145,6 +151,21 @@ class Corpus(Folder):
                 raise ArtifactError(self.url, f"{entry['path']} is not the part nw2 balance wrote (its sha256 or size "
                                               f"differs from corpus.json's: changed, truncated or replaced since); "
                                               f"rebuild the corpus with nw2 balance --overwrite")
+        if info.replace or not info.parts:  # drawn with replacement: a window may be there more than once, on purpose
+            return
+        ids, part, kind = [], [], pa.string()
+        for i, entry in enumerate(info.parts):
+            with self.open_file(entry["path"]) as fh:
+                f = CheckedFile(fh, f"{self.url}/{entry['path']}")
+                if "window_id" not in f.schema_arrow.names:
+                    return  # no corpus a loader takes: it names the missing column
+                kind = f.schema_arrow.field("window_id").type
+                for g in range(f.num_row_groups):
+                    column = f.read_row_group(g, columns=["window_id"]).column(0)
+                    ids.extend(column.chunks)
+                    part.append(np.full(len(column), i, np.int32))
+        check_distinct(pa.chunked_array(ids, kind), np.concatenate(part or [np.zeros(0, np.int32)]),
+                       [p["path"] for p in info.parts], self.url, "rebuild the corpus with nw2 balance --overwrite")
 
     def info(self) -> CorpusInfo:
         try:
@@ -224,6 +245,22 @@ def _refuse_nesting(dest: Folder, store: Folder) -> None:
     if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
         raise OverwriteRefusedError(dest.url, f"the corpus may not be written into, over or around the store "
                                               f"{store.url}; choose another --out")
+
+
+def check_distinct(window_ids: pa.ChunkedArray | pa.Array, part: np.ndarray, names: list[str], url: str,
+                   then: str) -> None:
+    """Each window once: :class:`~nw2.core.errors.ArtifactError` at ``url`` naming a window id held more than once
+    and the parts holding it (``part[i]`` indexes ``names`` for row ``i``), then ``then`` (what to do)."""
+    import polars as pl
+
+    frame = pl.DataFrame({"window_id": pl.from_arrow(window_ids), "part": pl.Series(part, dtype=pl.Int32)})
+    twice = frame.filter(pl.col("window_id").is_duplicated())
+    if twice.height:
+        wid = twice.get_column("window_id")[0]
+        held = twice.filter(pl.col("window_id") == wid).get_column("part").to_list()
+        where = ", ".join(sorted({names[i] for i in held}))
+        raise ArtifactError(url, f"window {wid} is held {len(held)} times ({where}) in a corpus drawn without "
+                                 f"replacement; {then}")
 
 
 def store_name(url: str) -> str:

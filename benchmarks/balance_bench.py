@@ -7,7 +7,7 @@ The rows are made here, not ingested: ``--rows`` (default 10,000,000) rows in th
 null where undefined; stored as float32, as the metrics stage writes them). The metrics are skewed (gamma noise) and multi-modal (each row belongs to one
 of four dynamical regimes whose frequencies depend on its dataset, from 60 % down to 2 %), with heavy-tailed
 outliers and 0.1-3 % nulls per metric. They are written once as a Parquet window store of those columns only
-(no ``samples``), 1,000,000 rows per part in 1024-row row groups (zstd, like ``Store.write_part``), with a
+(no ``samples``), 1,000,000 rows per part in 1024-row row groups (``artifacts.store.parquet_bytes``: zstd, page checksums, as every store part), with a
 minimal ``store.json`` and ``metrics.json``, so every run reads them through ``load_rows``' lazy polars scan as
 ``nw2 balance`` does.
 
@@ -145,13 +145,17 @@ def write_store(frame: pl.DataFrame, root: Path) -> None:
     """``frame`` as a window store of metric columns only: parts of ``PART_ROWS`` rows, 1024-row row groups."""
     (root / "data").mkdir(parents=True, exist_ok=True)
     store_cols = ["window_id", "group_id", "dataset", "subject", "record", "modality", "split", *METRICS]
+    from nw2.artifacts.store import parquet_bytes
+
     for i, part in enumerate(frame.partition_by("part", maintain_order=True)):
-        part.select(store_cols).with_columns(pl.col(list(METRICS)).cast(pl.Float32)).write_parquet(
-            root / "data" / f"part-{i:05d}.parquet", compression="zstd", row_group_size=1024)
+        # with the store's own Parquet settings (page checksums included), so a read verifies what balance verifies
+        table = part.select(store_cols).with_columns(pl.col(list(METRICS)).cast(pl.Float32)).to_arrow()
+        (root / "data" / f"part-{i:05d}.parquet").write_bytes(parquet_bytes(table))
     write_meta(root, frame.height)
 
 
 def write_meta(root: Path, rows: int) -> None:
+    (root / "manifest.json").write_text(json.dumps({"schema_version": 1, "inputs": []}))  # a finished ingest
     (root / "store.json").write_text(json.dumps({
         "format": "nw2-window-store", "schema_version": 1, "nw2_version": "0.1.0",
         "spec_fingerprint": "balance-bench", "preprocess": {}, "windows": {}, "split": {}}, indent=2))

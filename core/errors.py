@@ -61,12 +61,17 @@ class EmptySplitError(Nw2Error):
 
 
 class BusyError(ArtifactError):
-    """Another nw2 process is writing the same store, corpus, run or report (``holder``: what its lock says)."""
+    """Another nw2 process is writing the same store, corpus, run or report, or (``reading``) reads what this one
+    would write (``holder``: what its lock says; ``then``: what to do, by default wait or write elsewhere)."""
 
-    def __init__(self, url: object, holder: str) -> None:
-        self.holder = holder
-        super().__init__(url, f"is being written by another nw2 process ({holder}); wait for it to end, or choose "
-                              f"another --out")
+    def __init__(self, url: object, holder: str, reading: bool = False, then: str | None = None) -> None:
+        self.holder, self.reading = holder, reading
+        self.then = then or "wait for it to end, or choose another --out"
+        super().__init__(url, f"is being {'read' if reading else 'written'} by another nw2 process ({holder}); "
+                              f"{self.then}")
+
+    def __reduce__(self):
+        return (type(self), (self.url, self.holder, self.reading, self.then))
 
 
 class StorageError(ArtifactError):

@@ -57,6 +57,16 @@ class CheckedFile:
         except (OSError, pa.ArrowException) as err:
             raise corrupt(self.name, err) from None
 
+    def verify(self, columns=None, groups: int = 16) -> None:
+        """Decode every page of ``columns`` (default: all), so each page's checksum is checked, keeping nothing but
+        ``groups`` row groups at a time: for a reader that does not verify (polars), before it reads. (``iter_batches``
+        buffered whole column chunks: slower, and 100 MiB more at a million rows; one group a call, 30 % slower.)"""
+        for g in range(0, self.num_row_groups, groups):
+            try:
+                self._pf.read_row_groups(range(g, min(g + groups, self.num_row_groups)), columns=columns)
+            except (OSError, pa.ArrowException) as err:
+                raise corrupt(self.name, err) from None
+
 
 def read_checked(source: Any, name: object | None = None, columns=None) -> pa.Table:
     """``pq.read_table`` with page checksums verified; :func:`corrupt` when the file does not decode or verify."""

@@ -12,10 +12,12 @@ import random
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import SMALL, nw2, ok
+from helpers import SMALL, nw2, ok, read_all, rewrite
+from nw2.artifacts.corpus import Corpus
 from nw2.core.errors import ArtifactError
 from nw2.core.parquet import read_checked
 
@@ -108,3 +110,68 @@ def test_resume_with_every_checkpoint_damaged_is_one_line(finished, demo_corpus,
         ckpt.write_bytes(b"")
     result = nw2("pretrain", demo_corpus, "--out", run, "--resume", "--no-progress")
     assert result.exit_code == 1 and "every checkpoint is damaged" in result.output, result.output
+
+
+def test_a_flipped_bit_in_a_metric_column_is_refused_by_balance_naming_the_part(demo_store_copy, tmp_path):
+    """Balance reads the metric and label columns with polars, which does not verify page checksums: before, the
+    flipped value below was balanced on as it read (and the part's rows, none selected, were never read again)."""
+    import polars as pl
+
+    train = [p for p in sorted((demo_store_copy / "data").glob("part-*.parquet"))
+             if set(pq.read_table(p, columns=["split"]).column("split").to_pylist()) == {"train"}]
+    part = min((p for p in train if pq.ParquetFile(p).metadata.num_rows >= 20),
+               key=lambda p: pq.ParquetFile(p).metadata.num_rows)  # the one window drawn is not one of its
+    meta = pq.ParquetFile(part).metadata
+    names = [meta.row_group(0).column(j).path_in_schema for j in range(meta.num_columns)]
+    chunk = meta.row_group(0).column(names.index("sample_entropy"))
+    before = pl.read_parquet(part, columns=["sample_entropy"])
+    data = bytearray(part.read_bytes())
+    data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x10  # inside the page's values
+    part.write_bytes(bytes(data))
+    assert not pl.read_parquet(part, columns=["sample_entropy"]).equals(before)  # polars reads a wrong value silently
+    result = nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--strategy", "random", "--size", "1",
+                 "--no-report")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {demo_store_copy}/data/{part.name}: corrupt Parquet part ("), lines
+    assert not (tmp_path / "C").exists()
+
+
+def test_pretrain_refuses_a_corpus_that_holds_a_window_twice(demo_corpus, tmp_path):
+    """A corpus drawn without replacement whose part was rewritten with one row twice, corpus.json's digests made to
+    match: only the window ids can tell."""
+    table = read_all(demo_corpus)
+    twice = table.take([0, *range(table.num_rows - 1)])  # row 0 twice, the last row dropped: the same row count
+    corpus = rewrite(demo_corpus, tmp_path / "corpus", twice)
+    assert json.loads((corpus / "corpus.json").read_text())["replace"] is False
+    wid = table.column("window_id")[0].as_py()
+    result = nw2("pretrain", corpus, "--out", tmp_path / "run", *SMALL, "--epochs", "1")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {corpus}: window {wid} is held 2 times (data/part-00000.parquet) in a corpus drawn "
+                     f"without replacement; rebuild the corpus with nw2 balance --overwrite"], lines
+    assert not (tmp_path / "run").exists()
+    # drawn with replacement, on purpose: corpus.json says so, and the same rows pass the check
+    info = json.loads((corpus / "corpus.json").read_text())
+    (corpus / "corpus.json").write_text(json.dumps(dict(info, replace=True), indent=2, sort_keys=True) + "\n")
+    Corpus.open(corpus).verify()
+
+
+def test_balance_refuses_a_store_that_holds_a_window_twice(demo_store_copy, tmp_path):
+    """A store of an nw2 from before ingest checked window ids may hold one twice; the corpus would hold it twice."""
+    from nw2.artifacts.store import parquet_bytes
+
+    part = next(p for p in sorted((demo_store_copy / "data").glob("part-*.parquet"))
+                if pq.read_table(p, columns=["split"]).column("split").to_pylist().count("val") >= 2)
+    table = pq.read_table(part)
+    carried = [i for i, s in enumerate(table.column("split").to_pylist()) if s == "val"][:2]  # val is carried whole
+    ids = table.column("window_id").to_pylist()
+    ids[carried[1]] = ids[carried[0]]
+    part.write_bytes(parquet_bytes(table.set_column(table.schema.get_field_index("window_id"),
+                                                    table.schema.field("window_id"), pa.array(ids, pa.string()))))
+    result = nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5", "--no-report")
+    assert result.exit_code == 1
+    assert f"error: {demo_store_copy}: window {ids[carried[0]]} is held 2 times (data/{part.name}) in a corpus " \
+           f"drawn without replacement; the store holds it twice" in result.output, result.output
+    assert not (tmp_path / "C").exists()

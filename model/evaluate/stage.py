@@ -31,7 +31,7 @@ from nw2.core.hashing import sha256_file
 
 from . import baselines, spectra
 from .config import PROBE_TRAIN_WINDOWS, EvalConfig, parse_splits
-from nw2.core.locks import exclusive
+from nw2.core.locks import exclusive, shared
 
 from .data import intervention_values, Source, open_source, read_meta, stream_samples
 from .forecast import METRICS, Protocol, Scorer, parse_horizons, plan, windows_per_second
@@ -112,21 +112,23 @@ def evaluate(run, data, config: EvalConfig = EvalConfig(), progress: bool = True
     cfg = model.config
     splits = c.split
     hs = parse_horizons(c.horizons, cfg.window_size, cfg.patch_size)
-    source = open_source(data)
-    meta = _of_kind(read_meta(source, splits), c.windows)
-    counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
-    for s in splits:
-        if not counts.get(s):
-            raise EmptySplitError(source.root, s, None if c.windows == "all"
-                                  else f"no {c.windows} windows in split {s!r} (--windows {c.windows})")
-    proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
-                 where=str(source.root))
-    # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
-    target = c.out if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
-    with exclusive(target, "nw2 evaluate"):  # one writer per report: two evaluations never replace each other
-        sweep_published(target)  # what a killed nw2 evaluate of this report left beside it
-        return _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say,
-                         started, progress)
+    # the store or corpus is read under a shared lock: an ingest, metrics or balance run into it is refused meanwhile
+    with shared(data, "nw2 evaluate"):
+        source = open_source(data)
+        meta = _of_kind(read_meta(source, splits), c.windows)
+        counts = dict(meta.group_by("split").len().iter_rows()) if meta.height else {}
+        for s in splits:
+            if not counts.get(s):
+                raise EmptySplitError(source.root, s, None if c.windows == "all"
+                                      else f"no {c.windows} windows in split {s!r} (--windows {c.windows})")
+        proto = plan(cfg.window_size, cfg.patch_size, hs, int(meta.get_column("length").min()), c.adapt,
+                     where=str(source.root))
+        # checked as given: Path() would fold a URL ("memory://r") into a local path ("memory:/r")
+        target = c.out if c.out is not None else run_dir / f"eval-{'-'.join(splits)}"
+        with exclusive(target, "nw2 evaluate"):  # one writer per report: two evaluations never replace each other
+            sweep_published(target)  # what a killed nw2 evaluate of this report left beside it
+            return _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say,
+                             started, progress)
 
 
 def _evaluate(model, run_dir, run_meta, cfg, c, splits, hs, source, meta, counts, proto, target, say, started,

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from nw2.core.errors import Nw2Error
 from nw2.core.parquet import CheckedFile
-from nw2.artifacts.corpus import ADDED, FORMAT, METADATA_KEY, VERSION, Corpus, part_name
+from nw2.artifacts.corpus import ADDED, FORMAT, METADATA_KEY, VERSION, Corpus, check_distinct, part_name
 from nw2.artifacts.store import WindowStore
 
 #: Rows per corpus part (8 row groups of 1024 rows: about 32 MB of float32 samples at 1024 samples per
@@ -73,11 +72,15 @@ class Selected:
             self.bin_id, self.sample_weight = self.bin_id[order], self.sample_weight[order]
 
 
-def copy_rows(store: WindowStore, parts: list[str], sel: Selected, dest: Corpus, schema: pa.Schema) -> list[dict]:
+def copy_rows(store: WindowStore, parts: list[str], sel: Selected, dest: Corpus, schema: pa.Schema,
+              distinct: bool = True) -> list[dict]:
     """Copy the selected rows into ``dest`` as ``data/part-00000.parquet``, ...; returns per part its
-    ``path``, ``rows``, ``bytes`` and ``sha256``. Streams one store row group at a time."""
+    ``path``, ``rows``, ``bytes`` and ``sha256``. Streams one store row group at a time. With ``distinct`` (a
+    draw without replacement) the copied rows' window ids must differ (:func:`check_distinct`)."""
     plain = pa.schema(list(schema)[: len(schema) - len(ADDED)])
     written: list[dict] = []
+    ids: list[pa.ChunkedArray] = []  # the copied rows' window ids and the store part of each, for the check
+    origin: list[np.ndarray] = []
     pending: list[pa.Table] = []
     held = 0
 
@@ -113,10 +116,17 @@ def copy_rows(store: WindowStore, parts: list[str], sel: Selected, dest: Corpus,
                 if not group.schema.equals(plain):
                     raise Nw2Error(f"{store.url}: {rel} has other columns than the store's first part")
                 taken = group.take(pa.array(rows[a:b] - starts[g], pa.int64()))
+                if distinct:
+                    ids.append(taken.column("window_id"))
+                    origin.append(np.full(taken.num_rows, p, np.int32))
                 taken = taken.append_column(ADDED[0], pa.array(sel.bin_id[lo + a:lo + b], pa.int64()))
                 taken = taken.append_column(ADDED[1], pa.array(sel.sample_weight[lo + a:lo + b], pa.float64()))
                 pending.append(taken)
                 held += taken.num_rows
                 flush(final=False)
+    if distinct and ids:
+        check_distinct(pa.chunked_array([c for a in ids for c in a.chunks]), np.concatenate(origin),
+                       parts, store.url, "the store holds it twice (written by an nw2 before its ingests checked "
+                                         "window ids?); rebuild the store with nw2 ingest --overwrite")
     flush(final=True)
     return written

@@ -66,11 +66,13 @@ def _resolve(spec: BalanceSpec) -> BalanceSpec:
 def balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool = False, report: bool = True,
             log=None) -> BalanceResult:
     """Select rows of a store with ``spec``'s strategy and write them as a corpus at ``out`` (another process
-    writing ``out`` is refused: :class:`BusyError`)."""
+    writing ``out``, or writing the store, is refused: :class:`BusyError`; the store is read under a shared lock,
+    so an ingest or metrics run into it is refused while this one reads it)."""
     from nw2.core.files import sweep_published
-    from nw2.core.locks import exclusive
+    from nw2.core.locks import exclusive, shared
 
-    with exclusive(out, "nw2 balance"):
+    # the store's lock first: an --out that is the store itself is then refused as one being read ("choose another")
+    with shared(store_url, "nw2 balance"), exclusive(out, "nw2 balance"):
         sweep_published(out)  # what a killed nw2 balance of this --out left beside it
         return _balance(store_url, out, spec, overwrite, report, log)
 
@@ -262,7 +264,7 @@ def _balance(store_url: str, out: str, spec: BalanceSpec, overwrite: bool, repor
 
 def _write_all(store, parts, selected, dest: Corpus, schema, info, before, after, report: bool,
                log) -> tuple[CorpusInfo, list[str]]:
-    written = C.copy_rows(store, parts, selected, dest, schema)
+    written = C.copy_rows(store, parts, selected, dest, schema, distinct=not info["replace"])
     info["parts"] = written
     info["content_sha256"] = dest.hash_parts(written)
     files = [f"report/{f}" for f in _write_report(dest, before, after, info, log)] if report else []

@@ -36,7 +36,7 @@ from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from
                            experiment_baseline, load_spec)
 
 from nw2.core.files import atomic_text
-from nw2.core.locks import exclusive
+from nw2.core.locks import exclusive, shared
 from .stats import Comparison, compare
 
 __all__ = ["ExperimentResult", "run_experiment", "finished_work"]
@@ -224,7 +224,8 @@ def _train(corpus: Path, run: Path, exp: ExperimentSpec, seed: int, progress: bo
     model_cfg, cfg = resolve(corpus, run, exp.config, {**overrides, "epochs": epochs}, resume=True)
     log(f"{run.name}: pretraining {epochs} epochs of ~{per_epoch} steps")
     started = time.perf_counter()
-    with exclusive(run, "nw2 experiment"):  # as nw2 pretrain holds it: one writer, and a killed one's files swept
+    # as nw2 pretrain holds them: one writer of the run (a killed one's files swept), the corpus read under a shared lock
+    with exclusive(run, "nw2 experiment"), shared(corpus, "nw2 experiment"):
         pretrain(prepare(model_cfg, cfg, resume=True), nproc=nproc, progress=progress, log=log)
     _record_time(run, time.perf_counter() - started)  # of the last start only, when a killed run was resumed
     return Run(run).require_info()
