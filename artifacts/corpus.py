@@ -132,6 +132,13 @@ class Corpus(Folder):
         if missing:
             raise ArtifactError(url, f"{missing[0]} is listed in corpus.json but missing ({len(missing)} of "
                                      f"{len(info.parts)} parts); rebuild the corpus with nw2 balance")
+        listed = {p["path"] for p in info.parts}
+        foreign = [rel for rel in corpus.glob("data/*")
+                   if rel not in listed and not posixpath.basename(rel).startswith(".")]  # hidden: not a part
+        if foreign:
+            raise ArtifactError(f"{corpus.url}/{foreign[0]}", "is not a part of the corpus (corpus.json does not "
+                                                              "list it), and readers of data/*.parquet would take "
+                                                              "it for one; move it out of data/")
         return corpus
 
     def is_corpus(self) -> bool:

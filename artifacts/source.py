@@ -31,6 +31,7 @@ def open_windows(url: str | os.PathLike, reader: str) -> Corpus | WindowStore:
     elif WindowStore(url).is_store():
         source = WindowStore(url)
         source.require_complete()  # an interrupted ingest's parts are never trained on or scored as a store
+        source.check_parts()  # nor a file nw2 did not write, nor a store with a part missing or changed
     else:
         raise NotAnArtifactError(url, "not a corpus or window store: no corpus.json (an interrupted nw2 "
                                       "balance?) and no store.json")

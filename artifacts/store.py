@@ -8,14 +8,18 @@ Layout of a store directory (any fsspec URL; ``docs/window_store.md`` is the con
     manifest.previous.json  the last finished manifest, set aside while an ingest runs (gone when it finishes)
     metrics.previous.json   the last metrics.json, set aside while nw2 metrics runs (gone when it finishes)
     data/part-<piece>.parquet   the windows of one work piece
-    _progress/<piece>.json  completion marker with that piece's stats (merged into the manifest)
+    _progress/<piece>.json  completion marker with that piece's stats (merged into the manifest), and its part's
+                            size and sha256
 
 A part is written under a temporary name and moved into place, then its marker is written: a piece with a
-marker is finished, and a rerun skips it. Only :class:`WindowStore` names these files.
+marker is finished, and a rerun skips it. The markers are also the list of what ``data/`` holds: every stage that
+reads a store compares ``data/`` with them (:meth:`WindowStore.check_parts`), so a file nw2 did not write there, a
+missing part or one of another size is named, never read as the store. Only :class:`WindowStore` names these files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import re
@@ -33,7 +37,7 @@ from nw2.core.parquet import read_checked
 from ._meta import Meta, optional
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "ROLES", "METRICS_SCHEMA_VERSION", "GROUND_TRUTH_COLUMNS", "ROW_GROUP_SIZE", "FORMAT", "StoreInfo", "Manifest", "MetricsInfo",
-           "WindowStore", "check_reachable", "parquet_bytes"]
+           "WindowStore", "check_reachable", "parquet_bytes", "digest_of"]
 
 #: 4: ``role`` (signal, or a known / observed intervention) and ``categories`` (a categorical intervention's
 #: category names); 3: the ground-truth columns (``system`` .. ``noise``, null for recordings); 2: metrics_undefined is a
@@ -94,6 +98,9 @@ _PIECE_PART = re.compile(r"part-[0-9a-f]{32}\.parquet")
 #: The temporary name of a file being written (:meth:`nw2.core.files.Folder.write_bytes`).
 _TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}-.+\.partial")
 PARTS = "data/part-*.parquet"
+#: How a part that is not what its marker says is written again (the rerun writes a part whose marker no longer
+#: tells the truth again, and nw2 metrics then adds its columns back).
+_REWRITE = "rerun the nw2 ingest that built the store (it writes such a part again), then nw2 metrics"
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,11 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def digest_of(data: bytes) -> dict:
+    """What a marker records of a part's bytes: ``{"bytes": size, "sha256": hex digest}``."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def check_reachable(url: str, scheduler: str) -> None:
     """Refuse a ``memory://`` store with worker processes: it lives in this process's memory, so what the
     workers wrote would vanish with them (the run would report windows that no part holds)."""
@@ -187,6 +199,7 @@ class WindowStore(Folder):
                 raise NotAnArtifactError(url, "no such store", missing=True)
             raise NotAnArtifactError(url, "not a window store (no store.json); build one with nw2 ingest")
         store.require_complete()
+        store.check_parts()
         if parts and not store.parts():
             raise ArtifactError(url, "empty store (no parts in data/); ingest some recordings first")
         if metrics:
@@ -253,6 +266,7 @@ class WindowStore(Folder):
         if overwrite:
             self.clear()
             return
+        self.check_parts(repairable=True)  # a file nw2 did not write in data/ would be vouched for by the manifest
         info = self.info()
         if info.schema_version < SCHEMA_VERSION:  # its parts lack columns that new parts have: no mixed store
             raise OverwriteRefusedError(self.url, f"was ingested with schema version {info.schema_version}, whose "
@@ -367,11 +381,108 @@ class WindowStore(Folder):
         """Relative paths (``data/part-*.parquet``) of every part, sorted."""
         return self.glob(PARTS)
 
-    def write_part(self, piece_id: str, table: pa.Table) -> str:
-        """Write one piece's windows as ``data/part-<piece_id>.parquet``; returns the relative path."""
+    def write_part(self, piece_id: str, table: pa.Table) -> tuple[str, dict]:
+        """Write one piece's windows as ``data/part-<piece_id>.parquet``; returns the relative path and what its
+        marker records of it (:func:`digest_of`)."""
         rel = f"data/part-{piece_id}.parquet"
-        self.write_table(rel, table)
-        return rel
+        data = parquet_bytes(table)
+        self.write_bytes(rel, data)
+        return rel, digest_of(data)
+
+    def replace_part(self, rel: str, table: pa.Table) -> dict:
+        """Rewrite a part in place (``nw2 metrics`` adding columns), its marker true at every instant: the new
+        bytes' digest is recorded as ``pending`` first, then the part is replaced, then the digest becomes the
+        marker's own. A part killed between the steps is either of the two, both of which its marker names
+        (:meth:`settle` makes it one). Returns the new digest."""
+        data = parquet_bytes(table)
+        new = digest_of(data)
+        mrel = self._marker_of(rel)
+        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else None
+        if marker is None:  # a store no nw2 ingest marked (made by hand, or by an nw2 before markers): no list
+            self.write_bytes(rel, data)
+            return new
+        self.write_json(mrel, {**marker, "pending": new})
+        self.write_bytes(rel, data)
+        self.write_json(mrel, {**{k: v for k, v in marker.items() if k != "pending"}, **new})
+        return new
+
+    def settle(self, rel: str) -> None:
+        """After a killed :meth:`replace_part` (its marker names two digests): the marker keeps the one the part's
+        bytes have; :class:`ArtifactError` when they have neither (changed since nw2 wrote them)."""
+        mrel = self._marker_of(rel)
+        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else None
+        if marker is None or "pending" not in marker:
+            return
+        have = digest_of(self.read_bytes(rel))
+        if have == marker["pending"]:
+            self.write_json(mrel, {**{k: v for k, v in marker.items() if k != "pending"}, **have})
+        elif have["sha256"] == marker.get("sha256"):
+            self.write_json(mrel, {k: v for k, v in marker.items() if k != "pending"})
+        else:
+            raise ArtifactError(f"{self.url}/{rel}", "is not the part nw2 wrote (its sha256 differs from the ones "
+                                                     f"its marker {mrel} records); {_REWRITE}")
+
+    def _marker_of(self, rel: str) -> str | None:
+        """The marker of the part at ``rel`` (``data/part-<piece>.parquet`` -> ``_progress/<piece>.json``)."""
+        name = posixpath.basename(rel)
+        if posixpath.dirname(rel) != "data" or not _PIECE_PART.fullmatch(name):
+            return None
+        return self.marker(name[len("part-"):-len(".parquet")])
+
+    def _records(self) -> dict[str, dict] | None:
+        """Every marker that names a part, by that part's path; ``None`` for a store with no markers at all (made
+        by hand, or by an nw2 before them): then nothing can be compared."""
+        markers = self.glob("_progress/*.json")
+        if not markers:
+            return None
+        named = {}
+        for rel in markers:
+            try:
+                stats = self.read_json(rel)
+            except ValueError:
+                raise ArtifactError(f"{self.url}/{rel}", f"is not valid JSON (a damaged completion marker); "
+                                                         f"{_REWRITE}") from None
+            if isinstance(stats, dict) and stats.get("part"):
+                named[stats["part"]] = stats
+        return named
+
+    def check_parts(self, repairable: bool = False) -> None:
+        """Compare ``data/`` with the parts the markers name: :class:`ArtifactError` naming a file there that no
+        marker names (nw2 did not write it, and readers of ``data/*.parquet`` would take it for a part), a part a
+        marker names that is missing, or one whose size differs from the marker's (truncated, changed or replaced
+        since). With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only the first.
+        Hidden files (``.DS_Store``, a writer's ``.tmp-`` temporaries) are not parts and are passed over. Sizes
+        only, so it costs a listing and the markers: the bytes themselves are checked by the page checksums of
+        every read, and by ``nw2 metrics`` against the marker's sha256 when it rewrites a part."""
+        named = self._records()
+        if named is None:
+            return
+        data = self.path("data")
+        listing = {}
+        if self.fs.exists(data):
+            for entry in self.fs.ls(data, detail=True):
+                name = posixpath.basename(entry["name"].rstrip("/"))
+                if not name.startswith("."):
+                    listing[f"data/{name}"] = entry
+        for rel, entry in sorted(listing.items()):
+            if rel not in named:
+                what = "a folder" if entry.get("type") == "directory" else "a file"
+                raise ArtifactError(f"{self.url}/{rel}", f"is {what} nw2 did not write (no completion marker in "
+                                                         f"_progress/ names it), and readers of data/*.parquet "
+                                                         f"would take it for a part of the store; move it out of "
+                                                         f"data/")
+        if repairable:
+            return
+        for rel, stats in sorted(named.items()):
+            if rel not in listing:
+                raise ArtifactError(f"{self.url}/{rel}", f"is missing (its completion marker records "
+                                                         f"{stats.get('windows')} windows); {_REWRITE}")
+            sizes = [d["bytes"] for d in (stats, stats.get("pending") or {}) if "bytes" in d]
+            if sizes and int(listing[rel]["size"]) not in sizes:
+                raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its size, "
+                                                         f"{int(listing[rel]['size'])} bytes, differs from the "
+                                                         f"{sizes[0]} its marker records: truncated, changed or "
+                                                         f"replaced since); {_REWRITE}")
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         """Write (or atomically replace) a part with the store's Parquet settings."""
@@ -380,6 +491,19 @@ class WindowStore(Folder):
     def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
         with self.open_file(rel, "rb") as fh:
             return read_checked(fh, f"{self.url}/{rel}", columns=columns)
+
+    def read_whole_part(self, rel: str) -> pa.Table:
+        """Every column of a part, its bytes checked against the sha256 its marker records (a reader that reads
+        the whole file anyway pays one hash for it: ``nw2 metrics``), then its pages against their checksums."""
+        data = self.read_bytes(rel)
+        mrel = self._marker_of(rel)
+        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else {}
+        known = [d["sha256"] for d in (marker, marker.get("pending") or {}) if "sha256" in d]
+        if known and hashlib.sha256(data).hexdigest() not in known:
+            raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its sha256 differs from the "
+                                                     f"one its marker records: damaged, changed or replaced "
+                                                     f"since); {_REWRITE}")
+        return read_checked(pa.BufferReader(data), f"{self.url}/{rel}")
 
     def schema_of(self, rel: str) -> pa.Schema:
         """A part's schema with its metadata, from the Parquet footer alone."""
@@ -393,8 +517,8 @@ class WindowStore(Folder):
 
     def finished(self, piece_id: str) -> dict | None:
         """The stats of a finished piece, or ``None`` when it has not completed, or when its marker no longer
-        tells the truth: the part it names is gone or holds another number of rows than it recorded (a
-        deleted or truncated part is written again, never counted as done)."""
+        tells the truth: the part it names is gone, holds another number of rows than it recorded or has another
+        size (a deleted, truncated or changed part is written again, never counted as done)."""
         rel = self.marker(piece_id)
         if not self.exists(rel):
             return None
@@ -403,9 +527,13 @@ class WindowStore(Folder):
         if part is None:  # a piece that kept no window: nothing to check
             return stats
         try:
+            size = self.size(part)
             with self.open_file(part, "rb") as fh:
                 rows = pq.read_metadata(fh).num_rows
         except (OSError, pa.ArrowException):
+            return None
+        sizes = [d["bytes"] for d in (stats, stats.get("pending") or {}) if "bytes" in d]
+        if sizes and size not in sizes:  # changed since (a marker of an nw2 before digests has no size)
             return None
         return stats if rows == stats.get("windows") else None
 

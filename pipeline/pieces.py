@@ -295,8 +295,9 @@ def process_piece(piece: Piece, spec: IngestSpec, store_url: str) -> dict:
     try:
         table = _windows_of_piece(piece, spec, stats)
         if table is not None:
-            stats["part"] = store.write_part(piece.piece_id, table)
+            stats["part"], digest = store.write_part(piece.piece_id, table)
             stats["windows"] = table.num_rows
+            stats.update(digest)  # the marker's record of the part: every stage that reads the store checks it
     except StorageError:
         raise  # a full disk is no fault of this file: the ingest stops with one line, and a rerun finishes it
     except Exception as err:

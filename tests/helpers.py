@@ -100,6 +100,23 @@ def _pt_bytes(obj) -> bytes:
     return repr(obj).encode()
 
 
+def vouch(part: Path) -> None:
+    """A store part a test wrote or rewrote by hand, recorded in a completion marker as if nw2 had written it (every
+    stage that reads a store compares its parts with their markers). A store without markers needs none."""
+    from nw2.artifacts.store import digest_of
+
+    progress = part.parent.parent / "_progress"
+    if not progress.is_dir():
+        return
+    piece = part.stem[len("part-"):]
+    marker = progress / f"{piece}.json"
+    stats = json.loads(marker.read_text()) if marker.exists() else {
+        "piece_id": piece, "part": f"data/{part.name}", "error": None}
+    stats.pop("pending", None)
+    stats["windows"] = pq.read_metadata(part).num_rows
+    marker.write_text(json.dumps({**stats, **digest_of(part.read_bytes())}))
+
+
 def read_all(corpus: Path) -> pa.Table:
     """Every row of a store's or corpus's parts, in part order."""
     return pa.concat_tables(pq.read_table(f) for f in sorted((Path(corpus) / "data").glob("part-*.parquet")))

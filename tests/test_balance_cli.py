@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from helpers import DEMO, nw2, read_corpus, tree_bytes
+from helpers import DEMO, nw2, read_corpus, tree_bytes, vouch
 from nw2.artifacts.corpus import Corpus
 from nw2.pipeline.balance.stage import balance
 from nw2.core.errors import Nw2Error, SpecError
@@ -34,6 +34,7 @@ def strip_metrics(store: Path, dest: Path, keep: tuple[str, ...] = ()) -> Path:
         drop = [c for c in table.column_names if (c in METRICS and c not in keep)
                 or (c == "metrics_undefined" and not keep)]
         pq.write_table(table.drop_columns(drop), dest / "data" / part.name)
+        vouch(dest / "data" / part.name)
     if keep:
         info = json.loads((store / "metrics.json").read_text())
         info["names"] = list(keep)
@@ -313,6 +314,7 @@ def test_a_metric_undefined_everywhere_leaves_the_default_space(store, tmp_path)
         i = table.column_names.index("chaos_01")
         table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
         pq.write_table(table, dest / "data" / part.name)
+        vouch(dest / "data" / part.name)
     result = nw2("balance", "--no-dedup", dest, "--size", 50, "--out", tmp_path / "c", "--no-report")
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "c" / "corpus.json").read_text())

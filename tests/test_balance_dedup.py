@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from helpers import read_all
+from helpers import read_all, vouch
 from nw2.artifacts.store import WindowStore
 from nw2.pipeline.balance import dedup as D
 
@@ -40,6 +40,7 @@ def write_store(dest: Path, demo_store: Path, parts: dict[str, pa.Table], keep_d
     store = WindowStore(str(dest))
     for rel, table in parts.items():
         store.write_table(rel, table)
+        vouch(dest / rel)
     return dest
 
 

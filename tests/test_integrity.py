@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import SMALL, nw2, ok, read_all, rewrite
+from helpers import SMALL, nw2, ok, read_all, rewrite, vouch
 from nw2.artifacts.corpus import Corpus
 from nw2.core.errors import ArtifactError
 from nw2.core.parquet import read_checked
@@ -55,7 +55,9 @@ def test_a_flipped_store_part_fails_metrics_and_balance_refuses_the_store(demo_s
     result = nw2("metrics", demo_store_copy, "--metrics", "katz_fd", "--engine", "reference", "--scheduler", "sync",
                  "--no-progress")
     assert result.exit_code == 1
-    assert f"data/{part.name}: ArtifactError: {demo_store_copy}/data/{part.name}: corrupt Parquet part" \
+    # nw2 metrics reads the part whole, so it checks the sha256 its marker records before the page checksums
+    assert f"data/{part.name}: ArtifactError: {demo_store_copy}/data/{part.name}: is not the part nw2 wrote (its " \
+           f"sha256 differs from the one its marker records: damaged, changed or replaced since)" \
            in result.output, result.output
     refused = nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5")
     assert refused.exit_code == 1 and "nw2 metrics failed on 1 part(s)" in refused.output
@@ -170,8 +172,116 @@ def test_balance_refuses_a_store_that_holds_a_window_twice(demo_store_copy, tmp_
     ids[carried[1]] = ids[carried[0]]
     part.write_bytes(parquet_bytes(table.set_column(table.schema.get_field_index("window_id"),
                                                     table.schema.field("window_id"), pa.array(ids, pa.string()))))
+    vouch(part)  # as an nw2 before ingest checked window ids would have written it
     result = nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5", "--no-report")
     assert result.exit_code == 1
     assert f"error: {demo_store_copy}: window {ids[carried[0]]} is held 2 times (data/{part.name}) in a corpus " \
            f"drawn without replacement; the store holds it twice" in result.output, result.output
     assert not (tmp_path / "C").exists()
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def _every_reader(store: Path, finished: Path, tmp_path: Path) -> dict[str, str]:
+    """The one error line of each stage that reads ``store``."""
+    return {
+        "metrics": _one_error_line(nw2("metrics", store, "--scheduler", "sync", "--no-progress")),
+        "balance": _one_error_line(nw2("balance", store, "--out", tmp_path / "C", "--fraction", "0.5",
+                                       "--no-report")),
+        "pretrain": _one_error_line(nw2("pretrain", store, "--out", tmp_path / "run", *SMALL, "--epochs", "1")),
+        "evaluate": _one_error_line(nw2("evaluate", finished, "--data", store, "--out", tmp_path / "eval",
+                                        "--no-progress")),
+    }
+
+
+def _rerun_ingest(store: Path):
+    from helpers import DEMO
+
+    return nw2("ingest", DEMO, "--out", store, "--scheduler", "sync", "--no-progress")
+
+
+def test_a_file_nw2_did_not_write_in_a_stores_data_is_named_by_every_stage(demo_store_copy, finished, tmp_path):
+    """Before, a copy of a part dropped into data/ was read as the store by every stage (and by DuckDB's
+    data/*.parquet): its windows twice, the manifest vouching for it."""
+    part = sorted((demo_store_copy / "data").glob("part-*.parquet"))[0]
+    foreign = demo_store_copy / "data" / "part-copy.parquet"
+    shutil.copy(part, foreign)
+    errors = _every_reader(demo_store_copy, finished, tmp_path)
+    errors["ingest"] = _one_error_line(_rerun_ingest(demo_store_copy))  # it would vouch for it in its manifest
+    for stage, line in errors.items():
+        assert line == (f"error: {foreign}: is a file nw2 did not write (no completion marker in _progress/ names "
+                        f"it), and readers of data/*.parquet would take it for a part of the store; move it out of "
+                        f"data/"), (stage, line)
+    assert not any((tmp_path / name).exists() for name in ("C", "run", "eval"))
+    foreign.unlink()
+    (demo_store_copy / "data" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: no reader takes it for a part
+    ok("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5", "--no-report")
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_truncated_store_part_is_named_by_every_reader_and_ingest_writes_it_again(
+        demo_store_copy, demo_store, finished, tmp_path, damage):
+    from helpers import tree_bytes
+
+    part = sorted((demo_store_copy / "data").glob("part-*.parquet"))[1]
+    marker = json.loads((demo_store_copy / "_progress" / f"{part.stem[len('part-'):]}.json").read_text())
+    if damage == "missing":
+        part.unlink()
+        expected = (f"error: {part}: is missing (its completion marker records {marker['windows']} windows); rerun "
+                    f"the nw2 ingest that built the store (it writes such a part again), then nw2 metrics")
+    else:
+        data = part.read_bytes()
+        part.write_bytes(data[: len(data) - 100])
+        expected = (f"error: {part}: is not the part nw2 wrote (its size, {len(data) - 100} bytes, differs from the "
+                    f"{len(data)} its marker records: truncated, changed or replaced since); rerun the nw2 ingest "
+                    f"that built the store (it writes such a part again), then nw2 metrics")
+    for stage, line in _every_reader(demo_store_copy, finished, tmp_path).items():
+        assert line == expected, (stage, line)
+    assert not any((tmp_path / name).exists() for name in ("C", "run", "eval"))
+    rerun = _rerun_ingest(demo_store_copy)  # the part is written again and its metrics computed again
+    assert rerun.exit_code == 0 and "1 computed, 12 already up to date" in rerun.output, rerun.output
+    assert tree_bytes(demo_store_copy) == tree_bytes(demo_store)
+
+
+def test_a_file_that_is_not_a_corpus_part_is_named_by_pretrain_and_evaluate(demo_corpus, finished, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(demo_corpus, corpus)
+    foreign = corpus / "data" / "extra.parquet"
+    shutil.copy(corpus / json.loads((corpus / "corpus.json").read_text())["parts"][0]["path"], foreign)
+    expected = (f"error: {foreign}: is not a part of the corpus (corpus.json does not list it), and readers of "
+                f"data/*.parquet would take it for one; move it out of data/")
+    assert _one_error_line(nw2("pretrain", corpus, "--out", tmp_path / "run", *SMALL, "--epochs", "1")) == expected
+    assert _one_error_line(nw2("evaluate", finished, "--data", corpus, "--out", tmp_path / "eval",
+                               "--no-progress")) == expected
+
+
+def test_a_part_a_killed_metrics_run_was_replacing_is_either_version_and_the_rerun_settles_it(demo_store_copy):
+    """nw2 metrics records the new bytes' digest as pending before it replaces a part: killed after the replace,
+    the part is the pending version; killed before, the old one. Readers take either; the rerun keeps the one the
+    part is. A part that is neither is a failed part, named."""
+    from nw2.artifacts.store import digest_of
+
+    part = sorted((demo_store_copy / "data").glob("part-*.parquet"))[0]
+    marker_path = demo_store_copy / "_progress" / f"{part.stem[len('part-'):]}.json"
+    marker = json.loads(marker_path.read_text())
+    old = {"bytes": marker["bytes"] + 7, "sha256": "0" * 64}  # the part as it was before a replace
+    marker_path.write_text(json.dumps({**marker, **old, "pending": digest_of(part.read_bytes())}))
+    ok("balance", demo_store_copy, "--out", demo_store_copy.parent / "C", "--fraction", "0.5", "--no-report")
+    ok("metrics", demo_store_copy, "--scheduler", "sync", "--no-progress")
+    assert json.loads(marker_path.read_text()) == marker  # settled on the version the part is
+    marker_path.write_text(json.dumps({**marker, "pending": old}))  # killed before the replace: the old version
+    ok("metrics", demo_store_copy, "--scheduler", "sync", "--no-progress")
+    assert json.loads(marker_path.read_text()) == marker
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 1
+    part.write_bytes(bytes(data))
+    marker_path.write_text(json.dumps({**marker, "pending": old}))
+    result = nw2("metrics", demo_store_copy, "--scheduler", "sync", "--no-progress")
+    assert result.exit_code == 1
+    assert (f"{part}: is not the part nw2 wrote (its sha256 differs from the ones its marker "
+            f"_progress/{marker_path.name} records)") in result.output, result.output

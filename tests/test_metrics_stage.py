@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from helpers import nw2, tree_bytes
+from helpers import nw2, tree_bytes, vouch
 from nw2.pipeline.metrics import UNDEFINED_KINDS, compute_all
 from nw2.pipeline.metrics.stage import METADATA_KEY, REASON_COLUMN, REASON_TYPE, MetricsPlan, process_part
 from nw2.pipeline.metrics.suite import METRICS
@@ -157,7 +157,7 @@ def test_undefined_metrics_are_null_with_a_reason(store):
     rel = st.parts()[0]
     table = st.read_table(rel)
     flat = pa.array([[0.5] * 1024, [0.1, 0.7]] + table["samples"].to_pylist()[2:], pa.list_(pa.float32()))
-    st.write_table(rel, table.set_column(table.column_names.index("samples"), "samples", flat))
+    st.replace_part(rel, table.set_column(table.column_names.index("samples"), "samples", flat))
     result = nw2("metrics", store, "--metrics", ",".join(FEW), "--scheduler", "sync", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "undefined (null) this run: sample_entropy 2, permutation_entropy 2, dfa 2, katz_fd 2" in result.output
@@ -199,6 +199,7 @@ def _as_schema_1(store: Path) -> None:
         table = table.set_column(table.column_names.index(REASON_COLUMN), REASON_COLUMN, text)
         meta = {**table.schema.metadata, b"nw2.schema_version": b"1"}
         pq.write_table(table.replace_schema_metadata(meta), part)
+        vouch(part)
 
 
 def test_a_schema_1_store_is_refreshed_by_a_rerun(store):

@@ -146,6 +146,7 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
     stats = {"part": rel, "rows": 0, "computed": [], "seconds": 0.0, "error": None,
              "defined": {}, "undefined": {}, "undefined_now": {}, "fingerprints": {}, "engines": {}}
     try:
+        store.settle(rel)  # a part a killed run was replacing: its marker keeps the digest its bytes have
         schema = store.schema_of(rel)
         recorded = _recorded(schema)
         todo = [n for n in plan.names if recorded.get(n) != plan.fingerprint(n)]
@@ -162,7 +163,7 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
                          engines={n: _engines(schema).get(n, plan.engine) for n in held}, **_tally(table, held))
             return stats
         t0 = time.perf_counter()
-        table = store.read_table(rel)
+        table = store.read_whole_part(rel)  # every byte checked against its marker's sha256, as it is read whole
         measure = _measure_fn(plan.engine)
         samples = table.column("samples").combine_chunks()
         values, offsets = samples.values.to_numpy(), samples.offsets.to_numpy()
@@ -206,7 +207,7 @@ def process_part(rel: str, store_url: str, plan: MetricsPlan) -> dict:
         meta[b"nw2.schema_version"] = str(max(_part_version(table), METRICS_SCHEMA_VERSION)).encode()
         meta[METADATA_KEY] = json.dumps({"fingerprints": fingerprints, "engine": _one_or_mixed(engines.values()),
                                          "engines": engines}, sort_keys=True).encode()
-        store.write_table(rel, out.replace_schema_metadata(meta))
+        store.replace_part(rel, out.replace_schema_metadata(meta))  # its marker records the new bytes
         stats.update(rows=table.num_rows, computed=todo, seconds=time.perf_counter() - t0,
                      undefined_now={n: dict(sorted(now[n].items())) for n in todo}, fingerprints=fingerprints,
                      engines=engines, **_tally(out, present))
