@@ -5,6 +5,7 @@ everything and writes the same bytes; bad input fails with one line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,29 @@ def test_run_settings_are_checked_before_any_work(tmp_path, model, train, needle
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert result.output.strip().splitlines()[-1].startswith(f"error: {spec}: {needle}"), result.output
     assert not (out / "store").exists() and not (out / "corpora").exists()
+
+
+def test_a_second_experiment_into_one_out_is_refused_and_a_killed_ones_temporaries_are_swept(done):
+    """Before, two experiments into one --out both ran (each step locked, but one redoing the other's), and the key
+    file temporary a kill -9 left beside a step stayed there for good."""
+    from nw2.core.locks import exclusive
+
+    spec, store, out, _ = done
+    left = [out / "corpora" / "..grid-seed0.experiment-key.json.k7x2_9ab.tmp",
+            out / "runs" / "..temp-seed1.experiment-seconds.json.00000000.tmp", out / ".experiment.json.abcdefgh.tmp"]
+    mine = [out / "corpora" / "notes.tmp", out / ".experiment.json.tmp"]  # not nw2's pattern: they stay
+    for path in left + mine:
+        path.write_text("{")
+    with exclusive(out, "nw2 experiment"):
+        result = nw2("experiment", spec, "--store", store, "--out", out, "--no-progress")
+        assert result.exit_code == 1
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: {out}: is being written by another nw2 process (nw2 experiment, pid {os.getpid()} on "), lines
+    assert all(p.exists() for p in left)  # the refused one touched nothing
+    before = (out / "experiment.json").read_bytes()
+    ok("experiment", spec, "--store", store, "--out", out, "--no-progress")
+    assert not any(p.exists() for p in left) and all(p.exists() for p in mine)
+    assert (out / "experiment.json").read_bytes() == before
+    for path in mine:
+        path.unlink()

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from nw2.core.errors import Nw2Error, SpecError
 from nw2.pipeline.spec import (ArmSpec, ExperimentSpec, IngestSpec, balance_from_dict, experiment_arms,
                            experiment_baseline, load_spec)
 
-from nw2.core.files import atomic_text
+from nw2.core.files import ATOMIC_TMP, atomic_text
 from nw2.core.locks import exclusive, shared
 from .stats import Comparison, compare
 
@@ -306,11 +307,8 @@ def _per_window(frame) -> dict[str, tuple[list[str], np.ndarray]]:
 def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: str | None = None,
                    scheduler: str = "local", nproc: int = 1, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
-    """Run (or finish) the experiment of the spec's ``experiment:`` section into ``out``."""
-    from nw2.model.evaluate.summary import ScoreKey, per_window_column
-
-    from .report import write_report
-
+    """Run (or finish) the experiment of the spec's ``experiment:`` section into ``out`` (another process running
+    one into ``out`` is refused: :class:`~nw2.core.errors.BusyError`)."""
     log = log or (lambda m: None)
     spec = load_spec(spec_path)
     exp = spec.experiment
@@ -321,6 +319,35 @@ def run_experiment(spec_path: str | os.PathLike, out: str | os.PathLike, store: 
         log(f"note: {len(exp.seeds)} seed(s); the issue's protocol asks for at least 3")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # one experiment per --out: two would redo each other's steps (each step's own lock keeps them from writing
+    # one at once, not from replacing each other's work); and under the lock a killed one's temporaries go
+    with exclusive(out, "nw2 experiment"):
+        _sweep_temporaries(out)
+        return _run_experiment(spec_path, spec, exp, arms, baseline, out, store, scheduler, nproc, progress, log)
+
+
+def _sweep_temporaries(out: Path) -> list[str]:
+    """Remove what a killed experiment left of its small files (a step's key and time files beside it,
+    ``experiment.json``): ``atomic_text``'s temporaries, ``..<step>.experiment-key.json.<8>.tmp``. Only under
+    ``out``'s write lock, so none is a live writer's; returns what went."""
+    pattern = re.compile(ATOMIC_TMP.format(name=r"(\.[^/]+\.experiment-(key|seconds)\.json|experiment\.json)"))
+    gone = []
+    for folder in (out, out / "corpora", out / "runs", out / "evals"):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if pattern.fullmatch(entry.name) and entry.is_file():
+                entry.unlink()
+                gone.append(str(entry.relative_to(out)))
+    return gone
+
+
+def _run_experiment(spec_path, spec, exp, arms, baseline, out: Path, store, scheduler, nproc, progress,
+                    log) -> ExperimentResult:
+    from nw2.model.evaluate.summary import ScoreKey, per_window_column
+
+    from .report import write_report
+
     store_path = _store_for(spec, out, store, scheduler, progress, log)
 
     summaries: dict[str, list[dict]] = {a.name: [] for a in arms}  # each run's summary, as evaluate wrote it
