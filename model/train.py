@@ -432,8 +432,21 @@ class _Logger:
             self.path.unlink(missing_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(log_dir=cfg.log_dir or str(run.tensorboard_dir),
-                                purge_step=None if truncate_after is None else truncate_after + 1)
+        self.tb_dir = cfg.log_dir or str(run.tensorboard_dir)
+        _quiet_tensorboard_thread()
+        with self._tensorboard():
+            self.tb = SummaryWriter(log_dir=self.tb_dir,
+                                    purge_step=None if truncate_after is None else truncate_after + 1)
+
+    @contextlib.contextmanager
+    def _tensorboard(self):
+        """TensorBoard writes from a thread of its own; an ``OSError`` there (a full disk) comes back on the next
+        call from this one, raised as it was: here it becomes the one-line :class:`StorageError` naming its
+        folder, as a full disk under any other file of the run does."""
+        try:
+            yield
+        except OSError as err:
+            raise StorageError.of(self.tb_dir, err, "TensorBoard's event file") from None
 
     def write(self, record: dict, scalars: dict[str, float] | None = None, step: int = 0) -> None:
         if not self.active:
@@ -444,14 +457,42 @@ class _Logger:
         except OSError as err:  # a full disk: one line (a resume cuts the log back to its checkpoint)
             raise StorageError.of(self.path, err) from None
         if self.tb is not None and scalars:
-            for k, v in scalars.items():
-                if v is not None and math.isfinite(v):
-                    self.tb.add_scalar(k, v, step)
+            with self._tensorboard():
+                for k, v in scalars.items():
+                    if v is not None and math.isfinite(v):
+                        self.tb.add_scalar(k, v, step)
+
+    def flush(self) -> None:
+        """Write what TensorBoard holds (its thread writes every two minutes): called with each checkpoint, so a
+        disk that filled under it is noticed there, not only at the end."""
+        if self.tb is not None:
+            with self._tensorboard():
+                self.tb.flush()
 
     def close(self) -> None:
         if self.tb is not None:
-            self.tb.flush()
-            self.tb.close()
+            with self._tensorboard():
+                self.tb.flush()
+                self.tb.close()
+
+
+def _quiet_tensorboard_thread() -> None:
+    """Keep the traceback of TensorBoard's writer thread off stderr when its error is an ``OSError``: the thread
+    keeps the error, and the next call from the training loop raises it, reported in one line
+    (:meth:`_Logger._tensorboard`). Every other thread's exceptions print as before."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "nw2_quiet_tensorboard", False):
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    hook.nw2_quiet_tensorboard = True
+    threading.excepthook = hook
 
 
 def batch_inputs(rest: list, config: ModelConfig, device=None) -> tuple:
@@ -748,6 +789,7 @@ class _Loop:
             self._save("epoch")
 
     def _save(self, tag: str) -> None:
+        self.logger.flush()  # what TensorBoard holds is on disk (or its full disk reported) with each checkpoint
         self.checkpoints.save(step=self.state.step, tag=tag, model=self.model, optimizer=self.optimizer,
                               loader=self.loader, state=self.state.to_dict(), model_config=self.model_cfg.to_dict())
 

@@ -6,6 +6,7 @@ run, and nothing of the faulted run is left beside or inside the artifact. ``tes
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import DEMO, SMALL, artifact_digests, nw2, ok, tree_bytes
+from helpers import DEMO, SMALL, artifact_digests, ok, tree_bytes
 
 #: Forty small pieces: an ingest that takes seconds, long enough on two workers to be cut in the middle.
 SPEC = {"name": "faults", "sources": [{"kind": "synthetic", "generator": "dysts", "systems": [], "windows": 2,
@@ -403,3 +404,38 @@ def test_a_full_disk_stops_pretrain_in_one_line_and_resume_finishes_it(demo_corp
                               "--resume", "--no-progress"], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert artifact_digests(out, skip=TIMED) == artifact_digests(first, skip=TIMED)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 4 KiB tmpfs (a disk that fills after a few dozen TensorBoard events), unmounted after the test; skipped
+    where this process may not mount one (not root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_under_tensorboard_stops_pretrain_in_one_line_and_resume_finishes_it(demo_corpus, tmp_path,
+                                                                                       small_disk):
+    """Before, TensorBoard's writer thread printed its traceback and the next call raised the raw OSError; a disk
+    that filled between its two-minute flushes went unnoticed until the end."""
+    args = ["pretrain", demo_corpus, *SMALL, "--epochs", "3", "--save-every-steps", "4", "--keep-checkpoints", "0"]
+    first, out = tmp_path / "first", tmp_path / "run"
+    ok(*args, "--out", first, "--log-dir", tmp_path / "tb-first")
+    proc = _started([*args, "--out", out, "--log-dir", small_disk / "tb"], tmp_path)
+    code, lines = _finished(proc)
+    assert code == 1 and not any("Traceback" in line or "Exception" in line for line in lines), lines
+    assert lines[-1:] == [  # after the progress lines of the epochs it finished
+        f"error: {small_disk}/tb: cannot write TensorBoard's event file (No space left on device); make room on that "
+        f"disk (or raise the quota or file-size limit), then continue with: nw2 pretrain {demo_corpus} --out {out} "
+        f"--resume"], lines
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+             if '"event": "step"' in line]
+    assert 0 < max(steps) < 36  # it stopped mid-run (3 epochs of 12 steps), where the disk filled
+    subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True)  # room made
+    ok("pretrain", demo_corpus, "--out", out, "--resume", "--no-progress")
+    assert artifact_digests(out / "model") == artifact_digests(first / "model")
