@@ -99,3 +99,21 @@ def test_group_averaging_counts_every_kind_of_window_once():
     assert one.diff.mean == pytest.approx(a.mean() - b.mean())
     with pytest.raises(ValueError, match="groups must give one label"):
         compare(a, b, False, groups=kind[:10])
+
+
+def test_the_scores_figure_draws_an_interval_that_does_not_hold_its_mean():
+    """A percentile interval need not hold the point estimate: with one seed the mean can lie a rounding below
+    ``lo``, and matplotlib's errorbar refused that ("'yerr' must not contain negative values"), so a one-seed
+    nw2 experiment crashed while writing its report."""
+    from nw2.model.evaluate.summary import ScoreKey
+    from nw2.workflows.experiment.report import _scores_figure
+    from nw2.workflows.experiment.stats import Comparison
+
+    mean = 0.1 + 0.2  # 0.30000000000000004
+    key = ScoreKey("forecast", "model", "mse")
+    below, skewed = Interval(mean, 0.3 + 1e-16 * 3, 0.31), Interval(0.2, 0.25, 0.4)
+    fig = _scores_figure({}, {"grid": {key: Comparison(below, skewed, Interval(0.1, 0.0, 0.2), "matches")}}, "random")
+    (ax,) = fig.axes
+    drawn = sorted((float(s[0][1]), float(s[1][1])) for c in ax.collections for s in c.get_segments()
+                   if s[0][0] == s[1][0])  # the vertical segments: each interval from its ends
+    assert drawn == sorted([(below.lo, below.hi), (skewed.lo, skewed.hi)])

@@ -75,7 +75,10 @@ def _scores_figure(doc: dict, comparisons: dict[str, dict[ScoreKey, Comparison]]
             else:
                 continue
             ax.bar(i, iv.mean, color=ARM_COLORS[i % len(ARM_COLORS)], width=0.6)
-            ax.errorbar(i, iv.mean, yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], color="0.2", capsize=3, lw=1)
+            # the interval from its ends, not as distances from the mean: a percentile bootstrap's interval need not
+            # hold the point estimate (skewed replicates, or one seed's lo a rounding above it), which errorbar refuses
+            ax.vlines(i, iv.lo, iv.hi, color="0.2", lw=1)
+            ax.hlines([iv.lo, iv.hi], i - 0.12, i + 0.12, color="0.2", lw=1)
         ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=7)
         ax.set_title(score.label, fontsize=9)
         ax.tick_params(labelsize=7)
