@@ -168,8 +168,21 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def digest_of(data: bytes) -> dict:
-    """What a marker records of a part's bytes: ``{"bytes": size, "sha256": hex digest}``."""
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    """What a marker records of a part's bytes: ``{"bytes": size, "sha256": hex digest, "footer_sha256": the
+    digest of its Parquet footer}`` (:func:`footer_sha256`)."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "footer_sha256": footer_sha256(data)}
+
+
+def footer_sha256(tail: bytes) -> str | None:
+    """sha256 of a Parquet file's footer (its metadata, its length and the closing ``PAR1``) from ``tail``, the
+    file's last bytes (at least the footer); ``None`` when ``tail`` does not end as a Parquet file does. The footer
+    names every page's offset and size, the row counts and the column statistics, and every page carries its own
+    checksum: a reader that checks the footer's digest and the checksums of the pages it reads has checked them
+    against what nw2 wrote, without reading the rest."""
+    if len(tail) < 8 or tail[-4:] != b"PAR1":
+        return None
+    size = int.from_bytes(tail[-8:-4], "little") + 8
+    return hashlib.sha256(tail[-size:]).hexdigest() if size <= len(tail) else None
 
 
 def check_reachable(url: str, scheduler: str) -> None:
@@ -451,9 +464,11 @@ class WindowStore(Folder):
         marker names (nw2 did not write it, and readers of ``data/*.parquet`` would take it for a part), a part a
         marker names that is missing, or one whose size differs from the marker's (truncated, changed or replaced
         since). With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only the first.
-        Hidden files (``.DS_Store``, a writer's ``.tmp-`` temporaries) are not parts and are passed over. Sizes
-        only, so it costs a listing and the markers: the bytes themselves are checked by the page checksums of
-        every read, and by ``nw2 metrics`` against the marker's sha256 when it rewrites a part."""
+        Then each part's Parquet footer against the digest its marker records (:func:`footer_sha256`: the footer
+        names every page, and each page carries its checksum, which every read verifies), so a part replaced by
+        another valid Parquet file of the same size is named too. Hidden files (``.DS_Store``, a writer's ``.tmp-``
+        temporaries) are not parts and are passed over. It costs a listing, the markers and each part's last bytes;
+        ``nw2 metrics``, which reads each part whole, also checks the whole file's sha256."""
         named = self._records()
         if named is None:
             return
@@ -477,12 +492,32 @@ class WindowStore(Folder):
             if rel not in listing:
                 raise ArtifactError(f"{self.url}/{rel}", f"is missing (its completion marker records "
                                                          f"{stats.get('windows')} windows); {_REWRITE}")
-            sizes = [d["bytes"] for d in (stats, stats.get("pending") or {}) if "bytes" in d]
-            if sizes and int(listing[rel]["size"]) not in sizes:
-                raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its size, "
-                                                         f"{int(listing[rel]['size'])} bytes, differs from the "
-                                                         f"{sizes[0]} its marker records: truncated, changed or "
-                                                         f"replaced since); {_REWRITE}")
+            versions = [d for d in (stats, stats.get("pending") or {}) if "bytes" in d]
+            size = int(listing[rel]["size"])
+            if versions and size not in [d["bytes"] for d in versions]:
+                raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its size, {size} bytes, "
+                                                         f"differs from the {versions[0]['bytes']} its marker "
+                                                         f"records: truncated, changed or replaced since); "
+                                                         f"{_REWRITE}")
+            footers = [d["footer_sha256"] for d in versions if d.get("footer_sha256")]
+            if footers and self._footer_sha256(rel, size) not in footers:
+                raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its Parquet footer differs "
+                                                         f"from the one its marker records: changed or replaced "
+                                                         f"since); {_REWRITE}")
+
+    def _footer_sha256(self, rel: str, size: int) -> str | None:
+        """:func:`footer_sha256` of a part, reading its last bytes only (a second read when the footer is longer
+        than the first guess)."""
+        with self.open_file(rel, "rb") as fh:
+            want = min(size, 64 << 10)
+            fh.seek(size - want)
+            tail = fh.read(want)
+            if len(tail) >= 8 and tail[-4:] == b"PAR1":
+                need = int.from_bytes(tail[-8:-4], "little") + 8
+                if want < need <= size:
+                    fh.seek(size - need)
+                    tail = fh.read(need)
+        return footer_sha256(tail)
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         """Write (or atomically replace) a part with the store's Parquet settings."""

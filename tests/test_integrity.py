@@ -285,3 +285,19 @@ def test_a_part_a_killed_metrics_run_was_replacing_is_either_version_and_the_rer
     assert result.exit_code == 1
     assert (f"{part}: is not the part nw2 wrote (its sha256 differs from the ones its marker "
             f"_progress/{marker_path.name} records)") in result.output, result.output
+
+
+def test_a_part_replaced_by_another_valid_parquet_file_of_its_size_is_named_by_its_footer(demo_store_copy,
+                                                                                          tmp_path):
+    """Its pages' checksums are its own and its size is the marker's: only the footer's digest tells."""
+    part = sorted((demo_store_copy / "data").glob("part-*.parquet"))[0]
+    data = part.read_bytes()
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    at = data.index(b'"engine": "numba"', footer)  # the metrics' key-value metadata, in the footer
+    part.write_bytes(data[:at] + b'"engine": "numbx"' + data[at + 17:])
+    assert pq.read_table(part).num_rows == pq.read_metadata(part).num_rows  # a valid file, every page checked
+    line = _one_error_line(nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5",
+                               "--no-report"))
+    assert line == (f"error: {part}: is not the part nw2 wrote (its Parquet footer differs from the one its marker "
+                    f"records: changed or replaced since); rerun the nw2 ingest that built the store (it writes "
+                    f"such a part again), then nw2 metrics")
