@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nw2.pipeline.balance.bins import Grid, balance_stats, fit_grid
 from nw2.pipeline.balance.space import (DEFAULT_METRICS, ROW_COLUMNS, FeatureSpec, build_features, load_rows,
                                     quantile_transform, scan_rows)
-from helpers import nw2
+from helpers import nw2, vouch
 from nw2.core.errors import Nw2Error
 
 
@@ -110,6 +110,7 @@ def test_a_missing_metric_lists_those_the_store_holds(demo_store, tmp_path):
     first = sorted((copy / "data").glob("*.parquet"))[0]
     table = pq.read_table(first)
     pq.write_table(table.drop_columns(["dfa"]), first)
+    vouch(first)  # a part nw2 wrote without dfa
     with pytest.raises(Nw2Error) as err:
         load_rows(str(copy), ["dfa"])
     assert f"metric dfa missing from 1 of 13 parts (data/{first.name}, ...)" in one_line(err, copy)

@@ -425,7 +425,13 @@ def test_a_full_disk_under_tensorboard_stops_pretrain_in_one_line_and_resume_fin
     that filled between its two-minute flushes went unnoticed until the end."""
     args = ["pretrain", demo_corpus, *SMALL, "--epochs", "3", "--save-every-steps", "4", "--keep-checkpoints", "0"]
     first, out = tmp_path / "first", tmp_path / "run"
-    ok(*args, "--out", first, "--log-dir", tmp_path / "tb-first")
+    # in processes of their own, as the interrupted run is: a run in this process after other tests may differ
+    def run(*more) -> None:
+        done = subprocess.run([sys.executable, "-m", "nw2.cli", *map(str, more)], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    run(*args, "--out", first, "--log-dir", tmp_path / "tb-first")
     proc = _started([*args, "--out", out, "--log-dir", small_disk / "tb"], tmp_path)
     code, lines = _finished(proc)
     assert code == 1 and not any("Traceback" in line or "Exception" in line for line in lines), lines
@@ -437,5 +443,5 @@ def test_a_full_disk_under_tensorboard_stops_pretrain_in_one_line_and_resume_fin
              if '"event": "step"' in line]
     assert 0 < max(steps) < 36  # it stopped mid-run (3 epochs of 12 steps), where the disk filled
     subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True)  # room made
-    ok("pretrain", demo_corpus, "--out", out, "--resume", "--no-progress")
+    run("pretrain", demo_corpus, "--out", out, "--resume", "--no-progress")
     assert artifact_digests(out / "model") == artifact_digests(first / "model")
