@@ -237,6 +237,37 @@ def _piece_size(piece: Piece) -> int:
     return piece.samples
 
 
+def _check_copies(store: WindowStore, plans: list[FilePlan], results: list[list[dict]]) -> None:
+    """No part is claimed by two files. A part's name comes from its file's bytes and the settings, not from the
+    file's path or record, so a second file with the same bytes (a copy in another folder, now or in an earlier
+    ingest) gets the first one's parts: it would be listed as ingested with windows that are the other file's.
+    Refused naming both, before the manifest is written; the parts this run wrote that either claims are removed
+    (no manifest vouches for them, and two files writing one part at once leave either's bytes), those an earlier
+    ingest finished stay."""
+    display = {plan.input.path: plan.input.display for plan in plans}
+    claims: dict[str, list[tuple[str, dict]]] = {}  # part -> (the file of this run claiming it, its stats)
+    for plan, stats in zip(plans, results):
+        for s in stats:
+            if s.get("part"):
+                claims.setdefault(s["part"], []).append((plan.input.path, s))
+    for part, claimed in sorted(claims.items()):
+        writers = {s["path"] for _, s in claimed}  # a resumed piece's stats are its marker's: who wrote it
+        files = sorted({path for path, _ in claimed} | writers)
+        if len(files) < 2:
+            continue
+        wrote = [s for _, s in claimed if not s.get("resumed")]
+        store.remove([rel for s in wrote for rel in (s["part"], store.marker(s["piece_id"]))])
+        # the file whose part was there already first (a resumed piece's writer), then one that met it
+        had = sorted({s["path"] for _, s in claimed if s.get("resumed")})
+        first = had[0] if had else files[0]
+        second = next(f for f in sorted({path for path, _ in claimed}) if f != first)
+        first, second = display.get(first, first), display.get(second, second)
+        raise Nw2Error(f"{store.url}: {second} has the same bytes as {first} (read with the same settings, they give "
+                       f"the same parts: {part}), so it would be listed with that file's windows; the store is "
+                       f"unfinished until an nw2 ingest into it finishes: rerun without one of them (or, if it is "
+                       f"the other moved, rebuild the store from it with --overwrite)")
+
+
 def _check_identity(store: WindowStore, ran: dict[tuple[str, str], list[dict]], earlier: Manifest | None) -> None:
     """Each ``window_id`` once in the store. A window of this run that another part also holds is refused, naming
     that part and what it can tell: the same file read another way (another modality, reader option or piece
@@ -355,6 +386,7 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
         for entry in manifest:
             if log and entry["status"] != "ingested":
                 log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
+        _check_copies(store, plans, results)
         _check_identity(store, ran, earlier)
         # The manifest is written before the metrics run, so an error there loses nothing ingested.
         store.write_manifest(Manifest(schema_version=SCHEMA_VERSION, inputs=manifest))

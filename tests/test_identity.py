@@ -150,3 +150,39 @@ def test_a_file_with_the_stem_of_an_earlier_ingests_file_is_named_removed_and_th
     rows = pl.read_parquet(store / "data" / "*.parquet", columns=["window_id", "record"])
     assert rows.get_column("window_id").is_unique().all()
     assert rows.group_by("record").len().sort("record").rows() == [("data", 7), ("day2", 11)]
+
+
+def test_a_copy_of_an_ingested_file_is_refused_naming_both_now_or_in_a_later_ingest(sample, tmp_path):
+    """A part's name comes from the file's bytes and the settings, not its path: before, a copy in another folder
+    (ingested later, or with another stem in the same run) got the first file's parts, and the manifest listed it
+    as ingested with windows that were the other file's (38 windows from 2 inputs over 19 rows)."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = _ecg(sample, tmp_path / "a" / "rec.npy", seconds=120.0)
+    (tmp_path / "b" / "rec.npy").write_bytes(first.read_bytes())
+    store = tmp_path / "S"
+    how = ("--fs", 360, "--modality", "ecg", "--scheduler", "sync", "--no-progress", "--no-metrics")
+    args = (*how, "--out", store)
+    ok("ingest", first, *args)
+    built = tree_bytes(store)
+    result = nw2("ingest", tmp_path / "b" / "rec.npy", *args)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {store}: {tmp_path}/b/rec.npy has the same bytes as {tmp_path}/a/rec.npy (read with the same "
+        f"settings, they give the same parts: data/part-"), lines
+    assert lines[0].endswith("rerun without one of them (or, if it is the other moved, rebuild the store from it "
+                             "with --overwrite)"), lines
+    assert not (store / "manifest.json").exists()  # unfinished: nothing downstream takes it for whole
+    ok("ingest", first, *args)  # the earlier ingest, rerun, finishes it as it was
+    assert tree_bytes(store) == built
+    # in one run, under another stem: refused the same way, and the rerun without the copy is a fresh ingest's
+    (tmp_path / "a" / "copy.npy").write_bytes(first.read_bytes())
+    other = tmp_path / "T"
+    result = nw2("ingest", tmp_path / "a", *how, "--out", other)
+    assert result.exit_code == 1 and f"{tmp_path}/a/rec.npy has the same bytes as {tmp_path}/a/copy.npy" \
+        in result.output, result.output
+    (tmp_path / "a" / "copy.npy").unlink()
+    ok("ingest", tmp_path / "a", *how, "--out", other)
+    fresh = tmp_path / "U"
+    ok("ingest", tmp_path / "a", *how, "--out", fresh)
+    assert tree_bytes(other) == tree_bytes(fresh)
