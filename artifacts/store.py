@@ -463,7 +463,9 @@ class WindowStore(Folder):
         """Compare ``data/`` with the parts the markers name: :class:`ArtifactError` naming a file there that no
         marker names (nw2 did not write it, and readers of ``data/*.parquet`` would take it for a part), a part a
         marker names that is missing, or one whose size differs from the marker's (truncated, changed or replaced
-        since). With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only the first.
+        since). With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only the first,
+        and a part named as a piece's that no marker names is passed over (an interrupted ingest's; the rerun writes
+        it again or, when its inputs differ, removes it: :meth:`remove_unmarked_parts`).
         Then each part's Parquet footer against the digest its marker records (:func:`footer_sha256`: the footer
         names every page, and each page carries its checksum, which every read verifies), so a part replaced by
         another valid Parquet file of the same size is named too. Hidden files (``.DS_Store``, a writer's ``.tmp-``
@@ -480,6 +482,8 @@ class WindowStore(Folder):
                 if not name.startswith("."):
                     listing[f"data/{name}"] = entry
         for rel, entry in sorted(listing.items()):
+            if repairable and _PIECE_PART.fullmatch(posixpath.basename(rel)):
+                continue  # a piece's part whose marker an interrupted ingest never wrote: its rerun writes both
             if rel not in named:
                 what = "a folder" if entry.get("type") == "directory" else "a file"
                 raise ArtifactError(f"{self.url}/{rel}", f"is {what} nw2 did not write (no completion marker in "
@@ -504,6 +508,19 @@ class WindowStore(Folder):
                 raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its Parquet footer differs "
                                                          f"from the one its marker records: changed or replaced "
                                                          f"since); {_REWRITE}")
+
+    def remove_unmarked_parts(self) -> list[str]:
+        """Remove the parts named as nw2 names a piece's (``part-<32 hex digits>.parquet``) that no marker names:
+        an interrupted ingest wrote them and was killed before their markers, and this run did not write them again
+        (its inputs differ). ``nw2 ingest`` calls it before its manifest, under the store's write lock; the same
+        names ``--overwrite`` removes. Returns what went."""
+        named = self._records()
+        if named is None:
+            return []
+        orphans = [rel for rel in self.glob(PARTS) if _PIECE_PART.fullmatch(posixpath.basename(rel))
+                   and rel not in named]
+        self.remove(orphans)
+        return orphans
 
     def _footer_sha256(self, rel: str, size: int) -> str | None:
         """:func:`footer_sha256` of a part, reading its last bytes only (a second read when the footer is longer

@@ -386,6 +386,7 @@ def _ingest(spec: IngestSpec, out: str, scheduler: str, workers: int | None, ove
         for entry in manifest:
             if log and entry["status"] != "ingested":
                 log(f"{entry['path']}: {entry['status']}: {entry['reason']}")
+        store.remove_unmarked_parts()  # an interrupted run's, of pieces this run did not have
         _check_copies(store, plans, results)
         _check_identity(store, ran, earlier)
         # The manifest is written before the metrics run, so an error there loses nothing ingested.

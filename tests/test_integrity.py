@@ -301,3 +301,21 @@ def test_a_part_replaced_by_another_valid_parquet_file_of_its_size_is_named_by_i
     assert line == (f"error: {part}: is not the part nw2 wrote (its Parquet footer differs from the one its marker "
                     f"records: changed or replaced since); rerun the nw2 ingest that built the store (it writes "
                     f"such a part again), then nw2 metrics")
+
+
+def test_a_part_an_interrupted_ingest_left_without_its_marker_is_refused_by_readers_and_removed_by_ingest(
+        demo_store_copy, demo_store, tmp_path):
+    """A kill between a part and its marker leaves a part no marker names, with a piece's name: readers refuse
+    it as any unlisted file; the next ingest writes it again with its marker, or removes it when its piece is not
+    in that run (here: a piece of no input)."""
+    from helpers import tree_bytes
+
+    orphan = demo_store_copy / "data" / f"part-{'ab' * 16}.parquet"
+    shutil.copy(sorted((demo_store_copy / "data").glob("part-*.parquet"))[0], orphan)
+    line = _one_error_line(nw2("balance", demo_store_copy, "--out", tmp_path / "C", "--fraction", "0.5",
+                               "--no-report"))
+    assert line.startswith(f"error: {orphan}: is a file nw2 did not write (no completion marker"), line
+    from helpers import DEMO
+
+    ok("ingest", DEMO, "--out", demo_store_copy, "--scheduler", "sync", "--no-progress")
+    assert not orphan.exists() and tree_bytes(demo_store_copy) == tree_bytes(demo_store)
