@@ -185,6 +185,26 @@ def footer_sha256(tail: bytes) -> str | None:
     return hashlib.sha256(tail[-size:]).hexdigest() if size <= len(tail) else None
 
 
+#: Per store root, the state of ``data/`` and ``_progress/`` last found consistent (:meth:`WindowStore.check_parts`).
+_CHECKED: dict[str, tuple] = {}
+
+
+def _signature(listing: dict[str, dict]) -> tuple | None:
+    """What changes when a file of a listing is added, removed or rewritten (name, size, mtime, inode); ``None`` where the
+    filesystem gives no mtime (then nothing is taken as checked)."""
+    if any(entry.get("mtime") is None for entry in listing.values()):
+        return None
+    return tuple((rel, entry.get("size"), entry["mtime"], entry.get("ino")) for rel, entry in sorted(listing.items()))
+
+
+def _versions(marker: dict | None) -> list[dict]:
+    """The digests a part's marker accepts: its own and, while ``nw2 metrics`` replaces the part, the ``pending``
+    one (:meth:`WindowStore.replace_part`); none for a marker of an nw2 before digests."""
+    if not marker:
+        return []
+    return [d for d in (marker, marker.get("pending") or {}) if "bytes" in d and "sha256" in d]
+
+
 def check_reachable(url: str, scheduler: str) -> None:
     """Refuse a ``memory://`` store with worker processes: it lives in this process's memory, so what the
     workers wrote would vanish with them (the run would report windows that no part holds)."""
@@ -409,8 +429,7 @@ class WindowStore(Folder):
         (:meth:`settle` makes it one). Returns the new digest."""
         data = parquet_bytes(table)
         new = digest_of(data)
-        mrel = self._marker_of(rel)
-        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else None
+        mrel, marker = self._marker_for(rel)
         if marker is None:  # a store no nw2 ingest marked (made by hand, or by an nw2 before markers): no list
             self.write_bytes(rel, data)
             return new
@@ -422,8 +441,7 @@ class WindowStore(Folder):
     def settle(self, rel: str) -> None:
         """After a killed :meth:`replace_part` (its marker names two digests): the marker keeps the one the part's
         bytes have; :class:`ArtifactError` when they have neither (changed since nw2 wrote them)."""
-        mrel = self._marker_of(rel)
-        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else None
+        mrel, marker = self._marker_for(rel)
         if marker is None or "pending" not in marker:
             return
         have = digest_of(self.read_bytes(rel))
@@ -434,6 +452,11 @@ class WindowStore(Folder):
         else:
             raise ArtifactError(f"{self.url}/{rel}", "is not the part nw2 wrote (its sha256 differs from the ones "
                                                      f"its marker {mrel} records); {_REWRITE}")
+
+    def _marker_for(self, rel: str) -> tuple[str | None, dict | None]:
+        """The marker path of the part at ``rel`` and what it holds (``None`` when there is none)."""
+        mrel = self._marker_of(rel)
+        return mrel, (self.read_json(mrel) if mrel is not None and self.exists(mrel) else None)
 
     def _marker_of(self, rel: str) -> str | None:
         """The marker of the part at ``rel`` (``data/part-<piece>.parquet`` -> ``_progress/<piece>.json``)."""
@@ -463,24 +486,38 @@ class WindowStore(Folder):
         """Compare ``data/`` with the parts the markers name: :class:`ArtifactError` naming a file there that no
         marker names (nw2 did not write it, and readers of ``data/*.parquet`` would take it for a part), a part a
         marker names that is missing, or one whose size differs from the marker's (truncated, changed or replaced
-        since). With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only the first,
-        and a part named as a piece's that no marker names is passed over (an interrupted ingest's; the rerun writes
-        it again or, when its inputs differ, removes it: :meth:`remove_unmarked_parts`).
-        Then each part's Parquet footer against the digest its marker records (:func:`footer_sha256`: the footer
+        since), or whose Parquet footer differs from the digest its marker records (:func:`footer_sha256`: the footer
         names every page, and each page carries its checksum, which every read verifies), so a part replaced by
         another valid Parquet file of the same size is named too. Hidden files (``.DS_Store``, a writer's ``.tmp-``
-        temporaries) are not parts and are passed over. It costs a listing, the markers and each part's last bytes;
-        ``nw2 metrics``, which reads each part whole, also checks the whole file's sha256."""
+        temporaries) are not parts and are passed over. It costs a listing, the markers and each part's footer, once
+        per state of ``data/`` and ``_progress/`` in a process (a stage opens a store more than once);
+        ``nw2 metrics``, which reads each part whole, also checks the whole file's sha256.
+
+        With ``repairable`` (``nw2 ingest``, which writes a missing or changed part again) only files no marker names
+        are refused, and a part named as a piece's that no marker names is passed over (an interrupted ingest's; the
+        rerun writes it again or, when its inputs differ, removes it: :meth:`remove_unmarked_parts`)."""
+        listing = self._listing("data")
+        state = (repairable, _signature(listing), _signature(self._listing("_progress")))
+        if state[1] is not None and state[2] is not None and _CHECKED.get(self.root) == state:
+            return  # checked already in this state (a stage opens its store more than once)
         named = self._records()
         if named is None:
             return
-        data = self.path("data")
-        listing = {}
-        if self.fs.exists(data):
-            for entry in self.fs.ls(data, detail=True):
+        self._compare(listing, named, repairable)
+        _CHECKED[self.root] = state
+
+    def _listing(self, folder: str) -> dict[str, dict]:
+        """The entries of ``folder`` (fsspec ``ls`` details) by relative path, hidden ones left out."""
+        path, listing = self.path(folder), {}
+        if self.fs.exists(path):
+            for entry in self.fs.ls(path, detail=True):
                 name = posixpath.basename(entry["name"].rstrip("/"))
                 if not name.startswith("."):
-                    listing[f"data/{name}"] = entry
+                    listing[f"{folder}/{name}"] = entry
+        return listing
+
+    def _compare(self, listing: dict[str, dict], named: dict[str, dict], repairable: bool) -> None:
+        """:meth:`check_parts`' comparisons of ``data/`` (``listing``) with the markers' parts (``named``)."""
         for rel, entry in sorted(listing.items()):
             if repairable and _PIECE_PART.fullmatch(posixpath.basename(rel)):
                 continue  # a piece's part whose marker an interrupted ingest never wrote: its rerun writes both
@@ -496,7 +533,7 @@ class WindowStore(Folder):
             if rel not in listing:
                 raise ArtifactError(f"{self.url}/{rel}", f"is missing (its completion marker records "
                                                          f"{stats.get('windows')} windows); {_REWRITE}")
-            versions = [d for d in (stats, stats.get("pending") or {}) if "bytes" in d]
+            versions = _versions(stats)
             size = int(listing[rel]["size"])
             if versions and size not in [d["bytes"] for d in versions]:
                 raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its size, {size} bytes, "
@@ -523,18 +560,16 @@ class WindowStore(Folder):
         return orphans
 
     def _footer_sha256(self, rel: str, size: int) -> str | None:
-        """:func:`footer_sha256` of a part, reading its last bytes only (a second read when the footer is longer
-        than the first guess)."""
+        """:func:`footer_sha256` of a part, reading its footer only."""
+        if size < 8:
+            return None
         with self.open_file(rel, "rb") as fh:
-            want = min(size, 64 << 10)
-            fh.seek(size - want)
-            tail = fh.read(want)
-            if len(tail) >= 8 and tail[-4:] == b"PAR1":
-                need = int.from_bytes(tail[-8:-4], "little") + 8
-                if want < need <= size:
-                    fh.seek(size - need)
-                    tail = fh.read(need)
-        return footer_sha256(tail)
+            fh.seek(size - 8)
+            need = int.from_bytes(fh.read(8)[:4], "little") + 8  # the footer's length, then itself
+            if need > size:
+                return None
+            fh.seek(size - need)
+            return footer_sha256(fh.read(need))
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         """Write (or atomically replace) a part with the store's Parquet settings."""
@@ -548,9 +583,7 @@ class WindowStore(Folder):
         """Every column of a part, its bytes checked against the sha256 its marker records (a reader that reads
         the whole file anyway pays one hash for it: ``nw2 metrics``), then its pages against their checksums."""
         data = self.read_bytes(rel)
-        mrel = self._marker_of(rel)
-        marker = self.read_json(mrel) if mrel is not None and self.exists(mrel) else {}
-        known = [d["sha256"] for d in (marker, marker.get("pending") or {}) if "sha256" in d]
+        known = [d["sha256"] for d in _versions(self._marker_for(rel)[1])]
         if known and hashlib.sha256(data).hexdigest() not in known:
             raise ArtifactError(f"{self.url}/{rel}", f"is not the part nw2 wrote (its sha256 differs from the "
                                                      f"one its marker records: damaged, changed or replaced "
@@ -584,7 +617,7 @@ class WindowStore(Folder):
                 rows = pq.read_metadata(fh).num_rows
         except (OSError, pa.ArrowException):
             return None
-        sizes = [d["bytes"] for d in (stats, stats.get("pending") or {}) if "bytes" in d]
+        sizes = [d["bytes"] for d in _versions(stats)]
         if sizes and size not in sizes:  # changed since (a marker of an nw2 before digests has no size)
             return None
         return stats if rows == stats.get("windows") else None
